@@ -1,0 +1,313 @@
+//! The switch-facing contract on topic `call-events` (JSON, key = call_id):
+//! parsing raw bytes into a typed [`SwitchEvent`] with an error that names the
+//! field, so the assembler can dead-letter it with a precise reason.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Milestone carried by one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Setup,
+    Progress,
+    Answer,
+    Hangup,
+    /// One self-contained record from switches that only emit at call end.
+    Cdr,
+}
+
+impl EventKind {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "setup" => Self::Setup,
+            "progress" => Self::Progress,
+            "answer" => Self::Answer,
+            "hangup" => Self::Hangup,
+            "cdr" => Self::Cdr,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Outbound,
+    Inbound,
+}
+
+/// Media statistics a switch may attach to a hangup (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaStats {
+    pub rtp_rx_packets: Option<i64>,
+    pub rtp_rx_before_answer: Option<i64>,
+    pub silence_ratio: Option<f64>,
+    pub mos: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
+}
+
+/// Loose shape of the JSON: every field optional so that a missing field is
+/// reported by name instead of as a generic serde error.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RawEvent {
+    pub event_id: Option<String>,
+    pub call_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub ts: Option<String>,
+    pub switch_id: Option<String>,
+    pub account_id: Option<String>,
+    pub direction: Option<String>,
+    pub cli: Option<String>,
+    pub dialed: Option<String>,
+    pub trunk_id: Option<String>,
+    pub sip_code: Option<i64>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub source_ip: Option<String>,
+    pub behind_nat: Option<bool>,
+    pub media: Option<MediaStats>,
+    pub codec: Option<String>,
+    pub setup_ts: Option<String>,
+    pub progress_ts: Option<String>,
+    pub answer_ts: Option<String>,
+    pub end_ts: Option<String>,
+}
+
+/// A validated switch event. Timestamps are UTC milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwitchEvent {
+    pub event_id: String,
+    pub call_id: String,
+    pub kind: EventKind,
+    pub ts_ms: i64,
+    pub switch_id: String,
+    pub account_id: String,
+    pub direction: Direction,
+    pub cli: Option<String>,
+    pub dialed: Option<String>,
+    pub trunk_id: Option<String>,
+    pub sip_code: Option<i32>,
+    pub headers: BTreeMap<String, String>,
+    pub source_ip: Option<String>,
+    pub behind_nat: Option<bool>,
+    pub media: Option<MediaStats>,
+    pub codec: Option<String>,
+    /// Only for `cdr` events.
+    pub setup_ts_ms: Option<i64>,
+    pub progress_ts_ms: Option<i64>,
+    pub answer_ts_ms: Option<i64>,
+    pub end_ts_ms: Option<i64>,
+}
+
+/// Why an event was refused. `reason()` is the stable label used in the DLQ
+/// envelope and in the per-reason dead-letter counter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("malformed JSON: {0}")]
+    BadJson(String),
+    #[error("missing required field `{0}`")]
+    MissingField(&'static str),
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    #[error("field `{field}` is not an RFC 3339 UTC timestamp: `{value}`")]
+    BadTimestamp { field: &'static str, value: String },
+    #[error("field `{field}` has an invalid value: {message}")]
+    BadValue { field: &'static str, message: String },
+    #[error("answer at {answer_ms} ms is before setup at {setup_ms} ms by more than the skew tolerance")]
+    AnswerBeforeSetup { setup_ms: i64, answer_ms: i64 },
+    #[error("negative duration: end {end_ms} ms is before answer {answer_ms} ms")]
+    NegativeDuration { answer_ms: i64, end_ms: i64 },
+    #[error("event for call already closed more than the retention ago or after close: {0}")]
+    EventAfterClose(String),
+}
+
+impl EventError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BadJson(_) => "bad_json",
+            Self::MissingField(_) => "missing_field",
+            Self::UnknownType(_) => "unknown_type",
+            Self::BadTimestamp { .. } => "bad_timestamp",
+            Self::BadValue { .. } => "bad_value",
+            Self::AnswerBeforeSetup { .. } => "answer_before_setup",
+            Self::NegativeDuration { .. } => "negative_duration",
+            Self::EventAfterClose(_) => "event_after_close",
+        }
+    }
+
+    /// The field the error is about, for the DLQ envelope.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingField(f) => Some(f),
+            Self::UnknownType(_) => Some("type"),
+            Self::BadTimestamp { field, .. } | Self::BadValue { field, .. } => Some(field),
+            Self::AnswerBeforeSetup { .. } => Some("answer_ts"),
+            Self::NegativeDuration { .. } => Some("end_ts"),
+            _ => None,
+        }
+    }
+}
+
+/// Earliest and latest timestamps accepted: anything outside is a clock bug.
+const MIN_TS_MS: i64 = 946_684_800_000; // 2000-01-01
+const MAX_TS_MS: i64 = 4_102_444_800_000; // 2100-01-01
+
+pub fn parse_ts(field: &'static str, s: &str) -> Result<i64, EventError> {
+    let bad = || EventError::BadTimestamp { field, value: s.chars().take(64).collect() };
+    let dt = DateTime::parse_from_rfc3339(s).map_err(|_| bad())?;
+    let ms = dt.with_timezone(&Utc).timestamp_millis();
+    if !(MIN_TS_MS..MAX_TS_MS).contains(&ms) {
+        return Err(bad());
+    }
+    Ok(ms)
+}
+
+/// Formats epoch milliseconds as the contract's RFC 3339 form (`...sssZ`).
+pub fn format_ts(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn required(v: Option<String>, field: &'static str) -> Result<String, EventError> {
+    match v {
+        Some(s) if !s.trim().is_empty() => Ok(s),
+        _ => Err(EventError::MissingField(field)),
+    }
+}
+
+fn opt_ts(field: &'static str, v: &Option<String>) -> Result<Option<i64>, EventError> {
+    v.as_deref().map(|s| parse_ts(field, s)).transpose()
+}
+
+impl SwitchEvent {
+    /// Parses and validates one message value from `call-events`.
+    /// `skew_ms` is the clock-skew tolerance applied to self-contained `cdr`
+    /// records (answer may precede setup by at most this much).
+    pub fn from_json(bytes: &[u8], skew_ms: i64) -> Result<Self, EventError> {
+        let raw: RawEvent = serde_json::from_slice(bytes).map_err(|e| EventError::BadJson(e.to_string()))?;
+        Self::from_raw(raw, skew_ms)
+    }
+
+    pub fn from_raw(raw: RawEvent, skew_ms: i64) -> Result<Self, EventError> {
+        let call_id = required(raw.call_id, "call_id")?;
+        let event_id = required(raw.event_id, "event_id")?;
+        let kind_s = required(raw.kind, "type")?;
+        let kind = EventKind::parse(&kind_s).ok_or(EventError::UnknownType(kind_s.chars().take(32).collect()))?;
+        let switch_id = required(raw.switch_id, "switch_id")?;
+        let account_id = required(raw.account_id, "account_id")?;
+        let ts_ms = parse_ts("ts", &required(raw.ts, "ts")?)?;
+        let direction = match raw.direction.as_deref() {
+            None | Some("outbound") => Direction::Outbound,
+            Some("inbound") => Direction::Inbound,
+            Some(other) => {
+                return Err(EventError::BadValue { field: "direction", message: format!("`{other}` is not outbound|inbound") })
+            }
+        };
+        let sip_code = match raw.sip_code {
+            None => None,
+            Some(c) if (100..700).contains(&c) => Some(c as i32),
+            Some(c) => return Err(EventError::BadValue { field: "sip_code", message: format!("{c} is not a SIP status code") }),
+        };
+        if kind == EventKind::Setup && raw.dialed.as_deref().is_none_or(|d| d.trim().is_empty()) {
+            return Err(EventError::MissingField("dialed"));
+        }
+        let setup_ts_ms = opt_ts("setup_ts", &raw.setup_ts)?;
+        let progress_ts_ms = opt_ts("progress_ts", &raw.progress_ts)?;
+        let answer_ts_ms = opt_ts("answer_ts", &raw.answer_ts)?;
+        let end_ts_ms = opt_ts("end_ts", &raw.end_ts)?;
+        if kind == EventKind::Cdr {
+            let setup = setup_ts_ms.ok_or(EventError::MissingField("setup_ts"))?;
+            let end = end_ts_ms.ok_or(EventError::MissingField("end_ts"))?;
+            if raw.dialed.as_deref().is_none_or(|d| d.trim().is_empty()) {
+                return Err(EventError::MissingField("dialed"));
+            }
+            if let Some(a) = answer_ts_ms {
+                if a + skew_ms < setup {
+                    return Err(EventError::AnswerBeforeSetup { setup_ms: setup, answer_ms: a });
+                }
+                if end < a {
+                    return Err(EventError::NegativeDuration { answer_ms: a, end_ms: end });
+                }
+            }
+            if end + skew_ms < setup {
+                return Err(EventError::NegativeDuration { answer_ms: setup, end_ms: end });
+            }
+        }
+        Ok(SwitchEvent {
+            event_id,
+            call_id,
+            kind,
+            ts_ms,
+            switch_id,
+            account_id,
+            direction,
+            cli: raw.cli,
+            dialed: raw.dialed,
+            trunk_id: raw.trunk_id,
+            sip_code,
+            headers: raw.headers,
+            source_ip: raw.source_ip,
+            behind_nat: raw.behind_nat,
+            media: raw.media,
+            codec: raw.codec,
+            setup_ts_ms,
+            progress_ts_ms,
+            answer_ts_ms,
+            end_ts_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(json: &str) -> Result<SwitchEvent, EventError> {
+        SwitchEvent::from_json(json.as_bytes(), 2000)
+    }
+
+    #[test]
+    fn parses_setup() {
+        let e = ev(r#"{"event_id":"e1","call_id":"c1","type":"setup","ts":"2026-11-21T10:00:00.123Z","switch_id":"sw1","account_id":"acc1","cli":"+12125550100","dialed":"*3144207946000"}"#).unwrap();
+        assert_eq!(e.kind, EventKind::Setup);
+        assert_eq!(e.ts_ms % 1000, 123);
+        assert_eq!(e.dialed.as_deref(), Some("*3144207946000"));
+    }
+
+    #[test]
+    fn names_the_failing_field() {
+        assert_eq!(ev("{not json").unwrap_err().reason(), "bad_json");
+        let e = ev(r#"{"event_id":"e1","type":"setup","ts":"2026-11-21T10:00:00.000Z","switch_id":"s","account_id":"a","dialed":"1"}"#).unwrap_err();
+        assert_eq!(e, EventError::MissingField("call_id"));
+        let e = ev(r#"{"event_id":"e1","call_id":"c","type":"ring","ts":"2026-11-21T10:00:00.000Z","switch_id":"s","account_id":"a"}"#).unwrap_err();
+        assert_eq!(e.reason(), "unknown_type");
+        let e = ev(r#"{"event_id":"e1","call_id":"c","type":"answer","ts":"yesterday","switch_id":"s","account_id":"a"}"#).unwrap_err();
+        assert_eq!(e.field(), Some("ts"));
+        assert_eq!(e.reason(), "bad_timestamp");
+    }
+
+    #[test]
+    fn cdr_record_checks_ordering() {
+        let base = r#""event_id":"e1","call_id":"c","type":"cdr","ts":"2026-11-21T10:00:10.000Z","switch_id":"s","account_id":"a","dialed":"4420","#;
+        let bad = format!("{{{base}\"setup_ts\":\"2026-11-21T10:00:00.000Z\",\"answer_ts\":\"2026-11-21T09:59:00.000Z\",\"end_ts\":\"2026-11-21T10:00:10.000Z\"}}");
+        assert_eq!(ev(&bad).unwrap_err().reason(), "answer_before_setup");
+        let neg = format!("{{{base}\"setup_ts\":\"2026-11-21T10:00:00.000Z\",\"answer_ts\":\"2026-11-21T10:00:05.000Z\",\"end_ts\":\"2026-11-21T10:00:01.000Z\"}}");
+        assert_eq!(ev(&neg).unwrap_err().reason(), "negative_duration");
+        let ok = format!("{{{base}\"setup_ts\":\"2026-11-21T10:00:00.000Z\",\"answer_ts\":\"2026-11-21T10:00:05.000Z\",\"end_ts\":\"2026-11-21T10:00:09.000Z\"}}");
+        assert!(ev(&ok).is_ok());
+    }
+
+    #[test]
+    fn impossible_timestamps_are_refused() {
+        assert!(parse_ts("ts", "1970-01-01T00:00:00.000Z").is_err());
+        assert!(parse_ts("ts", "2026-11-21T10:00:00.000+01:00").is_ok());
+        assert_eq!(format_ts(parse_ts("ts", "2026-11-21T10:00:00.250Z").unwrap()), "2026-11-21T10:00:00.250Z");
+    }
+}

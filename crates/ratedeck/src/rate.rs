@@ -1,0 +1,440 @@
+//! Pure per-call rating and invoice rounding.
+//!
+//! Owns the rating input/output types ([`RatingInput`], [`RatingContext`],
+//! [`Account`], [`RatedCall`]), the billing-increment arithmetic
+//! ([`billed_seconds`]), the rating rules ([`rate`]) and the invoice rounding
+//! rule ([`invoice_total`]).
+//!
+//! `rate` is a pure function of its inputs: no clock, no I/O, no global
+//! state, so re-rating a CDR always reproduces the same result. Amounts are
+//! kept unrounded (full `Decimal` precision); rounding happens once per
+//! invoice, because rounding each call up to a cent would overbill short
+//! calls massively (100,000 × 28 s at $0.01/min is $466.67, not $470).
+
+use crate::deck::{Increment, ObrTier, Plan};
+use crate::prefix::normalize_digits;
+use crate::store::{DeckMatch, DeckSet, Scope};
+use crate::tables::{nanp_npanxx, EeaCountries, NpaNxxStates, UkNumberType, UkSurcharges};
+use chrono::{DateTime, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Callee number type as supplied by enrichment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NumberType {
+    Fixed,
+    Mobile,
+    TollFree,
+    Premium,
+    Satellite,
+    Unknown,
+}
+
+/// One call to rate (owned, plain data; built by the rater service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatingInput {
+    pub call_id: String,
+    pub account_id: String,
+    /// Dialed digits, possibly with a plan prefix `*30`/`*31`/`*32`/`*4TTT`.
+    pub dialed: String,
+    /// LRN (E.164 digits) when enrichment found one; rated instead of the
+    /// dialed number for NANP calls.
+    pub rated_number: Option<String>,
+    pub cli: Option<String>,
+    pub cli_valid: bool,
+    /// ISO alpha-2 of the caller id.
+    pub cli_country: Option<String>,
+    pub answer_ts: Option<DateTime<Utc>>,
+    /// 0 when unanswered.
+    pub billable_seconds: u32,
+    pub answered: bool,
+    pub behind_nat: bool,
+    /// From the `X-CWU-maxrate` header.
+    pub max_rate: Option<Decimal>,
+    /// From the `X-CWU-maxroute` header.
+    pub max_route: Option<u32>,
+    pub lrn_fee: Decimal,
+    pub callee_number_type: Option<NumberType>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AccountKind {
+    Wholesale,
+    Retail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub kind: AccountKind,
+    pub default_plan: Plan,
+    /// Customer-portal "Allow UK Surcharge" (default no).
+    pub allow_uk_surcharge: bool,
+    pub default_max_rate: Option<Decimal>,
+    /// `Some(Plan::Retail)` for a wholesale account downgraded to retail.
+    pub plan_override: Option<Plan>,
+}
+
+/// Everything `rate` reads besides the call itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RatingContext<'a> {
+    pub decks: &'a DeckSet,
+    pub accounts: &'a HashMap<String, Account>,
+    pub npanxx: &'a NpaNxxStates,
+    pub uk_surcharges: &'a UkSurcharges,
+    pub eea: &'a EeaCountries,
+}
+
+/// US48 jurisdiction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Jurisdiction {
+    Interstate,
+    Intrastate,
+    /// Caller id not a valid NANP number or NPA-NXX unknown: billed at the
+    /// higher of the two rates.
+    Indeterminate,
+}
+
+/// Conditions worth surfacing on the CDR. Kept in a fixed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Flag {
+    /// Applied rate per minute above the header/account max rate.
+    MaxRateExceeded,
+    /// UK origin surcharge applies but the account does not allow it.
+    UkSurchargeBlocked,
+    /// US48 call with indeterminate jurisdiction (higher rate applied).
+    JurisdictionIndeterminate,
+    /// NANP call rated on the LRN instead of the dialed number.
+    LrnRated,
+    /// Rated from the Retail deck because the call came from behind NAT.
+    BehindNatRetail,
+    /// Rated from the Retail deck because the wholesale account was downgraded.
+    DowngradedToRetail,
+    /// Short-duration surcharge added.
+    ShortDurationSurcharge,
+    /// Caller id missing/invalid (rest-of-world / unknown-origin treatment).
+    InvalidCli,
+    /// Not answered (or zero duration): billed 0.
+    NotBilled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RatingStatus {
+    Rated,
+    /// Kept, not dropped, so it can be fixed and re-rated.
+    Unrated { reason: String },
+}
+
+/// The rated CDR. `amount` is unrounded; see [`invoice_total`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatedCall {
+    pub call_id: String,
+    pub account_id: String,
+    pub status: RatingStatus,
+    pub plan: Option<Plan>,
+    /// Trunk selected with `*4TTT`.
+    pub trunk: Option<u32>,
+    /// Number actually matched (prefix stripped, LRN applied).
+    pub rated_number: String,
+    /// Empty / 0 when no deck matched.
+    pub deck_id: String,
+    pub deck_version: u64,
+    pub matched_prefix: Option<String>,
+    pub destination: Option<String>,
+    pub jurisdiction: Option<Jurisdiction>,
+    pub obr_tier: Option<ObrTier>,
+    pub rate_per_min: Decimal,
+    pub increment: Option<Increment>,
+    pub billed_seconds: u32,
+    pub connection_fee: Decimal,
+    /// UK origin surcharge amount (OBR is priced through tiered breakout
+    /// rows, so it shows in `rate_per_min`, not here).
+    pub surcharge: Decimal,
+    pub uk_surcharge_per_min: Decimal,
+    pub short_duration_surcharge: Decimal,
+    pub lrn_fee: Decimal,
+    pub amount: Decimal,
+    pub currency: String,
+    pub flags: Vec<Flag>,
+    /// Effective max rate (header, else account default).
+    pub max_rate: Option<Decimal>,
+    pub max_route: Option<u32>,
+}
+
+impl RatedCall {
+    pub fn has_flag(&self, f: Flag) -> bool {
+        self.flags.contains(&f)
+    }
+
+    pub fn is_rated(&self) -> bool {
+        self.status == RatingStatus::Rated
+    }
+}
+
+/// Billed seconds for an answered duration under increment `X/Y`.
+///
+/// 0 s bills 0. Otherwise the duration is first raised to the row's
+/// `min_billed_s` floor (before rounding so the result stays on the
+/// increment grid), then to `X`, then rounded up to `X + k·Y`. This is the
+/// smallest value that is ≥ duration, ≥ X and on the grid.
+pub fn billed_seconds(duration_s: u32, inc: Increment, min_billed_s: u32) -> u32 {
+    if duration_s == 0 {
+        return 0;
+    }
+    let x = u64::from(inc.initial);
+    let y = u64::from(inc.step.max(1));
+    let d = u64::from(duration_s.max(min_billed_s)).max(x);
+    let billed = if d > x { x + (d - x).div_ceil(y) * y } else { x };
+    u32::try_from(billed).unwrap_or(u32::MAX)
+}
+
+/// Sum unrounded call amounts and round the total once, half away from
+/// zero, to cents.
+pub fn invoice_total(amounts: impl IntoIterator<Item = Decimal>) -> Decimal {
+    let sum: Decimal = amounts.into_iter().sum();
+    sum.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+const SIXTY: Decimal = Decimal::from_parts(60, 0, 0, false, 0);
+
+/// Plan / trunk selected by a dial prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DialSelect {
+    Default,
+    Plan(Plan),
+    Trunk(u32),
+}
+
+/// Split `*30`, `*31`, `*32`, `*4TTT` off the dialed string.
+fn strip_dial_prefix(dialed: &str) -> Result<(DialSelect, &str), &'static str> {
+    let Some(rest) = dialed.strip_prefix('*') else {
+        return Ok((DialSelect::Default, dialed));
+    };
+    let b = rest.as_bytes();
+    match b {
+        [b'3', b'0', ..] => Ok((DialSelect::Plan(Plan::Pstn), &rest[2..])),
+        [b'3', b'1', ..] => Ok((DialSelect::Plan(Plan::Standard), &rest[2..])),
+        [b'3', b'2', ..] => Ok((DialSelect::Plan(Plan::Premium), &rest[2..])),
+        [b'4', t1, t2, t3, ..] if [t1, t2, t3].iter().all(|c| c.is_ascii_digit()) => {
+            let t = u32::from(t1 - b'0') * 100 + u32::from(t2 - b'0') * 10 + u32::from(t3 - b'0');
+            Ok((DialSelect::Trunk(t), &rest[4..]))
+        }
+        _ => Err("unknown dial prefix"),
+    }
+}
+
+/// E.164 validity used for origin decisions: enrichment says valid, and the
+/// digits look like E.164 (7–15 digits, no leading 0).
+fn cli_e164<'a>(input: &'a RatingInput) -> Option<&'a str> {
+    if !input.cli_valid {
+        return None;
+    }
+    let d = normalize_digits(input.cli.as_deref()?)?;
+    (7..=15).contains(&d.len()).then_some(d).filter(|d| !d.starts_with('0'))
+}
+
+/// Rate one call. See the crate README for the full rule set.
+pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
+    let mut out = RatedCall {
+        call_id: input.call_id.clone(),
+        account_id: input.account_id.clone(),
+        status: RatingStatus::Rated,
+        plan: None,
+        trunk: None,
+        rated_number: String::new(),
+        deck_id: String::new(),
+        deck_version: 0,
+        matched_prefix: None,
+        destination: None,
+        jurisdiction: None,
+        obr_tier: None,
+        rate_per_min: Decimal::ZERO,
+        increment: None,
+        billed_seconds: 0,
+        connection_fee: Decimal::ZERO,
+        surcharge: Decimal::ZERO,
+        uk_surcharge_per_min: Decimal::ZERO,
+        short_duration_surcharge: Decimal::ZERO,
+        lrn_fee: input.lrn_fee,
+        amount: Decimal::ZERO,
+        currency: "USD".to_string(),
+        flags: Vec::new(),
+        max_rate: input.max_rate,
+        max_route: input.max_route,
+    };
+    let unrated = |mut out: RatedCall, reason: String| {
+        out.status = RatingStatus::Unrated { reason };
+        out.flags.sort_unstable();
+        out
+    };
+
+    let Some(acct) = ctx.accounts.get(&input.account_id) else {
+        let r = format!("unknown account {}", input.account_id);
+        return unrated(out, r);
+    };
+    out.max_rate = input.max_rate.or(acct.default_max_rate);
+
+    let (select, digits) = match strip_dial_prefix(input.dialed.trim()) {
+        Ok(x) => x,
+        Err(e) => return unrated(out, format!("{e} in `{}`", input.dialed)),
+    };
+    let Some(mut number) = normalize_digits(digits) else {
+        return unrated(out, format!("dialed number `{}` is not digits", input.dialed));
+    };
+    // Ported NANP numbers are rated on their LRN (the carrier that now
+    // terminates the call), not the dialed number.
+    if number.starts_with('1') {
+        if let Some(lrn) = input.rated_number.as_deref().and_then(normalize_digits) {
+            if lrn != number {
+                out.flags.push(Flag::LrnRated);
+            }
+            number = lrn;
+        }
+    }
+    out.rated_number = number.to_string();
+
+    // Retail wins over any dial prefix: NAT and downgrade are commercial
+    // decisions the caller cannot dial around.
+    let downgraded = acct.kind == AccountKind::Wholesale && acct.plan_override == Some(Plan::Retail);
+    let retail = acct.kind == AccountKind::Retail || downgraded || input.behind_nat;
+    if downgraded {
+        out.flags.push(Flag::DowngradedToRetail);
+    } else if input.behind_nat && acct.kind == AccountKind::Wholesale {
+        out.flags.push(Flag::BehindNatRetail);
+    }
+    let plan = if retail {
+        Plan::Retail
+    } else {
+        match select {
+            DialSelect::Plan(p) => p,
+            _ => acct.plan_override.unwrap_or(acct.default_plan),
+        }
+    };
+    out.plan = Some(plan);
+
+    let cli = cli_e164(input);
+    let cli_country = cli.and(input.cli_country.as_deref());
+    if cli_country.is_none() {
+        out.flags.push(Flag::InvalidCli);
+    }
+    let tier = match cli_country {
+        Some(c) if ctx.eea.contains(c) => ObrTier::Eea,
+        _ => ObrTier::RestOfWorld,
+    };
+
+    let billable = input.answered && input.billable_seconds > 0;
+    let Some(at) = input.answer_ts else {
+        if billable {
+            return unrated(out, "answered call without answer timestamp".into());
+        }
+        // Unanswered calls have no answer time to pick a deck version by;
+        // they bill 0 whatever the deck says.
+        out.flags.push(Flag::NotBilled);
+        out.flags.sort_unstable();
+        return out;
+    };
+
+    // Lookup: trunk deck, else US48 (NANP) then A–Z of the plan.
+    let mut us48 = false;
+    let found: Option<DeckMatch<'_>> = match select {
+        DialSelect::Trunk(t) if !retail => {
+            out.trunk = Some(t);
+            let m = ctx.decks.lookup(Scope::Trunk(t), number, at, tier);
+            if let Some(p) = m.and_then(|m| m.row.trunk_plan) {
+                out.plan = Some(p);
+            }
+            m
+        }
+        _ => {
+            let m = if number.starts_with('1') {
+                ctx.decks.lookup(Scope::Us48(plan), number, at, tier)
+            } else {
+                None
+            };
+            us48 = m.is_some();
+            m.or_else(|| ctx.decks.lookup(Scope::Az(plan), number, at, tier))
+        }
+    };
+    let Some(m) = found else {
+        let what = match select {
+            DialSelect::Trunk(t) if !retail => format!("trunk {t:03}"),
+            _ => plan.as_str().to_string(),
+        };
+        return unrated(out, format!("no matching prefix for {number} in {what} deck"));
+    };
+    let row = m.row;
+    out.deck_id = m.deck_id.to_string();
+    out.deck_version = m.version;
+    out.matched_prefix = Some(row.prefix.to_string());
+    out.destination = Some(row.destination.to_string());
+    out.increment = Some(row.increment);
+    out.obr_tier = row.obr_tier;
+
+    // US48 jurisdiction from caller and callee NPA-NXX states.
+    let mut rate = row.rate;
+    if let (true, Some(intra)) = (us48, row.rate_intrastate) {
+        let caller_state = cli.filter(|c| nanp_npanxx(c).is_some()).and_then(|c| ctx.npanxx.state_of(c));
+        let callee_state = ctx.npanxx.state_of(number);
+        let j = match (caller_state, callee_state) {
+            (Some(a), Some(b)) if a == b => Jurisdiction::Intrastate,
+            (Some(_), Some(_)) => Jurisdiction::Interstate,
+            _ => Jurisdiction::Indeterminate,
+        };
+        rate = match j {
+            Jurisdiction::Interstate => row.rate,
+            Jurisdiction::Intrastate => intra,
+            Jurisdiction::Indeterminate => {
+                out.flags.push(Flag::JurisdictionIndeterminate);
+                row.rate.max(intra)
+            }
+        };
+        out.jurisdiction = Some(j);
+    }
+    out.rate_per_min = rate;
+
+    // UK origin-based charging.
+    if number.starts_with("44") {
+        let t = match input.callee_number_type {
+            Some(NumberType::Mobile) => UkNumberType::Mobile,
+            Some(NumberType::Fixed) => UkNumberType::Fixed,
+            _ if number.starts_with("447") => UkNumberType::Mobile,
+            _ => UkNumberType::Fixed,
+        };
+        let per_min = ctx.uk_surcharges.per_min(cli_country, t);
+        out.uk_surcharge_per_min = per_min;
+        if !per_min.is_zero() && !acct.allow_uk_surcharge {
+            out.flags.push(Flag::UkSurchargeBlocked);
+        }
+    }
+
+    if let Some(max) = out.max_rate {
+        if rate > max {
+            out.flags.push(Flag::MaxRateExceeded);
+        }
+    }
+
+    if !billable {
+        out.flags.push(Flag::NotBilled);
+        out.flags.sort_unstable();
+        return out;
+    }
+    let billed = billed_seconds(input.billable_seconds, row.increment, row.min_billed_seconds);
+    out.billed_seconds = billed;
+    let secs = Decimal::from(billed);
+    out.connection_fee = row.connection_fee;
+    out.surcharge = out.uk_surcharge_per_min * secs / SIXTY;
+    if row.short_threshold_s > 0 && input.billable_seconds < row.short_threshold_s {
+        out.short_duration_surcharge = row.short_surcharge;
+        if !row.short_surcharge.is_zero() {
+            out.flags.push(Flag::ShortDurationSurcharge);
+        }
+    }
+    out.amount = secs * rate / SIXTY
+        + out.connection_fee
+        + out.surcharge
+        + out.short_duration_surcharge
+        + out.lrn_fee;
+    out.flags.sort_unstable();
+    out
+}

@@ -1,0 +1,119 @@
+//! Shared fixture: the sample decks and tables from `testdata/` loaded into
+//! one context, plus a call builder.
+#![allow(dead_code)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use ratedeck::*;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+
+pub fn t(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap()
+}
+
+pub struct Fixture {
+    pub decks: DeckSet,
+    pub accounts: HashMap<String, Account>,
+    pub npanxx: NpaNxxStates,
+    pub uk: UkSurcharges,
+    pub eea: EeaCountries,
+}
+
+impl Fixture {
+    pub fn ctx(&self) -> RatingContext<'_> {
+        RatingContext {
+            decks: &self.decks,
+            accounts: &self.accounts,
+            npanxx: &self.npanxx,
+            uk_surcharges: &self.uk,
+            eea: &self.eea,
+        }
+    }
+}
+
+pub fn account(id: &str, kind: AccountKind, plan: Plan) -> Account {
+    Account {
+        id: id.into(),
+        kind,
+        default_plan: plan,
+        allow_uk_surcharge: false,
+        default_max_rate: None,
+        plan_override: None,
+    }
+}
+
+pub fn fixture() -> Fixture {
+    let mut decks = DeckSet::new();
+    let from = t(2021, 9, 21);
+    let load = |d: &mut DeckSet, id: &str, text: &str, kind: DeckKind, plan: Plan| {
+        let r = d
+            .load(id, text, kind, plan, ImportMode::Strict, from, None)
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(r.rejected.is_empty());
+        assert!(r.rows_loaded > 0);
+    };
+    load(&mut decks, "standard_az.txt", include_str!("../../testdata/standard_az.txt"), DeckKind::AZ(Plan::Standard), Plan::Standard);
+    load(&mut decks, "premium_az.txt", include_str!("../../testdata/premium_az.txt"), DeckKind::AZ(Plan::Premium), Plan::Premium);
+    load(&mut decks, "pstn_az.txt", include_str!("../../testdata/pstn_az.txt"), DeckKind::AZ(Plan::Pstn), Plan::Pstn);
+    load(&mut decks, "retail_az.txt", include_str!("../../testdata/retail_az.txt"), DeckKind::AZ(Plan::Retail), Plan::Retail);
+    load(&mut decks, "us48_premium.txt", include_str!("../../testdata/us48_premium.txt"), DeckKind::Us48, Plan::Premium);
+    load(&mut decks, "us48_pstn.txt", include_str!("../../testdata/us48_pstn.txt"), DeckKind::Us48, Plan::Pstn);
+    load(&mut decks, "per_trunk.txt", include_str!("../../testdata/per_trunk.txt"), DeckKind::PerTrunk, Plan::Standard);
+
+    let mut accounts = HashMap::new();
+    for a in [
+        account("w-std", AccountKind::Wholesale, Plan::Standard),
+        account("w-prem", AccountKind::Wholesale, Plan::Premium),
+        account("w-pstn", AccountKind::Wholesale, Plan::Pstn),
+        account("retail", AccountKind::Retail, Plan::Standard),
+        Account {
+            plan_override: Some(Plan::Retail),
+            ..account("w-downgraded", AccountKind::Wholesale, Plan::Premium)
+        },
+        Account {
+            allow_uk_surcharge: true,
+            ..account("w-uk-ok", AccountKind::Wholesale, Plan::Standard)
+        },
+        Account {
+            default_max_rate: Some(Decimal::new(10, 3)),
+            ..account("w-max", AccountKind::Wholesale, Plan::Standard)
+        },
+    ] {
+        accounts.insert(a.id.clone(), a);
+    }
+    Fixture {
+        decks,
+        accounts,
+        npanxx: NpaNxxStates::parse(include_str!("../../testdata/npanxx_states.txt")).unwrap(),
+        uk: UkSurcharges::parse(include_str!("../../testdata/uk_surcharges.txt")).unwrap(),
+        eea: EeaCountries::parse(include_str!("../../testdata/eea_countries.txt")).unwrap(),
+    }
+}
+
+/// An answered 60 s call from a valid German CLI at 2021-10-01.
+pub fn call(account: &str, dialed: &str) -> RatingInput {
+    RatingInput {
+        call_id: format!("c-{dialed}"),
+        account_id: account.into(),
+        dialed: dialed.into(),
+        rated_number: None,
+        cli: Some("+4930123456".into()),
+        cli_valid: true,
+        cli_country: Some("DE".into()),
+        answer_ts: Some(t(2021, 10, 1)),
+        billable_seconds: 60,
+        answered: true,
+        behind_nat: false,
+        max_rate: None,
+        max_route: None,
+        lrn_fee: Decimal::ZERO,
+        callee_number_type: None,
+    }
+}
+
+pub fn with_cli(mut c: RatingInput, cli: &str, country: &str) -> RatingInput {
+    c.cli = Some(cli.into());
+    c.cli_country = Some(country.into());
+    c.cli_valid = true;
+    c
+}
