@@ -36,7 +36,11 @@ fn default_brokers() -> String {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig { brokers: default_brokers(), group_id: None, properties: Default::default() }
+        KafkaConfig {
+            brokers: default_brokers(),
+            group_id: None,
+            properties: Default::default(),
+        }
     }
 }
 
@@ -60,17 +64,24 @@ pub fn load_config<T: DeserializeOwned>(path: Option<&Path>) -> anyhow::Result<T
     load_config_from(path, &vars)
 }
 
-pub fn load_config_from<T: DeserializeOwned>(path: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<T> {
+pub fn load_config_from<T: DeserializeOwned>(
+    path: Option<&Path>,
+    env: &[(String, String)],
+) -> anyhow::Result<T> {
     let mut root = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-            let v: toml::Value = toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
+            let v: toml::Value =
+                toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?;
             serde_json::to_value(v).context("config to json")?
         }
         None => serde_json::Value::Object(Default::default()),
     };
     for (k, v) in env {
-        let Some(rest) = k.strip_prefix("CDR__") else { continue };
+        let Some(rest) = k.strip_prefix("CDR__") else {
+            continue;
+        };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         let value = serde_json::from_str::<serde_json::Value>(v)
             .ok()
@@ -92,7 +103,9 @@ fn set_path(root: &mut serde_json::Value, path: &[String], value: serde_json::Va
             obj.insert(seg.clone(), value);
             return;
         }
-        cur = obj.entry(seg.clone()).or_insert_with(|| serde_json::Value::Object(Default::default()));
+        cur = obj
+            .entry(seg.clone())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
     }
 }
 
@@ -122,11 +135,16 @@ mod tests {
         assert_eq!(c.kafka.brokers, "b:2");
         assert_eq!(c.batch_rows, 10);
         let env = vec![("CDR__BATCH_ROWS".to_string(), "25".to_string())];
-        assert_eq!(load_config_from::<Svc>(Some(&p), &env).unwrap().batch_rows, 25);
+        assert_eq!(
+            load_config_from::<Svc>(Some(&p), &env).unwrap().batch_rows,
+            25
+        );
         let env = vec![("CDR__BATCH_ROWS".to_string(), "lots".to_string())];
         assert!(load_config_from::<Svc>(Some(&p), &env).is_err());
         let env = vec![("CDR__TYPO".to_string(), "1".to_string())];
-        let err = load_config_from::<Svc>(Some(&p), &env).unwrap_err().to_string();
+        let err = load_config_from::<Svc>(Some(&p), &env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("typo"), "{err}");
     }
 }

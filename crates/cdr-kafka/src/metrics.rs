@@ -4,7 +4,10 @@
 
 use std::net::SocketAddr;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -24,17 +27,40 @@ impl StageMetrics {
     pub fn new(service: &str) -> Self {
         let registry = Registry::new();
         let n = |what: &str| format!("cdr_{service}_{what}");
-        let consumed = IntCounter::new(n("consumed_total"), "Records consumed from the input topics").unwrap();
-        let produced = IntCounter::new(n("produced_total"), "Records produced and acknowledged downstream").unwrap();
-        let dead_lettered =
-            IntCounterVec::new(Opts::new(n("dead_lettered_total"), "Records sent to a dead-letter topic, by reason"), &["reason"])
-                .unwrap();
-        let consumer_lag =
-            IntGaugeVec::new(Opts::new(n("consumer_lag"), "Consumer lag in records, by topic and partition"), &["topic", "partition"])
-                .unwrap();
+        let consumed = IntCounter::new(
+            n("consumed_total"),
+            "Records consumed from the input topics",
+        )
+        .unwrap();
+        let produced = IntCounter::new(
+            n("produced_total"),
+            "Records produced and acknowledged downstream",
+        )
+        .unwrap();
+        let dead_lettered = IntCounterVec::new(
+            Opts::new(
+                n("dead_lettered_total"),
+                "Records sent to a dead-letter topic, by reason",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                n("consumer_lag"),
+                "Consumer lag in records, by topic and partition",
+            ),
+            &["topic", "partition"],
+        )
+        .unwrap();
         let batch_latency = Histogram::with_opts(
-            HistogramOpts::new(n("batch_latency_seconds"), "Time from a batch's first record to its acknowledgement")
-                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                n("batch_latency_seconds"),
+                "Time from a batch's first record to its acknowledgement",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
         )
         .unwrap();
         let commits = IntCounter::new(n("offset_commits_total"), "Offset commits issued").unwrap();
@@ -44,12 +70,22 @@ impl StageMetrics {
         registry.register(Box::new(dead_lettered.clone())).unwrap();
         registry.register(Box::new(consumer_lag.clone())).unwrap();
         registry.register(Box::new(batch_latency.clone())).unwrap();
-        StageMetrics { registry, consumed, produced, dead_lettered, consumer_lag, batch_latency, commits }
+        StageMetrics {
+            registry,
+            consumed,
+            produced,
+            dead_lettered,
+            consumer_lag,
+            batch_latency,
+            commits,
+        }
     }
 
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encode metrics");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encode metrics");
         String::from_utf8(buf).expect("utf8 metrics")
     }
 }
@@ -57,7 +93,11 @@ impl StageMetrics {
 /// Serves `GET /metrics` (and `/healthz`) until `shutdown` fires. A tiny
 /// hand-rolled HTTP/1.0 responder keeps the dependency tree small; the
 /// endpoint only ever answers scrapes.
-pub async fn serve(addr: SocketAddr, registry: Registry, shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -69,7 +109,12 @@ pub async fn serve(addr: SocketAddr, registry: Registry, shutdown: CancellationT
             let registry = registry.clone();
             tokio::spawn(async move {
                 let mut req = [0u8; 1024];
-                let n = match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut req)).await {
+                let n = match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    sock.read(&mut req),
+                )
+                .await
+                {
                     Ok(Ok(n)) => n,
                     _ => return,
                 };
@@ -105,13 +150,24 @@ mod tests {
         let m = StageMetrics::new("testsvc");
         m.dead_lettered.with_label_values(&["bad_json"]).inc();
         let token = CancellationToken::new();
-        let addr = serve("127.0.0.1:0".parse().unwrap(), m.registry.clone(), token.clone()).await.unwrap();
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            m.registry.clone(),
+            token.clone(),
+        )
+        .await
+        .unwrap();
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 200"));
-        assert!(out.contains("cdr_testsvc_dead_lettered_total{reason=\"bad_json\"} 1"), "{out}");
+        assert!(
+            out.contains("cdr_testsvc_dead_lettered_total{reason=\"bad_json\"} 1"),
+            "{out}"
+        );
         token.cancel();
     }
 }

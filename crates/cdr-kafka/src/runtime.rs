@@ -37,7 +37,10 @@ impl ClientContext for StageContext {
         for (topic, t) in stats.topics {
             for (p, part) in t.partitions {
                 if p >= 0 && part.consumer_lag >= 0 {
-                    self.metrics.consumer_lag.with_label_values(&[&topic, &p.to_string()]).set(part.consumer_lag);
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&topic, &p.to_string()])
+                        .set(part.consumer_lag);
                 }
             }
         }
@@ -45,7 +48,11 @@ impl ClientContext for StageContext {
 }
 
 impl ConsumerContext for StageContext {
-    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut r = self.revoked.lock().expect("revoked lock");
             for e in tpl.elements() {
@@ -60,7 +67,8 @@ pub type StageConsumer = StreamConsumer<StageContext>;
 
 fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers).set("client.id", client_id);
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", client_id);
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
@@ -69,8 +77,16 @@ fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
 
 /// A consumer with auto-commit off: offsets move only when a service commits
 /// what its downstream acknowledged.
-pub fn consumer(cfg: &KafkaConfig, service: &str, topics: &[&str], metrics: &StageMetrics) -> anyhow::Result<StageConsumer> {
-    let group = cfg.group_id.clone().unwrap_or_else(|| format!("cdr-{service}"));
+pub fn consumer(
+    cfg: &KafkaConfig,
+    service: &str,
+    topics: &[&str],
+    metrics: &StageMetrics,
+) -> anyhow::Result<StageConsumer> {
+    let group = cfg
+        .group_id
+        .clone()
+        .unwrap_or_else(|| format!("cdr-{service}"));
     let mut c = base(cfg, service);
     c.set("group.id", &group)
         .set("enable.auto.commit", "false")
@@ -83,9 +99,16 @@ pub fn consumer(cfg: &KafkaConfig, service: &str, topics: &[&str], metrics: &Sta
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
-    let ctx = StageContext { metrics: metrics.clone(), revoked: Default::default() };
-    let consumer: StageConsumer = c.create_with_context(ctx).context("creating Kafka consumer")?;
-    consumer.subscribe(topics).with_context(|| format!("subscribing to {topics:?}"))?;
+    let ctx = StageContext {
+        metrics: metrics.clone(),
+        revoked: Default::default(),
+    };
+    let consumer: StageConsumer = c
+        .create_with_context(ctx)
+        .context("creating Kafka consumer")?;
+    consumer
+        .subscribe(topics)
+        .with_context(|| format!("subscribing to {topics:?}"))?;
     Ok(consumer)
 }
 
@@ -96,7 +119,6 @@ pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<FutureProduc
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("compression.type", "lz4")
         .set("message.timeout.ms", "300000")
         .set("queue.buffering.max.messages", "200000");
     for (k, v) in &cfg.properties {
@@ -107,7 +129,12 @@ pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<FutureProduc
 
 /// Enqueues one record, waiting while the local queue is full, and returns
 /// the acknowledgement future.
-pub async fn send(producer: &FutureProducer, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<DeliveryFuture> {
+pub async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+) -> anyhow::Result<DeliveryFuture> {
     let mut rec = FutureRecord::to(topic).key(key).payload(payload);
     loop {
         match producer.send_result(rec) {
@@ -136,13 +163,18 @@ pub async fn await_acks(acks: Vec<DeliveryFuture>) -> anyhow::Result<usize> {
 }
 
 /// Commits `offsets` (next offset to read per topic/partition).
-pub fn commit(consumer: &StageConsumer, offsets: &BTreeMap<(String, i32), i64>, mode: CommitMode) -> anyhow::Result<()> {
+pub fn commit(
+    consumer: &StageConsumer,
+    offsets: &BTreeMap<(String, i32), i64>,
+    mode: CommitMode,
+) -> anyhow::Result<()> {
     if offsets.is_empty() {
         return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
     for ((t, p), o) in offsets {
-        tpl.add_partition_offset(t, *p, Offset::Offset(*o)).context("building commit list")?;
+        tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+            .context("building commit list")?;
     }
     match consumer.commit(&tpl, mode) {
         Ok(()) => Ok(()),

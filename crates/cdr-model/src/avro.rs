@@ -37,7 +37,11 @@ impl<T: AvroSchema + Serialize + DeserializeOwned> Codec<T> {
         let fp = schema.fingerprint::<Rabin>().bytes;
         let mut fingerprint = [0u8; 8];
         fingerprint.copy_from_slice(&fp[..8]);
-        Codec { schema, fingerprint, _t: std::marker::PhantomData }
+        Codec {
+            schema,
+            fingerprint,
+            _t: std::marker::PhantomData,
+        }
     }
 
     pub fn schema(&self) -> &Schema {
@@ -46,14 +50,18 @@ impl<T: AvroSchema + Serialize + DeserializeOwned> Codec<T> {
 
     /// Canonical JSON of the schema, as checked into `schemas/avro/`.
     pub fn schema_json(&self) -> String {
-        let v: serde_json::Value = serde_json::from_str(&self.schema.canonical_form()).expect("schema json");
+        let v: serde_json::Value =
+            serde_json::from_str(&self.schema.canonical_form()).expect("schema json");
         serde_json::to_string_pretty(&v).expect("pretty")
     }
 
     pub fn encode(&self, rec: &T) -> Result<Vec<u8>, AvroError> {
         let value = to_value(rec).map_err(|e| AvroError::Avro(e.to_string()))?;
-        let value = value.resolve(&self.schema).map_err(|e| AvroError::Avro(e.to_string()))?;
-        let body = to_avro_datum(&self.schema, value).map_err(|e| AvroError::Avro(e.to_string()))?;
+        let value = value
+            .resolve(&self.schema)
+            .map_err(|e| AvroError::Avro(e.to_string()))?;
+        let body =
+            to_avro_datum(&self.schema, value).map_err(|e| AvroError::Avro(e.to_string()))?;
         let mut out = Vec::with_capacity(body.len() + 10);
         out.extend_from_slice(&[0xC3, 0x01]);
         out.extend_from_slice(&self.fingerprint);
@@ -66,10 +74,14 @@ impl<T: AvroSchema + Serialize + DeserializeOwned> Codec<T> {
             return Err(AvroError::NoMarker);
         }
         if bytes[2..10] != self.fingerprint {
-            return Err(AvroError::Fingerprint { found: hex::encode(&bytes[2..10]), expected: hex::encode(self.fingerprint) });
+            return Err(AvroError::Fingerprint {
+                found: hex::encode(&bytes[2..10]),
+                expected: hex::encode(self.fingerprint),
+            });
         }
         let mut body = &bytes[10..];
-        let value = from_avro_datum(&self.schema, &mut body, None).map_err(|e| AvroError::Avro(e.to_string()))?;
+        let value = from_avro_datum(&self.schema, &mut body, None)
+            .map_err(|e| AvroError::Avro(e.to_string()))?;
         from_value::<T>(&value).map_err(|e| AvroError::Avro(e.to_string()))
     }
 }
@@ -99,11 +111,16 @@ mod tests {
             duration_ms: 60_000,
             billable_seconds: 60,
             pdd_ms: Some(1000),
-            headers: [("X-CWU-maxrate".to_string(), "0.05".to_string())].into_iter().collect(),
+            headers: [("X-CWU-maxrate".to_string(), "0.05".to_string())]
+                .into_iter()
+                .collect(),
             source_ip: None,
             behind_nat: false,
             codec: Some("PCMA".into()),
-            media: Some(Media { mos: Some(4.1), ..Default::default() }),
+            media: Some(Media {
+                mos: Some(4.1),
+                ..Default::default()
+            }),
             flags: vec![],
             event_count: 4,
             assembled_at_ms: 1,
@@ -115,14 +132,37 @@ mod tests {
         let c: Codec<RatedCdr> = Codec::new();
         let rec = RatedCdr {
             call: sample_call(),
-            enrichment: Enrichment { lrn_fee: "0.0003".into(), ..Default::default() },
-            rating: Rating { amount: "0.123456789".into(), ..Default::default() },
+            enrichment: Enrichment {
+                lrn_fee: "0.0003".into(),
+                ..Default::default()
+            },
+            rating: Rating {
+                amount: "0.123456789".into(),
+                ..Default::default()
+            },
             detection: None,
         };
         let bytes = c.encode(&rec).unwrap();
         assert_eq!(c.decode(&bytes).unwrap(), rec);
         let other: Codec<AssembledCall> = Codec::new();
-        assert!(matches!(other.decode(&bytes), Err(AvroError::Fingerprint { .. })));
+        assert!(matches!(
+            other.decode(&bytes),
+            Err(AvroError::Fingerprint { .. })
+        ));
         assert!(matches!(other.decode(b"{}"), Err(AvroError::NoMarker)));
     }
+}
+
+/// Every internal topic's record schema, by file stem, as checked into `schemas/avro/`.
+pub fn all_schemas() -> Vec<(&'static str, String)> {
+    use crate::call::*;
+    vec![
+        (
+            "calls.assembled",
+            Codec::<AssembledCall>::new().schema_json(),
+        ),
+        ("calls.enriched", Codec::<EnrichedCall>::new().schema_json()),
+        ("cdrs.rated", Codec::<RatedCdr>::new().schema_json()),
+        ("kpi.minute", Codec::<KpiMinute>::new().schema_json()),
+    ]
 }

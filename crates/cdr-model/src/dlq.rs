@@ -48,12 +48,19 @@ impl DeadLetter {
     }
 
     pub fn payload(&self) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD.decode(&self.payload_b64).unwrap_or_default()
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.payload_b64)
+            .unwrap_or_default()
     }
 
     /// Deterministic id: one dead letter per source record.
     pub fn id(&self) -> String {
-        crate::ids::bucket_id(&[&self.topic, &self.partition.to_string(), &self.offset.to_string(), &self.reason])
+        crate::ids::bucket_id(&[
+            &self.topic,
+            &self.partition.to_string(),
+            &self.offset.to_string(),
+            &self.reason,
+        ])
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -68,7 +75,18 @@ mod tests {
     #[test]
     fn round_trips_original_bytes() {
         let raw = b"{broken \xff";
-        let d = DeadLetter::new("assembler", "bad_json", None, "x".into(), "call-events", 2, 17, Some(b"k"), raw, 1);
+        let d = DeadLetter::new(
+            "assembler",
+            "bad_json",
+            None,
+            "x".into(),
+            "call-events",
+            2,
+            17,
+            Some(b"k"),
+            raw,
+            1,
+        );
         let back: DeadLetter = serde_json::from_slice(&d.to_json()).unwrap();
         assert_eq!(back.payload(), raw.to_vec());
         assert_eq!(back.offset, 17);

@@ -118,8 +118,13 @@ pub enum EventError {
     #[error("field `{field}` is not an RFC 3339 UTC timestamp: `{value}`")]
     BadTimestamp { field: &'static str, value: String },
     #[error("field `{field}` has an invalid value: {message}")]
-    BadValue { field: &'static str, message: String },
-    #[error("answer at {answer_ms} ms is before setup at {setup_ms} ms by more than the skew tolerance")]
+    BadValue {
+        field: &'static str,
+        message: String,
+    },
+    #[error(
+        "answer at {answer_ms} ms is before setup at {setup_ms} ms by more than the skew tolerance"
+    )]
     AnswerBeforeSetup { setup_ms: i64, answer_ms: i64 },
     #[error("negative duration: end {end_ms} ms is before answer {answer_ms} ms")]
     NegativeDuration { answer_ms: i64, end_ms: i64 },
@@ -159,7 +164,10 @@ const MIN_TS_MS: i64 = 946_684_800_000; // 2000-01-01
 const MAX_TS_MS: i64 = 4_102_444_800_000; // 2100-01-01
 
 pub fn parse_ts(field: &'static str, s: &str) -> Result<i64, EventError> {
-    let bad = || EventError::BadTimestamp { field, value: s.chars().take(64).collect() };
+    let bad = || EventError::BadTimestamp {
+        field,
+        value: s.chars().take(64).collect(),
+    };
     let dt = DateTime::parse_from_rfc3339(s).map_err(|_| bad())?;
     let ms = dt.with_timezone(&Utc).timestamp_millis();
     if !(MIN_TS_MS..MAX_TS_MS).contains(&ms) {
@@ -191,7 +199,8 @@ impl SwitchEvent {
     /// `skew_ms` is the clock-skew tolerance applied to self-contained `cdr`
     /// records (answer may precede setup by at most this much).
     pub fn from_json(bytes: &[u8], skew_ms: i64) -> Result<Self, EventError> {
-        let raw: RawEvent = serde_json::from_slice(bytes).map_err(|e| EventError::BadJson(e.to_string()))?;
+        let raw: RawEvent =
+            serde_json::from_slice(bytes).map_err(|e| EventError::BadJson(e.to_string()))?;
         Self::from_raw(raw, skew_ms)
     }
 
@@ -199,7 +208,8 @@ impl SwitchEvent {
         let call_id = required(raw.call_id, "call_id")?;
         let event_id = required(raw.event_id, "event_id")?;
         let kind_s = required(raw.kind, "type")?;
-        let kind = EventKind::parse(&kind_s).ok_or(EventError::UnknownType(kind_s.chars().take(32).collect()))?;
+        let kind = EventKind::parse(&kind_s)
+            .ok_or(EventError::UnknownType(kind_s.chars().take(32).collect()))?;
         let switch_id = required(raw.switch_id, "switch_id")?;
         let account_id = required(raw.account_id, "account_id")?;
         let ts_ms = parse_ts("ts", &required(raw.ts, "ts")?)?;
@@ -207,13 +217,21 @@ impl SwitchEvent {
             None | Some("outbound") => Direction::Outbound,
             Some("inbound") => Direction::Inbound,
             Some(other) => {
-                return Err(EventError::BadValue { field: "direction", message: format!("`{other}` is not outbound|inbound") })
+                return Err(EventError::BadValue {
+                    field: "direction",
+                    message: format!("`{other}` is not outbound|inbound"),
+                })
             }
         };
         let sip_code = match raw.sip_code {
             None => None,
             Some(c) if (100..700).contains(&c) => Some(c as i32),
-            Some(c) => return Err(EventError::BadValue { field: "sip_code", message: format!("{c} is not a SIP status code") }),
+            Some(c) => {
+                return Err(EventError::BadValue {
+                    field: "sip_code",
+                    message: format!("{c} is not a SIP status code"),
+                })
+            }
         };
         if kind == EventKind::Setup && raw.dialed.as_deref().is_none_or(|d| d.trim().is_empty()) {
             return Err(EventError::MissingField("dialed"));
@@ -230,14 +248,23 @@ impl SwitchEvent {
             }
             if let Some(a) = answer_ts_ms {
                 if a + skew_ms < setup {
-                    return Err(EventError::AnswerBeforeSetup { setup_ms: setup, answer_ms: a });
+                    return Err(EventError::AnswerBeforeSetup {
+                        setup_ms: setup,
+                        answer_ms: a,
+                    });
                 }
                 if end < a {
-                    return Err(EventError::NegativeDuration { answer_ms: a, end_ms: end });
+                    return Err(EventError::NegativeDuration {
+                        answer_ms: a,
+                        end_ms: end,
+                    });
                 }
             }
             if end + skew_ms < setup {
-                return Err(EventError::NegativeDuration { answer_ms: setup, end_ms: end });
+                return Err(EventError::NegativeDuration {
+                    answer_ms: setup,
+                    end_ms: end,
+                });
             }
         }
         Ok(SwitchEvent {
@@ -308,6 +335,52 @@ mod tests {
     fn impossible_timestamps_are_refused() {
         assert!(parse_ts("ts", "1970-01-01T00:00:00.000Z").is_err());
         assert!(parse_ts("ts", "2026-11-21T10:00:00.000+01:00").is_ok());
-        assert_eq!(format_ts(parse_ts("ts", "2026-11-21T10:00:00.250Z").unwrap()), "2026-11-21T10:00:00.250Z");
+        assert_eq!(
+            format_ts(parse_ts("ts", "2026-11-21T10:00:00.250Z").unwrap()),
+            "2026-11-21T10:00:00.250Z"
+        );
+    }
+}
+
+#[cfg(test)]
+mod contract_examples {
+    use super::*;
+
+    #[test]
+    fn every_documented_example_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/examples");
+        let mut kinds = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            let ev = SwitchEvent::from_json(&bytes, 2000)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            kinds.push(ev.kind);
+        }
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::Setup,
+                EventKind::Progress,
+                EventKind::Answer,
+                EventKind::Hangup,
+                EventKind::Cdr
+            ]
+        );
+    }
+
+    #[test]
+    fn checked_in_avro_schemas_match_the_code() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/avro");
+        for (name, json) in crate::avro::all_schemas() {
+            let path = format!("{dir}/{name}.avsc");
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(
+                on_disk.trim(),
+                json.trim(),
+                "{path} drifted from the code: run `make schemas`"
+            );
+        }
     }
 }

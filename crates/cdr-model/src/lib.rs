@@ -10,5 +10,8 @@ pub mod ids;
 pub mod offsets;
 pub mod topics;
 
-pub use call::{AssembledCall, Detection, Disposition, EnrichedCall, Enrichment, KpiMinute, Media, RatedCdr, Rating};
-pub use event::{Direction, EventKind, EventError, RawEvent, SwitchEvent};
+pub use call::{
+    AssembledCall, Detection, Disposition, EnrichedCall, Enrichment, KpiMinute, Media, RatedCdr,
+    Rating,
+};
+pub use event::{Direction, EventError, EventKind, RawEvent, SwitchEvent};

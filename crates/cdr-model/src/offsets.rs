@@ -21,6 +21,8 @@ pub struct PartitionTracker {
     firsts: HashMap<u64, i64>,
     /// Offset after the last record handed to the tracker.
     next: Option<i64>,
+    /// Last offset acknowledged as committed.
+    committed: Option<i64>,
 }
 
 impl PartitionTracker {
@@ -35,7 +37,8 @@ impl PartitionTracker {
         match self.firsts.get(&key).copied() {
             None => {
                 self.firsts.insert(key, offset);
-                self.by_first.insert((offset, key), if open { None } else { Some(offset) });
+                self.by_first
+                    .insert((offset, key), if open { None } else { Some(offset) });
             }
             Some(first) => {
                 let e = self.by_first.get_mut(&(first, key)).expect("tracked");
@@ -60,6 +63,21 @@ impl PartitionTracker {
         if let Some(first) = self.firsts.remove(&key) {
             self.by_first.remove(&(first, key));
         }
+    }
+
+    /// Records a successful commit of `offset`.
+    pub fn mark_committed(&mut self, offset: i64) {
+        self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));
+    }
+
+    /// True when the unit is closed and wholly before the committed offset:
+    /// only then may it be forgotten, because a restart can no longer re-read
+    /// any part of it.
+    pub fn safely_committed(&self, key: u64) -> bool {
+        let (Some(first), Some(c)) = (self.firsts.get(&key), self.committed) else {
+            return false;
+        };
+        matches!(self.by_first.get(&(*first, key)), Some(Some(last)) if *last < c)
     }
 
     pub fn units(&self) -> usize {
@@ -99,13 +117,25 @@ mod tests {
     }
 
     #[test]
+    fn forgetting_waits_for_the_commit() {
+        let mut t = PartitionTracker::default();
+        t.touch(1, 3, true);
+        t.close(1, 4);
+        assert!(!t.safely_committed(1));
+        t.mark_committed(4);
+        assert!(!t.safely_committed(1));
+        t.mark_committed(5);
+        assert!(t.safely_committed(1));
+    }
+
+    #[test]
     fn closed_unit_straddling_is_reread_whole() {
         let mut t = PartitionTracker::default();
         t.touch(1, 10, true); // A opens
         t.touch(2, 15, true); // B opens
         t.touch(1, 20, true);
         t.close(1, 20); // A closed [10,20]
-        // B open from 15 -> naive C=15 would cut A; tracker must return 10.
+                        // B open from 15 -> naive C=15 would cut A; tracker must return 10.
         assert_eq!(t.committable(), Some(10));
         t.forget(1);
         assert_eq!(t.committable(), Some(15));

@@ -9,17 +9,29 @@ use lrn::{parse_tn10, LrnCache, LrnCacheConfig, PortedDb};
 const KEYS: u64 = 4096;
 
 fn tns() -> Vec<String> {
-    (0..KEYS).map(|i| format!("{}", 2_125_550_000 + i * 7)).collect()
+    (0..KEYS)
+        .map(|i| format!("{}", 2_125_550_000 + i * 7))
+        .collect()
 }
 
 fn warm(fast_slots: usize) -> LrnCache<Arc<PortedDb>> {
-    let rows: String = (0..KEYS).step_by(3).map(|i| format!("{};3105550000\n", 2_125_550_000 + i * 7)).collect();
+    let rows: String = (0..KEYS)
+        .step_by(3)
+        .map(|i| format!("{};3105550000\n", 2_125_550_000 + i * 7))
+        .collect();
     let (db, _) = PortedDb::from_reader(rows.as_bytes()).unwrap();
     let cache = LrnCache::new(
         Arc::new(db),
-        LrnCacheConfig { fast_slots, ttl: Duration::from_secs(3600), ..LrnCacheConfig::default() },
+        LrnCacheConfig {
+            fast_slots,
+            ttl: Duration::from_secs(3600),
+            ..LrnCacheConfig::default()
+        },
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(async {
         for t in tns() {
             cache.resolve(&t).await;
@@ -56,7 +68,10 @@ fn bench(c: &mut Criterion) {
         });
     }
     let cache = warm(1 << 17);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     g.bench_function("resolve_hit_async/fast_layer", |b| {
         b.iter(|| {
             rt.block_on(async {
@@ -70,13 +85,36 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let rows: String = (0..1_000_000u64).map(|i| format!("{};3105550000\n", 2_000_000_000 + i * 3)).collect();
+    let rows: String = (0..1_000_000u64)
+        .map(|i| format!("{};3105550000\n", 2_000_000_000 + i * 3))
+        .collect();
     let (db, _) = PortedDb::from_reader(rows.as_bytes()).unwrap();
     let probe: Vec<u64> = (0..KEYS).map(|i| 2_000_000_000 + i * 731).collect();
     let mut g = c.benchmark_group("ported_db_1m");
     g.throughput(Throughput::Elements(KEYS));
     g.bench_function("ported_lrn", |b| {
-        b.iter(|| probe.iter().filter(|&&k| db.ported_lrn(black_box(k)).is_some()).count())
+        b.iter(|| {
+            probe
+                .iter()
+                .filter(|&&k| db.ported_lrn(black_box(k)).is_some())
+                .count()
+        })
+    });
+    g.finish();
+
+    lrn::numbering::warm_up();
+    let mut g = c.benchmark_group("numbering");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("analyze_call_us_to_uk", |b| {
+        b.iter(|| {
+            lrn::analyze_call(
+                black_box(Some("+12125550123")),
+                black_box("*31011447400123456"),
+            )
+        })
+    });
+    g.bench_function("normalize_and_strip", |b| {
+        b.iter(|| lrn::normalize(lrn::strip_plan_prefix(black_box("*4123+1 (212) 555-0123")).1))
     });
     g.finish();
 }

@@ -9,14 +9,24 @@ use lrn::PortedDb;
 fn vm_hwm() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.trim_start_matches("VmHWM:").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+        })
         .unwrap_or_else(|| "n/a".into())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().unwrap_or_else(|| "/tmp/lrn-ported-10m.txt".into());
-    let rows: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(10_000_000);
+    let path = args
+        .next()
+        .unwrap_or_else(|| "/tmp/lrn-ported-10m.txt".into());
+    let rows: u64 = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(10_000_000);
     if !std::path::Path::new(&path).exists() {
         let t = Instant::now();
         let tmp = format!("{path}.tmp");
@@ -34,7 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         w.flush()?;
         drop(w);
         std::fs::rename(&tmp, &path)?;
-        println!("generated {rows} rows in {path} in {:.2}s", t.elapsed().as_secs_f64());
+        println!(
+            "generated {rows} rows in {path} in {:.2}s",
+            t.elapsed().as_secs_f64()
+        );
     }
     let rss_before = vm_hwm();
     let t = Instant::now();

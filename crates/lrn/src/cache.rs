@@ -174,7 +174,13 @@ impl EnrichmentRecord {
 
     /// Record for a number that is not dipped (non-NANP, toll-free, invalid).
     pub fn not_eligible() -> Self {
-        EnrichmentRecord { tn10: None, lrn: None, ported: false, source: None, fee: Decimal::ZERO }
+        EnrichmentRecord {
+            tn10: None,
+            lrn: None,
+            ported: false,
+            source: None,
+            fee: Decimal::ZERO,
+        }
     }
 
     /// `true` when the lookup was attempted and failed (flag the call).
@@ -203,14 +209,19 @@ pub struct LrnCache<S> {
 
 impl<S> std::fmt::Debug for LrnCache<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LrnCache").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("LrnCache")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
 impl<S: LrnSource> LrnCache<S> {
     /// Wrap a source.
     pub fn new(source: S, cfg: LrnCacheConfig) -> Self {
-        let moka = moka::sync::Cache::builder().max_capacity(cfg.max_capacity).time_to_live(cfg.ttl).build();
+        let moka = moka::sync::Cache::builder()
+            .max_capacity(cfg.max_capacity)
+            .time_to_live(cfg.ttl)
+            .build();
         let fast = (cfg.fast_slots > 0).then(|| FastLayer::new(cfg.fast_slots));
         LrnCache {
             source,
@@ -266,12 +277,26 @@ impl<S: LrnSource> LrnCache<S> {
     }
 
     fn outcome(&self, v: CachedLrn, source: LrnSourceKind) -> LrnOutcome {
-        let fee = if source == LrnSourceKind::Dip { self.cfg.dip_fee } else { Decimal::ZERO };
-        LrnOutcome { lrn: Some(v.lrn10()), ported: v.ported, source, fee }
+        let fee = if source == LrnSourceKind::Dip {
+            self.cfg.dip_fee
+        } else {
+            Decimal::ZERO
+        };
+        LrnOutcome {
+            lrn: Some(v.lrn10()),
+            ported: v.ported,
+            source,
+            fee,
+        }
     }
 
     fn unavailable(&self) -> LrnOutcome {
-        LrnOutcome { lrn: None, ported: false, source: LrnSourceKind::Unavailable, fee: Decimal::ZERO }
+        LrnOutcome {
+            lrn: None,
+            ported: false,
+            source: LrnSourceKind::Unavailable,
+            fee: Decimal::ZERO,
+        }
     }
 
     /// Resolve a 10-digit NANP number: cache hit (fee 0), else dip (fee charged),
@@ -324,7 +349,12 @@ impl<S: LrnSource> LrnCache<S> {
             let mut backoff = self.cfg.retry_backoff;
             loop {
                 match self.source.lookup(tn10).await {
-                    Ok(a) => return parse_tn10(&a.lrn).map(|lrn| CachedLrn { lrn, ported: a.ported }),
+                    Ok(a) => {
+                        return parse_tn10(&a.lrn).map(|lrn| CachedLrn {
+                            lrn,
+                            ported: a.ported,
+                        })
+                    }
                     Err(e) if e.is_retryable() => {
                         tokio::time::sleep(jitter(backoff)).await;
                         backoff = (backoff * 2).min(self.cfg.retry_backoff_max);
@@ -336,7 +366,10 @@ impl<S: LrnSource> LrnCache<S> {
         match tokio::time::timeout_at(deadline, attempts).await {
             Ok(Some(val)) => {
                 self.dips.fetch_add(1, Ordering::Relaxed);
-                let e = Entry { val, exp_ms: self.now_ms() + self.cfg.ttl.as_millis() as u64 };
+                let e = Entry {
+                    val,
+                    exp_ms: self.now_ms() + self.cfg.ttl.as_millis() as u64,
+                };
                 self.moka.insert(tn, e);
                 if let Some(f) = &self.fast {
                     f.put(tn, val, e.exp_ms);
@@ -353,7 +386,11 @@ impl<S: LrnSource> LrnCache<S> {
     /// Enrich one call: on replay (`prior` is `Some`) the recorded decision is
     /// returned unchanged without any lookup; otherwise the number is resolved
     /// if [`should_dip`] says so. `dialed_e164` is E.164 digits (optional `+`).
-    pub async fn enrich(&self, dialed_e164: &str, prior: Option<EnrichmentRecord>) -> EnrichmentRecord {
+    pub async fn enrich(
+        &self,
+        dialed_e164: &str,
+        prior: Option<EnrichmentRecord>,
+    ) -> EnrichmentRecord {
         if let Some(r) = prior {
             return r;
         }
@@ -416,9 +453,18 @@ impl FastLayer {
     fn new(n: usize) -> Self {
         let n = n.next_power_of_two().max(2);
         let slots = (0..n)
-            .map(|_| Slot { seq: AtomicU64::new(0), key: AtomicU64::new(EMPTY), val: AtomicU64::new(0), exp: AtomicU64::new(0) })
+            .map(|_| Slot {
+                seq: AtomicU64::new(0),
+                key: AtomicU64::new(EMPTY),
+                val: AtomicU64::new(0),
+                exp: AtomicU64::new(0),
+            })
             .collect();
-        FastLayer { slots, shift: 64 - n.trailing_zeros(), gen: AtomicU64::new(0) }
+        FastLayer {
+            slots,
+            shift: 64 - n.trailing_zeros(),
+            gen: AtomicU64::new(0),
+        }
     }
 
     #[inline]
@@ -445,21 +491,32 @@ impl FastLayer {
         if k != key || x >> GEN_SHIFT != gen || x & EXP_MASK <= now_ms {
             return None;
         }
-        Some(CachedLrn { lrn: v & !PORTED_BIT, ported: v & PORTED_BIT != 0 })
+        Some(CachedLrn {
+            lrn: v & !PORTED_BIT,
+            ported: v & PORTED_BIT != 0,
+        })
     }
 
     #[inline]
     fn put(&self, key: u64, val: CachedLrn, exp_ms: u64) {
         let s = self.slot(key);
         let s1 = s.seq.load(Ordering::Relaxed);
-        if s1 & 1 == 1 || s.seq.compare_exchange(s1, s1 + 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if s1 & 1 == 1
+            || s.seq
+                .compare_exchange(s1, s1 + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
             return; // another writer is in this slot; the cache is lossy, skip
         }
         fence(Ordering::Release);
         let gen = self.gen.load(Ordering::Relaxed) & 0xFFFF;
         s.key.store(key, Ordering::Relaxed);
-        s.val.store(val.lrn | if val.ported { PORTED_BIT } else { 0 }, Ordering::Relaxed);
-        s.exp.store((exp_ms & EXP_MASK) | (gen << GEN_SHIFT), Ordering::Relaxed);
+        s.val.store(
+            val.lrn | if val.ported { PORTED_BIT } else { 0 },
+            Ordering::Relaxed,
+        );
+        s.exp
+            .store((exp_ms & EXP_MASK) | (gen << GEN_SHIFT), Ordering::Relaxed);
         s.seq.store(s1 + 2, Ordering::Release);
     }
 
@@ -485,14 +542,30 @@ mod tests {
     #[test]
     fn fast_layer_roundtrip_expiry_and_clear() {
         let f = FastLayer::new(8);
-        let v = CachedLrn { lrn: 7185550000, ported: true };
+        let v = CachedLrn {
+            lrn: 7185550000,
+            ported: true,
+        };
         f.put(2125550001, v, 1000);
         assert_eq!(f.get(2125550001, 999), Some(v));
         assert_eq!(f.get(2125550001, 1000), None);
         assert_eq!(f.get(2125550002, 0), None);
         f.clear();
         assert_eq!(f.get(2125550001, 0), None);
-        f.put(2125550001, CachedLrn { lrn: 2125550001, ported: false }, 10);
-        assert_eq!(f.get(2125550001, 0), Some(CachedLrn { lrn: 2125550001, ported: false }));
+        f.put(
+            2125550001,
+            CachedLrn {
+                lrn: 2125550001,
+                ported: false,
+            },
+            10,
+        );
+        assert_eq!(
+            f.get(2125550001, 0),
+            Some(CachedLrn {
+                lrn: 2125550001,
+                ported: false
+            })
+        );
     }
 }

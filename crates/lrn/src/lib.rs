@@ -34,14 +34,15 @@ pub mod numbering;
 pub mod source;
 
 pub use cache::{
-    should_dip, CacheStats, CachedLrn, EnrichmentRecord, LrnCache, LrnCacheConfig, LrnOutcome, LrnSourceKind,
-    DEFAULT_DIP_FEE,
+    should_dip, CacheStats, CachedLrn, EnrichmentRecord, LrnCache, LrnCacheConfig, LrnOutcome,
+    LrnSourceKind, DEFAULT_DIP_FEE,
 };
 pub use numbering::{
-    analyze_call, check_cli, classify, normalize, strip_plan_prefix, CallNumbers, CliStatus, E164, Jurisdiction,
-    NpaNxxEntry, NpaNxxError, NpaNxxTable, NumberError, NumberInfo, NumberType, PlanSelector, RowError,
+    analyze_call, check_cli, classify, normalize, strip_plan_prefix, CallNumbers, CliStatus,
+    Jurisdiction, NpaNxxEntry, NpaNxxError, NpaNxxTable, NumberError, NumberInfo, NumberType,
+    PlanSelector, RowError, E164,
 };
 pub use source::{
-    format_tn10, parse_tn10, AnySource, HttpDip, HttpDipConfig, LoadReport, LrnAnswer, LrnError, LrnSource, PortedDb,
-    PortedDbError,
+    format_tn10, parse_tn10, AnySource, HttpDip, HttpDipConfig, LoadReport, LrnAnswer, LrnError,
+    LrnSource, PortedDb, PortedDbError,
 };

@@ -35,7 +35,8 @@
 //! `Premium`; satellite ranges +870 (Inmarsat), +881 (GMSS: Iridium,
 //! Globalstar), +88216 (Thuraya) → `Satellite`. libphonenumber cannot tell
 //! fixed from mobile in NANP (`FixedLineOrMobile`); we report that as
-//! [`NumberType::Fixed`]. Cost: ~10–20 µs per number after warm-up (first
+//! [`NumberType::Fixed`]. A number in an unassigned range of a shared code
+//! gets the main country of its country code (`+447700900123` → `GB`). Cost: ~20 µs per classified number after warm-up (first
 //! call per country compiles regexes; call [`warm_up`] at start-up).
 
 use std::collections::HashMap;
@@ -83,7 +84,8 @@ pub fn strip_plan_prefix(dialed: &str) -> (Option<PlanSelector>, &str) {
             (b'3', b'1') => return (Some(PlanSelector::Standard), &s[3..]),
             (b'3', b'2') => return (Some(PlanSelector::Premium), &s[3..]),
             (b'4', _) if b.len() >= 5 && b[2..5].iter().all(u8::is_ascii_digit) => {
-                let t = (b[2] - b'0') as u16 * 100 + (b[3] - b'0') as u16 * 10 + (b[4] - b'0') as u16;
+                let t =
+                    (b[2] - b'0') as u16 * 100 + (b[3] - b'0') as u16 * 10 + (b[4] - b'0') as u16;
                 return (Some(PlanSelector::Trunk(t)), &s[5..]);
             }
             _ => {}
@@ -157,12 +159,21 @@ pub enum CliStatus {
     NotE164,
 }
 
-const ANON_TOKENS: [&str; 6] = ["anonymous", "restricted", "private", "unknown", "unavailable", "withheld"];
+const ANON_TOKENS: [&str; 6] = [
+    "anonymous",
+    "restricted",
+    "private",
+    "unknown",
+    "unavailable",
+    "withheld",
+];
 
 fn strip_uri(s: &str) -> &str {
     let mut s = s.trim();
     for scheme in ["sip:", "sips:", "tel:"] {
-        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        if s.get(..scheme.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(scheme))
+        {
             s = &s[scheme.len()..];
             break;
         }
@@ -288,8 +299,18 @@ fn parse_pn(n: &E164) -> Option<phonenumber::PhoneNumber> {
     phonenumber::parse(None, s).ok()
 }
 
+/// Assigned ITU country code at the start of the digits (metadata lookup, no regex).
 fn country_code_of(n: &E164) -> Option<u16> {
-    parse_pn(n).map(|p| p.code().value())
+    (1..=3).find_map(|len| {
+        let code: u16 = n.0.get(..len)?.parse().ok()?;
+        phonenumber::metadata::DATABASE.region(&code).map(|_| code)
+    })
+}
+
+fn main_country_for_code(code: u16) -> Option<String> {
+    let metas = phonenumber::metadata::DATABASE.by_code(&code)?;
+    let id = metas.first()?.id();
+    (id.len() == 2 && id.bytes().all(|c| c.is_ascii_uppercase())).then(|| id.to_string())
 }
 
 fn is_satellite(d: &str) -> bool {
@@ -300,11 +321,16 @@ fn is_satellite(d: &str) -> bool {
 pub fn classify(n: &E164) -> NumberInfo {
     let d = n.digits();
     let pn = parse_pn(n);
-    let country_code = pn.as_ref().map(|p| p.code().value());
-    let country = pn
+    let country_code = pn
         .as_ref()
-        .and_then(|p| p.country().id())
-        .map(|id| AsRef::<str>::as_ref(&id).to_string());
+        .map(|p| p.code().value())
+        .or_else(|| country_code_of(n));
+    let country = match pn.as_ref().and_then(|p| p.country().id()) {
+        Some(id) => Some(AsRef::<str>::as_ref(&id).to_string()),
+        // Unassigned/invalid national range: fall back to the main country of
+        // the country code (e.g. UK drama range +447700900xxx → GB).
+        None => country_code.and_then(main_country_for_code),
+    };
     let override_type = if let Some(tn) = n.nanp_tn10() {
         let npa = &tn[..3];
         if NANP_TOLL_FREE_NPAS.contains(&npa) {
@@ -322,7 +348,9 @@ pub fn classify(n: &E164) -> NumberInfo {
     let number_type = override_type.unwrap_or_else(|| match &pn {
         None => NumberType::Unknown,
         Some(p) => match p.number_type(&phonenumber::metadata::DATABASE) {
-            phonenumber::Type::FixedLine | phonenumber::Type::FixedLineOrMobile => NumberType::Fixed,
+            phonenumber::Type::FixedLine | phonenumber::Type::FixedLineOrMobile => {
+                NumberType::Fixed
+            }
             phonenumber::Type::Mobile => NumberType::Mobile,
             phonenumber::Type::TollFree => NumberType::TollFree,
             phonenumber::Type::PremiumRate => NumberType::Premium,
@@ -340,7 +368,14 @@ pub fn classify(n: &E164) -> NumberInfo {
 /// Load libphonenumber metadata and compile the regexes of the most common
 /// regions so that the first real call does not pay ~100 ms.
 pub fn warm_up() {
-    for s in ["12125550123", "447911123456", "442071838750", "4915112345678", "33612345678", "525512345678"] {
+    for s in [
+        "12125550123",
+        "447911123456",
+        "442071838750",
+        "4915112345678",
+        "33612345678",
+        "525512345678",
+    ] {
         if let Ok(n) = E164::from_digits(s) {
             let _ = classify(&n);
         }
@@ -442,7 +477,11 @@ impl NpaNxxTable {
                     if let std::collections::hash_map::Entry::Vacant(v) = map.entry(k) {
                         v.insert(e);
                     } else {
-                        errors.push(RowError { line, field: 1, message: format!("duplicate NPA-NXX {:06}", k) });
+                        errors.push(RowError {
+                            line,
+                            field: 1,
+                            message: format!("duplicate NPA-NXX {:06}", k),
+                        });
                     }
                 }
                 Err(e) => errors.push(e),
@@ -464,7 +503,10 @@ impl NpaNxxTable {
     /// Read a file and parse it leniently.
     pub fn load(path: impl AsRef<Path>) -> Result<(Self, Vec<RowError>), NpaNxxError> {
         let p = path.as_ref();
-        let text = std::fs::read_to_string(p).map_err(|source| NpaNxxError::Io { path: p.display().to_string(), source })?;
+        let text = std::fs::read_to_string(p).map_err(|source| NpaNxxError::Io {
+            path: p.display().to_string(),
+            source,
+        })?;
         Ok(Self::parse(&text))
     }
 
@@ -516,23 +558,37 @@ impl NpaNxxTable {
 }
 
 const US_STATES: [&str; 51] = [
-    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME",
-    "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI",
-    "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+    "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM",
+    "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA",
+    "WV", "WI", "WY",
 ];
 
 fn parse_npanxx_row(l: &str, line: usize) -> Result<(u32, NpaNxxEntry), RowError> {
-    let err = |field: usize, message: String| RowError { line, field, message };
+    let err = |field: usize, message: String| RowError {
+        line,
+        field,
+        message,
+    };
     let fields: Vec<&str> = l.split(';').map(str::trim).collect();
     if fields.len() != 3 {
-        return Err(err(0, format!("expected 3 fields npanxx;state;ocn, got {}", fields.len())));
+        return Err(err(
+            0,
+            format!("expected 3 fields npanxx;state;ocn, got {}", fields.len()),
+        ));
     }
     let npanxx = fields[0].as_bytes();
     if npanxx.len() != 6 || !npanxx.iter().all(u8::is_ascii_digit) {
-        return Err(err(1, format!("npanxx must be 6 digits, got {:?}", fields[0])));
+        return Err(err(
+            1,
+            format!("npanxx must be 6 digits, got {:?}", fields[0]),
+        ));
     }
     if npanxx[0] < b'2' || npanxx[3] < b'2' {
-        return Err(err(1, format!("npanxx {:?}: NPA and NXX must start with 2-9", fields[0])));
+        return Err(err(
+            1,
+            format!("npanxx {:?}: NPA and NXX must start with 2-9", fields[0]),
+        ));
     }
     let state = fields[1];
     if state.len() != 2 || !state.bytes().all(|c| c.is_ascii_alphabetic()) {
@@ -540,10 +596,21 @@ fn parse_npanxx_row(l: &str, line: usize) -> Result<(u32, NpaNxxEntry), RowError
     }
     let ocn = fields[2];
     if ocn.is_empty() || ocn.len() > 4 || !ocn.bytes().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(err(3, format!("ocn must be 1-4 alphanumerics, got {:?}", ocn)));
+        return Err(err(
+            3,
+            format!("ocn must be 1-4 alphanumerics, got {:?}", ocn),
+        ));
     }
-    let k: u32 = fields[0].parse().map_err(|_| err(1, "unparsable npanxx".into()))?;
-    Ok((k, NpaNxxEntry { state: state.to_ascii_uppercase(), ocn: ocn.to_ascii_uppercase() }))
+    let k: u32 = fields[0]
+        .parse()
+        .map_err(|_| err(1, "unparsable npanxx".into()))?;
+    Ok((
+        k,
+        NpaNxxEntry {
+            state: state.to_ascii_uppercase(),
+            ocn: ocn.to_ascii_uppercase(),
+        },
+    ))
 }
 
 /// Regulatory jurisdiction of a US call (selects interstate vs intrastate rate).
@@ -563,11 +630,26 @@ mod tests {
 
     #[test]
     fn prefixes() {
-        assert_eq!(strip_plan_prefix("*3012125550123"), (Some(PlanSelector::Pstn), "12125550123"));
-        assert_eq!(strip_plan_prefix("*31+4420"), (Some(PlanSelector::Standard), "+4420"));
-        assert_eq!(strip_plan_prefix("*32 0044"), (Some(PlanSelector::Premium), " 0044"));
-        assert_eq!(strip_plan_prefix("*4007441234"), (Some(PlanSelector::Trunk(7)), "441234"));
-        assert_eq!(strip_plan_prefix("*4912"), (Some(PlanSelector::Trunk(912)), ""));
+        assert_eq!(
+            strip_plan_prefix("*3012125550123"),
+            (Some(PlanSelector::Pstn), "12125550123")
+        );
+        assert_eq!(
+            strip_plan_prefix("*31+4420"),
+            (Some(PlanSelector::Standard), "+4420")
+        );
+        assert_eq!(
+            strip_plan_prefix("*32 0044"),
+            (Some(PlanSelector::Premium), " 0044")
+        );
+        assert_eq!(
+            strip_plan_prefix("*4007441234"),
+            (Some(PlanSelector::Trunk(7)), "441234")
+        );
+        assert_eq!(
+            strip_plan_prefix("*4912"),
+            (Some(PlanSelector::Trunk(912)), "")
+        );
         assert_eq!(strip_plan_prefix("*41"), (None, "*41"));
         assert_eq!(strip_plan_prefix("*33123"), (None, "*33123"));
         assert_eq!(strip_plan_prefix("12125550123"), (None, "12125550123"));
@@ -588,15 +670,36 @@ mod tests {
         ] {
             assert_eq!(normalize(s).unwrap().digits(), want, "{s}");
         }
-        assert_eq!(normalize("011442071838750").unwrap().digits(), "442071838750");
-        assert_eq!(normalize("+442071838750").unwrap().to_string(), "+442071838750");
+        assert_eq!(
+            normalize("011442071838750").unwrap().digits(),
+            "442071838750"
+        );
+        assert_eq!(
+            normalize("+442071838750").unwrap().to_string(),
+            "+442071838750"
+        );
         assert_eq!(normalize(""), Err(NumberError::Missing));
         assert_eq!(normalize("Anonymous"), Err(NumberError::Missing));
-        assert!(matches!(normalize("12a45678"), Err(NumberError::Malformed(_))));
+        // Multi-byte input near the URI-scheme check must not panic (found by proptest).
+        assert!(matches!(normalize("A ᏸ"), Err(NumberError::Malformed(_))));
+        assert!(matches!(normalize("siᏸ:1"), Err(NumberError::Malformed(_))));
+        assert!(matches!(
+            normalize("12a45678"),
+            Err(NumberError::Malformed(_))
+        ));
         assert!(matches!(normalize("+"), Err(NumberError::Malformed(_))));
-        assert!(matches!(normalize("02071838750"), Err(NumberError::NotE164(_))));
-        assert!(matches!(normalize("+1234567"), Err(NumberError::NotE164(_))));
-        assert!(matches!(normalize("+1234567890123456"), Err(NumberError::NotE164(_))));
+        assert!(matches!(
+            normalize("02071838750"),
+            Err(NumberError::NotE164(_))
+        ));
+        assert!(matches!(
+            normalize("+1234567"),
+            Err(NumberError::NotE164(_))
+        ));
+        assert!(matches!(
+            normalize("+1234567890123456"),
+            Err(NumberError::NotE164(_))
+        ));
         // 10 digits starting 0/1 are not NANP national and stay as given (still fine at length 10)
         assert_eq!(normalize("1234567890").unwrap().digits(), "1234567890");
     }
@@ -606,7 +709,10 @@ mod tests {
         assert_eq!(check_cli(None).0, CliStatus::Missing);
         assert_eq!(check_cli(Some("  ")).0, CliStatus::Missing);
         assert_eq!(check_cli(Some("restricted")).0, CliStatus::Missing);
-        assert_eq!(check_cli(Some("+44 20 7183 8750")), (CliStatus::Valid, Some(E164("442071838750".into()))));
+        assert_eq!(
+            check_cli(Some("+44 20 7183 8750")),
+            (CliStatus::Valid, Some(E164("442071838750".into())))
+        );
         assert_eq!(check_cli(Some("john.doe")).0, CliStatus::Malformed);
         assert_eq!(check_cli(Some("020 7183 8750")).0, CliStatus::NotE164);
         // +999 is not an assigned country code
@@ -619,7 +725,12 @@ mod tests {
 
     #[test]
     fn classification() {
-        let uk_mobile = cls("+447700900123");
+        let drama = cls("+447700900123");
+        assert_eq!(
+            (drama.country.as_deref(), drama.number_type),
+            (Some("GB"), NumberType::Unknown)
+        );
+        let uk_mobile = cls("+447400123456");
         assert_eq!(uk_mobile.country.as_deref(), Some("GB"));
         assert_eq!(uk_mobile.number_type, NumberType::Mobile);
         let uk_fixed = cls("+442071838750");
@@ -627,13 +738,23 @@ mod tests {
         assert_eq!(uk_fixed.number_type, NumberType::Fixed);
         assert_eq!(uk_fixed.country_code, Some(44));
         let us = cls("+12125550123");
-        assert_eq!((us.country.as_deref(), us.number_type), (Some("US"), NumberType::Fixed));
+        assert_eq!(
+            (us.country.as_deref(), us.number_type),
+            (Some("US"), NumberType::Fixed)
+        );
         for npa in NANP_TOLL_FREE_NPAS {
-            assert_eq!(cls(&format!("1{npa}5550123")).number_type, NumberType::TollFree, "{npa}");
+            assert_eq!(
+                cls(&format!("1{npa}5550123")).number_type,
+                NumberType::TollFree,
+                "{npa}"
+            );
         }
         assert_eq!(cls("19005550123").number_type, NumberType::Premium);
         let thuraya = cls("+882163456789");
-        assert_eq!((thuraya.number_type, thuraya.country.as_deref()), (NumberType::Satellite, None));
+        assert_eq!(
+            (thuraya.number_type, thuraya.country.as_deref()),
+            (NumberType::Satellite, None)
+        );
         assert_eq!(cls("+8816 31234567").number_type, NumberType::Satellite);
         assert_eq!(cls("+4915112345678").country.as_deref(), Some("DE"));
         assert_eq!(cls("+4915112345678").number_type, NumberType::Mobile);
@@ -642,12 +763,12 @@ mod tests {
 
     #[test]
     fn analyze() {
-        let c = analyze_call(Some("+442071838750"), "*32011 44 7700 900123");
+        let c = analyze_call(Some("+442071838750"), "*32011 44 7400 123456");
         assert_eq!(c.plan, Some(PlanSelector::Premium));
         assert_eq!(c.cli_status, CliStatus::Valid);
         assert_eq!(c.caller.unwrap().country.as_deref(), Some("GB"));
         let callee = c.callee.unwrap();
-        assert_eq!(callee.e164.digits(), "447700900123");
+        assert_eq!(callee.e164.digits(), "447400123456");
         assert_eq!(callee.number_type, NumberType::Mobile);
         let c = analyze_call(None, "*4123bogus");
         assert_eq!(c.plan, Some(PlanSelector::Trunk(123)));
@@ -655,7 +776,8 @@ mod tests {
         assert!(c.callee.is_err());
     }
 
-    const TABLE: &str = "# sample\n212555;NY;9104\n718555;ny;9104\n310555;CA;9740\n416555;ON;0001\n";
+    const TABLE: &str =
+        "# sample\n212555;NY;9104\n718555;ny;9104\n310555;CA;9740\n416555;ON;0001\n";
 
     #[test]
     fn npanxx_parse_and_jurisdiction() {
@@ -664,15 +786,36 @@ mod tests {
         assert_eq!(t.lookup("+12125550123").unwrap().state, "NY");
         assert_eq!(t.lookup("7185550000").unwrap().state, "NY");
         let ny = normalize("2125550123").unwrap();
-        assert_eq!(t.jurisdiction(Some(&ny), "7185551111"), Jurisdiction::Intrastate);
-        assert_eq!(t.jurisdiction(Some(&ny), "13105551111"), Jurisdiction::Interstate);
-        assert_eq!(t.jurisdiction(Some(&ny), "4165551111"), Jurisdiction::Indeterminate);
-        assert_eq!(t.jurisdiction(None, "3105551111"), Jurisdiction::Indeterminate);
+        assert_eq!(
+            t.jurisdiction(Some(&ny), "7185551111"),
+            Jurisdiction::Intrastate
+        );
+        assert_eq!(
+            t.jurisdiction(Some(&ny), "13105551111"),
+            Jurisdiction::Interstate
+        );
+        assert_eq!(
+            t.jurisdiction(Some(&ny), "4165551111"),
+            Jurisdiction::Indeterminate
+        );
+        assert_eq!(
+            t.jurisdiction(None, "3105551111"),
+            Jurisdiction::Indeterminate
+        );
         let uk = normalize("+442071838750").unwrap();
-        assert_eq!(t.jurisdiction(Some(&uk), "3105551111"), Jurisdiction::Indeterminate);
+        assert_eq!(
+            t.jurisdiction(Some(&uk), "3105551111"),
+            Jurisdiction::Indeterminate
+        );
         let unknown = normalize("+13055550000").unwrap();
-        assert_eq!(t.jurisdiction(Some(&unknown), "3105551111"), Jurisdiction::Indeterminate);
-        assert_eq!(t.jurisdiction(Some(&ny), "9995551111"), Jurisdiction::Indeterminate);
+        assert_eq!(
+            t.jurisdiction(Some(&unknown), "3105551111"),
+            Jurisdiction::Indeterminate
+        );
+        assert_eq!(
+            t.jurisdiction(Some(&ny), "9995551111"),
+            Jurisdiction::Indeterminate
+        );
     }
 
     #[test]
@@ -688,7 +831,8 @@ mod tests {
 
     #[test]
     fn sample_file_loads() {
-        let (t, errs) = NpaNxxTable::load(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/npanxx.txt")).unwrap();
+        let (t, errs) =
+            NpaNxxTable::load(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/npanxx.txt")).unwrap();
         assert!(errs.is_empty(), "{errs:?}");
         assert!(t.len() >= 10);
     }

@@ -20,15 +20,24 @@ async fn answers_ported_and_not_ported() {
     let dip = HttpDip::new(cfg(srv.template())).unwrap();
     assert_eq!(
         dip.lookup("2125550002").await.unwrap(),
-        LrnAnswer { lrn: "7185550000".into(), ported: true }
+        LrnAnswer {
+            lrn: "7185550000".into(),
+            ported: true
+        }
     );
     assert_eq!(
         dip.lookup("3105550003").await.unwrap(),
-        LrnAnswer { lrn: "3105550003".into(), ported: false }
+        LrnAnswer {
+            lrn: "3105550003".into(),
+            ported: false
+        }
     );
     assert_eq!(srv.hits(), 2);
     // Invalid input never reaches the server.
-    assert!(matches!(dip.lookup("12345").await, Err(LrnError::InvalidNumber(_))));
+    assert!(matches!(
+        dip.lookup("12345").await,
+        Err(LrnError::InvalidNumber(_))
+    ));
     assert_eq!(srv.hits(), 2);
 }
 
@@ -51,13 +60,19 @@ async fn server_errors_are_retried_with_backoff() {
 
     let srv = start(Mode::FailFirst(10, 500)).await;
     let dip = HttpDip::new(cfg(srv.template())).unwrap();
-    assert_eq!(dip.lookup("2125550001").await.unwrap_err(), LrnError::Status(500));
+    assert_eq!(
+        dip.lookup("2125550001").await.unwrap_err(),
+        LrnError::Status(500)
+    );
     assert_eq!(srv.hits(), 3, "max_attempts = 3");
 
     // 404 is not retried.
     let srv = start(Mode::FailFirst(10, 404)).await;
     let dip = HttpDip::new(cfg(srv.template())).unwrap();
-    assert_eq!(dip.lookup("2125550001").await.unwrap_err(), LrnError::Status(404));
+    assert_eq!(
+        dip.lookup("2125550001").await.unwrap_err(),
+        LrnError::Status(404)
+    );
     assert_eq!(srv.hits(), 1);
 }
 
@@ -71,7 +86,11 @@ async fn slow_server_times_out() {
     let t = Instant::now();
     let e = dip.lookup("2125550001").await.unwrap_err();
     assert!(matches!(e, LrnError::Timeout(_)), "{e:?}");
-    assert!(t.elapsed() < Duration::from_millis(1000), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(srv.hits(), 2);
 }
 
@@ -102,7 +121,10 @@ async fn concurrency_is_limited() {
 
 #[test]
 fn bad_config_is_rejected() {
-    assert!(matches!(HttpDip::new(HttpDipConfig::new("http://x/lrn")), Err(LrnError::Config(_))));
+    assert!(matches!(
+        HttpDip::new(HttpDipConfig::new("http://x/lrn")),
+        Err(LrnError::Config(_))
+    ));
     let mut c = HttpDipConfig::new("http://x/{tn}");
     c.max_concurrency = 0;
     assert!(matches!(HttpDip::new(c), Err(LrnError::Config(_))));

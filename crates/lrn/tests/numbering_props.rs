@@ -34,8 +34,10 @@ proptest! {
     /// Every E.164-shaped digit string is accepted as-is with '+' and with '00'.
     #[test]
     fn e164_forms_agree(d in "[1-9][0-9]{7,14}") {
-        prop_assert_eq!(normalize(&format!("+{d}")).unwrap().digits(), d.as_str());
-        prop_assert_eq!(normalize(&format!("00{d}")).unwrap().digits(), d.as_str());
+        let plus = normalize(&format!("+{d}")).unwrap();
+        let intl = normalize(&format!("00{d}")).unwrap();
+        prop_assert_eq!(plus.digits(), d.as_str());
+        prop_assert_eq!(intl.digits(), d.as_str());
     }
 
     /// NANP national 10-digit numbers normalise like their +1 form.

@@ -5,12 +5,28 @@ use lrn::{LrnAnswer, LrnError, LrnSource, PortedDb, PortedDbError};
 
 #[test]
 fn sample_file_loads_and_absent_numbers_are_not_ported() {
-    let (db, rep) = PortedDb::open(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ported.txt")).unwrap();
-    assert_eq!((rep.rows, rep.bad_rows, rep.duplicates), (3, 0, 0));
-    assert_eq!(db.len(), 3);
-    assert_eq!(db.get("2125550002").unwrap(), LrnAnswer { lrn: "7185550000".into(), ported: true });
-    assert_eq!(db.get("4155550100").unwrap(), LrnAnswer { lrn: "4155550100".into(), ported: false });
-    assert!(matches!(db.get("1125550100"), Err(LrnError::InvalidNumber(_))));
+    let (db, rep) =
+        PortedDb::open(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/ported.txt")).unwrap();
+    assert_eq!((rep.rows, rep.bad_rows, rep.duplicates), (4, 0, 0));
+    assert_eq!(db.len(), 4);
+    assert_eq!(
+        db.get("2125550002").unwrap(),
+        LrnAnswer {
+            lrn: "7185550000".into(),
+            ported: true
+        }
+    );
+    assert_eq!(
+        db.get("4155550100").unwrap(),
+        LrnAnswer {
+            lrn: "4155550100".into(),
+            ported: false
+        }
+    );
+    assert!(matches!(
+        db.get("1125550100"),
+        Err(LrnError::InvalidNumber(_))
+    ));
 }
 
 #[test]
@@ -31,7 +47,11 @@ fn bad_rows_are_reported_with_line_and_field_and_the_rest_loads() {
     let got: Vec<(usize, usize)> = rep.errors.iter().map(|e| (e.line, e.field)).collect();
     assert_eq!(got, vec![(3, 1), (4, 2), (5, 0), (6, 0), (9, 1)]);
     assert_eq!(rep.bad_rows, 5);
-    assert!(rep.errors[1].to_string().starts_with("line 4, field 2:"), "{}", rep.errors[1]);
+    assert!(
+        rep.errors[1].to_string().starts_with("line 4, field 2:"),
+        "{}",
+        rep.errors[1]
+    );
     assert_eq!(rep.duplicates, 1);
     assert_eq!(rep.rows, 2);
     // The later duplicate wins; whitespace-padded row loaded.
@@ -41,7 +61,8 @@ fn bad_rows_are_reported_with_line_and_field_and_the_rest_loads() {
 
 #[test]
 fn error_list_is_capped_but_all_bad_rows_are_counted() {
-    let text: String = (0..1500).map(|i| format!("bad{i}\n")).collect::<String>() + "2125550001;2125559999\n";
+    let text: String =
+        (0..1500).map(|i| format!("bad{i}\n")).collect::<String>() + "2125550001;2125559999\n";
     let (db, rep) = PortedDb::from_reader(text.as_bytes()).unwrap();
     assert_eq!(rep.bad_rows, 1500);
     assert_eq!(rep.errors.len(), lrn::source::MAX_REPORTED_ROW_ERRORS);
@@ -69,5 +90,8 @@ async fn is_an_lrn_source() {
     let (db, _) = PortedDb::from_reader(&b"2125550001;2125559999\n"[..]).unwrap();
     assert_eq!(db.lookup("2125550001").await.unwrap().lrn, "2125559999");
     assert!(PortedDb::empty().is_empty());
-    assert_eq!(PortedDb::empty().lookup("2125550001").await.unwrap().lrn, "2125550001");
+    assert_eq!(
+        PortedDb::empty().lookup("2125550001").await.unwrap().lrn,
+        "2125550001"
+    );
 }

@@ -16,7 +16,15 @@ fn bench_import(c: &mut Criterion) {
         b.iter(|| {
             let mut set = DeckSet::new();
             let r = set
-                .load("big.txt", &text, DeckKind::AZ(Plan::Standard), Plan::Standard, ImportMode::Lenient, support::t0(), None)
+                .load(
+                    "big.txt",
+                    &text,
+                    DeckKind::AZ(Plan::Standard),
+                    Plan::Standard,
+                    ImportMode::Lenient,
+                    support::t0(),
+                    None,
+                )
                 .unwrap();
             assert_eq!(r.rows_loaded, 1_000_000);
             set

@@ -12,7 +12,11 @@ fn bench_rate(c: &mut Criterion) {
     let calls = support::calls(&w, 100_000, 7);
     let ctx = w.ctx();
     let rated = calls.iter().filter(|c| rate(c, &ctx).is_rated()).count();
-    eprintln!("deck rows: {}, calls: {}, rated: {rated}", w.decks.total_rows(), calls.len());
+    eprintln!(
+        "deck rows: {}, calls: {}, rated: {rated}",
+        w.decks.total_rows(),
+        calls.len()
+    );
 
     let mut g = c.benchmark_group("rate");
     g.throughput(Throughput::Elements(calls.len() as u64));
@@ -28,13 +32,19 @@ fn bench_rate(c: &mut Criterion) {
         })
     });
     // The bare longest-prefix lookup the rater is built on.
-    let numbers: Vec<String> = calls.iter().map(|c| c.dialed.trim_start_matches(['*', '3']).to_string()).collect();
+    let numbers: Vec<String> = calls
+        .iter()
+        .map(|c| c.dialed.trim_start_matches(['*', '3']).to_string())
+        .collect();
     let at = support::t0() + chrono::Duration::days(1);
     g.bench_function("lookup_100k", |b| {
         b.iter(|| {
             let mut hits = 0u32;
             for n in &numbers {
-                if w.decks.lookup(Scope::Az(Plan::Standard), black_box(n), at, ObrTier::Eea).is_some() {
+                if w.decks
+                    .lookup(Scope::Az(Plan::Standard), black_box(n), at, ObrTier::Eea)
+                    .is_some()
+                {
                     hits += 1;
                 }
             }

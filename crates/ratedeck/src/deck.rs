@@ -503,7 +503,11 @@ impl<'a> Parser<'a> {
         } else {
             Some(parse_when("end_date", x[4])?)
         };
-        check_short(short_surcharge, short_threshold_s, "short_surcharge_threshold_s")?;
+        check_short(
+            short_surcharge,
+            short_threshold_s,
+            "short_surcharge_threshold_s",
+        )?;
         let obr_tier = tier_from_name(&destination);
         Ok(DeckRow {
             prefix,
@@ -546,9 +550,8 @@ impl<'a> Parser<'a> {
                 format!("expected {} fields, found {}", h.n, fields.len()),
             );
         }
-        let get = |i: Option<usize>| -> &str {
-            i.and_then(|i| fields.get(i)).map_or("", |s| s.as_str())
-        };
+        let get =
+            |i: Option<usize>| -> &str { i.and_then(|i| fields.get(i)).map_or("", |s| s.as_str()) };
         let dest_s = get(Some(h.destination)).to_string();
         let code = get(Some(h.code)).to_string();
         let rate_s = get(Some(h.rate)).to_string();
@@ -880,7 +883,13 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn az(text: &str) -> ParsedDeck {
-        parse_deck("az.txt", text, DeckKind::AZ(Plan::Standard), ImportMode::Lenient).unwrap()
+        parse_deck(
+            "az.txt",
+            text,
+            DeckKind::AZ(Plan::Standard),
+            ImportMode::Lenient,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -946,8 +955,13 @@ mod tests {
     #[test]
     fn strict_refuses_whole_deck_with_all_errors() {
         let text = "44;UK;0.01;1;1\n1x;Bad;0.01;1;1\n33;F;0.01;1;0\n";
-        let e = parse_deck("s.txt", text, DeckKind::AZ(Plan::Premium), ImportMode::Strict)
-            .unwrap_err();
+        let e = parse_deck(
+            "s.txt",
+            text,
+            DeckKind::AZ(Plan::Premium),
+            ImportMode::Strict,
+        )
+        .unwrap_err();
         match e {
             DeckError::Rejected { file, errors } => {
                 assert_eq!(file, "s.txt");
@@ -957,8 +971,13 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let ok = parse_deck("s.txt", "44;UK;0.01;1;1\n", DeckKind::AZ(Plan::Premium), ImportMode::Strict)
-            .unwrap();
+        let ok = parse_deck(
+            "s.txt",
+            "44;UK;0.01;1;1\n",
+            DeckKind::AZ(Plan::Premium),
+            ImportMode::Strict,
+        )
+        .unwrap();
         assert_eq!(ok.rows.len(), 1);
     }
 
@@ -975,7 +994,10 @@ mod tests {
         assert_eq!(d.rows[0].rate, dec!(0.0015));
         assert_eq!(d.rows[0].rate_intrastate, Some(dec!(0.0020)));
         assert_eq!(d.rows[0].increment, Increment::new(6, 6));
-        assert_eq!((d.rejected[0].line, d.rejected[0].field), (2, "rate intrastate"));
+        assert_eq!(
+            (d.rejected[0].line, d.rejected[0].field),
+            (2, "rate intrastate")
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub use deck::{
 };
 pub use prefix::Prefix;
 pub use rate::{
-    billed_seconds, invoice_total, rate, Account, AccountKind, Flag, Jurisdiction, NumberType,
-    RatedCall, RatingContext, RatingInput, RatingStatus,
+    billed_seconds, invoice_total, rate, Account, AccountKind, AccountMap, Currency, FastHash,
+    Flag, Flags, Jurisdiction, NumberType, RatedCall, RatingContext, RatingInput, RatingStatus,
 };
 pub use store::{
     default_notice, diff, DeckDiff, DeckMatch, DeckSet, DeckTarget, DeckVersion, LoadReport,

@@ -155,7 +155,7 @@ impl<'de> Deserialize<'de> for Prefix {
 /// Normalise a phone number to bare digits: strips one leading `+`, rejects
 /// anything else that is not a digit. Returns `None` for empty input.
 pub fn normalize_digits(s: &str) -> Option<&str> {
-    let s = s.trim();
+    let s = s.trim_ascii();
     let s = s.strip_prefix('+').unwrap_or(s);
     if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
         None

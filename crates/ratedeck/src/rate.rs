@@ -12,13 +12,14 @@
 //! calls massively (100,000 × 28 s at $0.01/min is $466.67, not $470).
 
 use crate::deck::{Increment, ObrTier, Plan};
-use crate::prefix::normalize_digits;
+use crate::prefix::{normalize_digits, Prefix};
 use crate::store::{DeckMatch, DeckSet, Scope};
 use crate::tables::{nanp_npanxx, EeaCountries, NpaNxxStates, UkNumberType, UkSurcharges};
 use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Callee number type as supplied by enrichment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,11 +77,45 @@ pub struct Account {
     pub plan_override: Option<Plan>,
 }
 
+/// Accounts by id. A plain `HashMap` with a fast non-cryptographic hasher:
+/// ids come from our own account store (no untrusted keys, so no HashDoS
+/// concern), and SipHash was a measurable share of per-call rating time.
+/// Build with `AccountMap::default()` and `insert`, or `collect()`.
+pub type AccountMap = HashMap<String, Account, FastHash>;
+
+/// `BuildHasher` for [`AccountMap`] (FxHash-style multiply-rotate).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastHash;
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b))
+                .wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Everything `rate` reads besides the call itself.
 #[derive(Debug, Clone, Copy)]
 pub struct RatingContext<'a> {
     pub decks: &'a DeckSet,
-    pub accounts: &'a HashMap<String, Account>,
+    pub accounts: &'a AccountMap,
     pub npanxx: &'a NpaNxxStates,
     pub uk_surcharges: &'a UkSurcharges,
     pub eea: &'a EeaCountries,
@@ -119,11 +154,105 @@ pub enum Flag {
     NotBilled,
 }
 
+/// Deck currency. Every deck in this product is priced in US dollars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Currency {
+    #[default]
+    #[serde(rename = "USD")]
+    Usd,
+}
+
+impl Currency {
+    pub fn as_str(self) -> &'static str {
+        "USD"
+    }
+}
+
+/// A set of [`Flag`]s: a bitset (no allocation per rated call) that
+/// serialises as the list of flag names, in the fixed `Flag` order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(u16);
+
+impl Flags {
+    /// Every flag, in declaration (and iteration) order.
+    pub const ALL: [Flag; 9] = [
+        Flag::MaxRateExceeded,
+        Flag::UkSurchargeBlocked,
+        Flag::JurisdictionIndeterminate,
+        Flag::LrnRated,
+        Flag::BehindNatRetail,
+        Flag::DowngradedToRetail,
+        Flag::ShortDurationSurcharge,
+        Flag::InvalidCli,
+        Flag::NotBilled,
+    ];
+
+    pub fn insert(&mut self, f: Flag) {
+        self.0 |= 1 << (f as u16);
+    }
+
+    pub fn contains(&self, f: Flag) -> bool {
+        self.0 & (1 << (f as u16)) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Flag> + '_ {
+        Flags::ALL.into_iter().filter(|f| self.contains(*f))
+    }
+
+    pub fn to_vec(&self) -> Vec<Flag> {
+        self.iter().collect()
+    }
+}
+
+impl FromIterator<Flag> for Flags {
+    fn from_iter<I: IntoIterator<Item = Flag>>(it: I) -> Self {
+        let mut f = Flags::default();
+        for x in it {
+            f.insert(x);
+        }
+        f
+    }
+}
+
+impl std::fmt::Debug for Flags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Flags {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Flags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Vec::<Flag>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+/// Shared empty deck id, so an unmatched call does not allocate one.
+fn empty_id() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RatingStatus {
     Rated,
     /// Kept, not dropped, so it can be fixed and re-rated.
-    Unrated { reason: String },
+    Unrated {
+        reason: String,
+    },
 }
 
 /// The rated CDR. `amount` is unrounded; see [`invoice_total`].
@@ -137,11 +266,14 @@ pub struct RatedCall {
     pub trunk: Option<u32>,
     /// Number actually matched (prefix stripped, LRN applied).
     pub rated_number: String,
-    /// Empty / 0 when no deck matched.
-    pub deck_id: String,
+    /// Deck file/id of the matched version (empty and version 0 when no
+    /// deck matched). `Arc<str>`: shared with the deck, serialised as a string.
+    pub deck_id: Arc<str>,
     pub deck_version: u64,
-    pub matched_prefix: Option<String>,
-    pub destination: Option<String>,
+    /// Serialised as its digit string.
+    pub matched_prefix: Option<Prefix>,
+    /// Shared with the deck row (destination names are interned).
+    pub destination: Option<Arc<str>>,
     pub jurisdiction: Option<Jurisdiction>,
     pub obr_tier: Option<ObrTier>,
     pub rate_per_min: Decimal,
@@ -155,8 +287,8 @@ pub struct RatedCall {
     pub short_duration_surcharge: Decimal,
     pub lrn_fee: Decimal,
     pub amount: Decimal,
-    pub currency: String,
-    pub flags: Vec<Flag>,
+    pub currency: Currency,
+    pub flags: Flags,
     /// Effective max rate (header, else account default).
     pub max_rate: Option<Decimal>,
     pub max_route: Option<u32>,
@@ -164,7 +296,7 @@ pub struct RatedCall {
 
 impl RatedCall {
     pub fn has_flag(&self, f: Flag) -> bool {
-        self.flags.contains(&f)
+        self.flags.contains(f)
     }
 
     pub fn is_rated(&self) -> bool {
@@ -185,7 +317,11 @@ pub fn billed_seconds(duration_s: u32, inc: Increment, min_billed_s: u32) -> u32
     let x = u64::from(inc.initial);
     let y = u64::from(inc.step.max(1));
     let d = u64::from(duration_s.max(min_billed_s)).max(x);
-    let billed = if d > x { x + (d - x).div_ceil(y) * y } else { x };
+    let billed = if d > x {
+        x + (d - x).div_ceil(y) * y
+    } else {
+        x
+    };
     u32::try_from(billed).unwrap_or(u32::MAX)
 }
 
@@ -226,12 +362,15 @@ fn strip_dial_prefix(dialed: &str) -> Result<(DialSelect, &str), &'static str> {
 
 /// E.164 validity used for origin decisions: enrichment says valid, and the
 /// digits look like E.164 (7–15 digits, no leading 0).
-fn cli_e164<'a>(input: &'a RatingInput) -> Option<&'a str> {
+fn cli_e164(input: &RatingInput) -> Option<&str> {
     if !input.cli_valid {
         return None;
     }
     let d = normalize_digits(input.cli.as_deref()?)?;
-    (7..=15).contains(&d.len()).then_some(d).filter(|d| !d.starts_with('0'))
+    (7..=15)
+        .contains(&d.len())
+        .then_some(d)
+        .filter(|d| !d.starts_with('0'))
 }
 
 /// Rate one call. See the crate README for the full rule set.
@@ -243,7 +382,7 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         plan: None,
         trunk: None,
         rated_number: String::new(),
-        deck_id: String::new(),
+        deck_id: empty_id(),
         deck_version: 0,
         matched_prefix: None,
         destination: None,
@@ -258,14 +397,13 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         short_duration_surcharge: Decimal::ZERO,
         lrn_fee: input.lrn_fee,
         amount: Decimal::ZERO,
-        currency: "USD".to_string(),
-        flags: Vec::new(),
+        currency: Currency::Usd,
+        flags: Flags::default(),
         max_rate: input.max_rate,
         max_route: input.max_route,
     };
     let unrated = |mut out: RatedCall, reason: String| {
         out.status = RatingStatus::Unrated { reason };
-        out.flags.sort_unstable();
         out
     };
 
@@ -275,19 +413,22 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     };
     out.max_rate = input.max_rate.or(acct.default_max_rate);
 
-    let (select, digits) = match strip_dial_prefix(input.dialed.trim()) {
+    let (select, digits) = match strip_dial_prefix(input.dialed.trim_ascii()) {
         Ok(x) => x,
         Err(e) => return unrated(out, format!("{e} in `{}`", input.dialed)),
     };
     let Some(mut number) = normalize_digits(digits) else {
-        return unrated(out, format!("dialed number `{}` is not digits", input.dialed));
+        return unrated(
+            out,
+            format!("dialed number `{}` is not digits", input.dialed),
+        );
     };
     // Ported NANP numbers are rated on their LRN (the carrier that now
     // terminates the call), not the dialed number.
     if number.starts_with('1') {
         if let Some(lrn) = input.rated_number.as_deref().and_then(normalize_digits) {
             if lrn != number {
-                out.flags.push(Flag::LrnRated);
+                out.flags.insert(Flag::LrnRated);
             }
             number = lrn;
         }
@@ -296,12 +437,13 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
 
     // Retail wins over any dial prefix: NAT and downgrade are commercial
     // decisions the caller cannot dial around.
-    let downgraded = acct.kind == AccountKind::Wholesale && acct.plan_override == Some(Plan::Retail);
+    let downgraded =
+        acct.kind == AccountKind::Wholesale && acct.plan_override == Some(Plan::Retail);
     let retail = acct.kind == AccountKind::Retail || downgraded || input.behind_nat;
     if downgraded {
-        out.flags.push(Flag::DowngradedToRetail);
+        out.flags.insert(Flag::DowngradedToRetail);
     } else if input.behind_nat && acct.kind == AccountKind::Wholesale {
-        out.flags.push(Flag::BehindNatRetail);
+        out.flags.insert(Flag::BehindNatRetail);
     }
     let plan = if retail {
         Plan::Retail
@@ -316,7 +458,7 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     let cli = cli_e164(input);
     let cli_country = cli.and(input.cli_country.as_deref());
     if cli_country.is_none() {
-        out.flags.push(Flag::InvalidCli);
+        out.flags.insert(Flag::InvalidCli);
     }
     let tier = match cli_country {
         Some(c) if ctx.eea.contains(c) => ObrTier::Eea,
@@ -330,8 +472,7 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         }
         // Unanswered calls have no answer time to pick a deck version by;
         // they bill 0 whatever the deck says.
-        out.flags.push(Flag::NotBilled);
-        out.flags.sort_unstable();
+        out.flags.insert(Flag::NotBilled);
         return out;
     };
 
@@ -361,20 +502,25 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
             DialSelect::Trunk(t) if !retail => format!("trunk {t:03}"),
             _ => plan.as_str().to_string(),
         };
-        return unrated(out, format!("no matching prefix for {number} in {what} deck"));
+        return unrated(
+            out,
+            format!("no matching prefix for {number} in {what} deck"),
+        );
     };
     let row = m.row;
-    out.deck_id = m.deck_id.to_string();
+    out.deck_id = m.deck_id.clone();
     out.deck_version = m.version;
-    out.matched_prefix = Some(row.prefix.to_string());
-    out.destination = Some(row.destination.to_string());
+    out.matched_prefix = Some(row.prefix);
+    out.destination = Some(row.destination.clone());
     out.increment = Some(row.increment);
     out.obr_tier = row.obr_tier;
 
     // US48 jurisdiction from caller and callee NPA-NXX states.
     let mut rate = row.rate;
     if let (true, Some(intra)) = (us48, row.rate_intrastate) {
-        let caller_state = cli.filter(|c| nanp_npanxx(c).is_some()).and_then(|c| ctx.npanxx.state_of(c));
+        let caller_state = cli
+            .filter(|c| nanp_npanxx(c).is_some())
+            .and_then(|c| ctx.npanxx.state_of(c));
         let callee_state = ctx.npanxx.state_of(number);
         let j = match (caller_state, callee_state) {
             (Some(a), Some(b)) if a == b => Jurisdiction::Intrastate,
@@ -385,7 +531,7 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
             Jurisdiction::Interstate => row.rate,
             Jurisdiction::Intrastate => intra,
             Jurisdiction::Indeterminate => {
-                out.flags.push(Flag::JurisdictionIndeterminate);
+                out.flags.insert(Flag::JurisdictionIndeterminate);
                 row.rate.max(intra)
             }
         };
@@ -404,37 +550,51 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         let per_min = ctx.uk_surcharges.per_min(cli_country, t);
         out.uk_surcharge_per_min = per_min;
         if !per_min.is_zero() && !acct.allow_uk_surcharge {
-            out.flags.push(Flag::UkSurchargeBlocked);
+            out.flags.insert(Flag::UkSurchargeBlocked);
         }
     }
 
     if let Some(max) = out.max_rate {
         if rate > max {
-            out.flags.push(Flag::MaxRateExceeded);
+            out.flags.insert(Flag::MaxRateExceeded);
         }
     }
 
     if !billable {
-        out.flags.push(Flag::NotBilled);
-        out.flags.sort_unstable();
+        out.flags.insert(Flag::NotBilled);
         return out;
     }
-    let billed = billed_seconds(input.billable_seconds, row.increment, row.min_billed_seconds);
+    let billed = billed_seconds(
+        input.billable_seconds,
+        row.increment,
+        row.min_billed_seconds,
+    );
     out.billed_seconds = billed;
     let secs = Decimal::from(billed);
     out.connection_fee = row.connection_fee;
-    out.surcharge = out.uk_surcharge_per_min * secs / SIXTY;
+    // Decimal division is the costliest step of rating; skip it when there
+    // is no surcharge (the common case).
+    if !out.uk_surcharge_per_min.is_zero() {
+        out.surcharge = out.uk_surcharge_per_min * secs / SIXTY;
+    }
     if row.short_threshold_s > 0 && input.billable_seconds < row.short_threshold_s {
         out.short_duration_surcharge = row.short_surcharge;
         if !row.short_surcharge.is_zero() {
-            out.flags.push(Flag::ShortDurationSurcharge);
+            out.flags.insert(Flag::ShortDurationSurcharge);
         }
     }
-    out.amount = secs * rate / SIXTY
-        + out.connection_fee
-        + out.surcharge
-        + out.short_duration_surcharge
-        + out.lrn_fee;
-    out.flags.sort_unstable();
+    // Adding zero still costs a Decimal rescale; most calls have no extras.
+    let mut amount = secs * rate / SIXTY;
+    for extra in [
+        out.connection_fee,
+        out.surcharge,
+        out.short_duration_surcharge,
+        out.lrn_fee,
+    ] {
+        if !extra.is_zero() {
+            amount += extra;
+        }
+    }
+    out.amount = amount;
     out
 }

@@ -15,7 +15,7 @@
 //! Index design (target ≥ 2M lookups/s/core on ≥ 200k prefixes): every
 //! prefix, and every proper prefix of one, is encoded as one u64 key (see
 //! [`crate::prefix`]) in an open-addressing table with a multiplicative
-//! hash and linear probing: an implicit digit trie with compact 12-byte
+//! hash and linear probing: an implicit digit trie with compact 8-byte
 //! nodes. A lookup walks the number's digits once, on the stack, probing one
 //! node per digit until the trie ends, then takes the longest entry on the
 //! path that is in force. No allocation per lookup.
@@ -77,25 +77,37 @@ impl DeckTarget {
 /// Every prefix in the deck is a node, and so is every proper prefix of one
 /// ("marker" nodes), which turns the hash table into an implicit digit trie:
 /// a lookup walks the number digit by digit from the shortest prefix and
-/// stops at the first absent node or at a node without children. The short
-/// nodes every walk starts with stay hot in cache, so a lookup costs about
-/// one cold probe per matched digit beyond the country code, instead of one
-/// cold miss per candidate length as a longest-first probe would.
+/// stops at the first absent node or at a node without children.
+///
+/// Slots are 8 bytes (32-bit key fingerprint + 32-bit value) so the table
+/// of a 200k-prefix deck stays within a few MB of cache. Fingerprints are
+/// made unambiguous for every key present at build time (the multiplier is
+/// re-drawn if a key would probe past its own fingerprint), and entry hits are
+/// verified against the row's real prefix, so a fingerprint collision with
+/// an absent key can never produce a wrong match.
 #[derive(Debug, Clone, Default)]
 struct PrefixIndex {
-    keys: Vec<u64>,
-    /// `HAS_CHILDREN | IS_ENTRY | start` (start = first position in `order`).
-    vals: Vec<u32>,
+    /// `fingerprint << 32 | value`; 0 = empty. Value is
+    /// `HAS_CHILDREN | IS_ENTRY | start`, where start is the first row of the
+    /// prefix: rows are stored sorted by prefix, so rows sharing a prefix
+    /// are contiguous and a hit costs a single dependent load (the row).
+    slots: Vec<u64>,
     shift: u32,
-    /// Row indices grouped by prefix; `LAST` marks the end of each run.
-    order: Vec<u32>,
+    mul: u64,
+    /// Longest prefix in the deck: no need to look at more digits.
+    max_len: usize,
 }
 
-const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+const HASH_MULS: [u64; 4] = [
+    0x9E37_79B9_7F4A_7C15,
+    0xC2B2_AE3D_27D4_EB4F,
+    0x1656_67B1_9E37_79F9,
+    0xD6E8_FEB8_6659_FD93,
+];
+const FP_MASK: u64 = 0xFFFF_FFFF_0000_0000;
 const HAS_CHILDREN: u32 = 1 << 31;
 const IS_ENTRY: u32 = 1 << 30;
 const START_MASK: u32 = IS_ENTRY - 1;
-const LAST: u32 = 1 << 31;
 
 /// Digits of a prefix left-aligned to MAX_PREFIX_LEN, so that integer order
 /// is lexicographic order and common prefixes are easy to measure.
@@ -118,8 +130,22 @@ fn common_len(a: (u64, usize), b: (u64, usize)) -> usize {
 }
 
 impl PrefixIndex {
-    fn build(rows: &[DeckRow]) -> PrefixIndex {
-        assert!(rows.len() < START_MASK as usize, "deck too large for the index");
+    #[inline]
+    fn hash(&self, key: u64) -> (usize, u64) {
+        let m = key.wrapping_mul(self.mul);
+        // Home slot from the top bits, fingerprint from the low 32 bits of
+        // a second mix (independent of the slot bits).
+        let fp = (key ^ (key >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 32;
+        ((m >> self.shift) as usize, fp << 32)
+    }
+
+    /// Sort `rows` by prefix (in place, no second copy of the deck) and
+    /// build the index over them.
+    fn build(rows: &mut [DeckRow]) -> PrefixIndex {
+        assert!(
+            rows.len() < START_MASK as usize,
+            "deck too large for the index"
+        );
         // Sort lexicographically (padded value, then length): a parent sorts
         // right before its descendants.
         let mut pairs: Vec<(u64, u8, u32)> = rows
@@ -131,27 +157,36 @@ impl PrefixIndex {
             })
             .collect();
         pairs.sort_unstable();
-        let mut order: Vec<u32> = pairs.iter().map(|p| p.2).collect();
-        // Upper bound of trie nodes: entries + markers not shared with the
-        // previous prefix in lexicographic order.
-        let mut nodes = 0usize;
-        let mut prev: Option<(u64, usize)> = None;
-        for p in &pairs {
-            let cur = (p.0, p.1 as usize);
-            if prev == Some(cur) {
-                continue;
+        // Apply the permutation in place by following cycles: new[p] =
+        // old[src[p]]. Avoids a transient second copy of a 1M-row deck.
+        let mut src: Vec<u32> = pairs.iter().map(|p| p.2).collect();
+        for p in 0..src.len() {
+            let mut cur = p;
+            loop {
+                let s = src[cur] as usize;
+                src[cur] = cur as u32;
+                if s == p || s == cur {
+                    break;
+                }
+                rows.swap(cur, s);
+                cur = s;
             }
-            let lcp = prev.map_or(0, |q| common_len(q, cur));
-            nodes += cur.1 - lcp.min(cur.1);
-            prev = Some(cur);
         }
-        // Load factor ≤ 2/3 keeps linear-probe chains short.
-        let cap = (nodes.max(1) * 3 / 2 + 1).next_power_of_two().max(16);
-        let mut idx = PrefixIndex {
-            keys: vec![0; cap],
-            vals: vec![0; cap],
-            shift: 64 - cap.trailing_zeros(),
-            order: Vec::new(),
+        drop(src);
+        // Nodes in trie order: (key, bits). Markers for proper prefixes not
+        // shared with the previous prefix, then the entry itself. A key can
+        // be emitted again only while it is still the latest node of its
+        // length (trie order keeps a subtree contiguous), so remembering the
+        // last node per length is enough to merge duplicates.
+        let mut nodes: Vec<(u64, u32)> = Vec::with_capacity(pairs.len() * 3 / 2);
+        let mut last_at_len = [(0u64, 0usize); MAX_PREFIX_LEN + 1];
+        let mut emit = |nodes: &mut Vec<(u64, u32)>, l: usize, key: u64, bits: u32| {
+            if last_at_len[l].0 == key {
+                nodes[last_at_len[l].1].1 |= bits;
+            } else {
+                last_at_len[l] = (key, nodes.len());
+                nodes.push((key, bits));
+            }
         };
         let mut i = 0;
         let mut prev: Option<(u64, usize)> = None;
@@ -161,73 +196,96 @@ impl PrefixIndex {
             while j < pairs.len() && (pairs[j].0, pairs[j].1 as usize) == cur {
                 j += 1;
             }
-            order[j - 1] |= LAST;
             let lcp = prev.map_or(0, |q| common_len(q, cur));
-            // Markers for proper prefixes not already inserted.
+            // From `lcp` (not lcp+1): the previous prefix may be exactly the
+            // parent, inserted without HAS_CHILDREN.
             for l in lcp.max(1)..cur.1 {
                 let key = REPUNIT[l] + cur.0 / POW10[MAX_PREFIX_LEN - l];
-                idx.upsert(key, HAS_CHILDREN);
+                emit(&mut nodes, l, key, HAS_CHILDREN);
             }
             let key = REPUNIT[cur.1] + cur.0 / POW10[MAX_PREFIX_LEN - cur.1];
-            idx.upsert(key, IS_ENTRY | i as u32);
+            emit(&mut nodes, cur.1, key, IS_ENTRY | i as u32);
             prev = Some(cur);
             i = j;
         }
-        idx.order = order;
-        idx
-    }
-
-    fn upsert(&mut self, key: u64, bits: u32) {
-        let mask = self.keys.len() - 1;
-        let mut h = (key.wrapping_mul(HASH_MUL) >> self.shift) as usize;
-        loop {
-            if self.keys[h] == key {
-                self.vals[h] |= bits;
-                return;
+        drop(pairs);
+        // Load factor ≤ 0.8: with 8-byte slots a probe chain of a few slots
+        // stays within one or two cache lines, and the smaller table keeps a
+        // 1M-row import within its memory budget.
+        let cap = (nodes.len().max(1) * 5 / 4 + 1).next_power_of_two().max(16);
+        let max_len = rows.iter().map(|r| r.prefix.len()).max().unwrap_or(0);
+        'attempt: for &mul in &HASH_MULS {
+            let mut idx = PrefixIndex {
+                slots: vec![0; cap],
+                shift: 64 - cap.trailing_zeros(),
+                mul,
+                max_len,
+            };
+            for &(key, bits) in &nodes {
+                let (mut h, fp) = idx.hash(key);
+                // Slots never change once filled, so a key stays findable
+                // iff no slot it probes past carries its fingerprint.
+                while idx.slots[h] != 0 {
+                    if idx.slots[h] & FP_MASK == fp {
+                        continue 'attempt;
+                    }
+                    h = (h + 1) & (cap - 1);
+                }
+                idx.slots[h] = fp | u64::from(bits);
             }
-            if self.keys[h] == 0 {
-                self.keys[h] = key;
-                self.vals[h] = bits;
-                return;
-            }
-            h = (h + 1) & mask;
+            return idx;
         }
-    }
-
-    #[inline]
-    fn find(&self, key: u64) -> Option<u32> {
-        let mask = self.keys.len() - 1;
-        let mut h = (key.wrapping_mul(HASH_MUL) >> self.shift) as usize;
-        loop {
-            let k = self.keys[h];
-            if k == key {
-                return Some(self.vals[h]);
-            }
-            if k == 0 {
-                return None;
-            }
-            h = (h + 1) & mask;
-        }
+        panic!("prefix index: fingerprint collisions under every multiplier");
     }
 
     /// Longest in-force prefix of `digits` (ASCII digits only) for `tier`.
     #[inline]
-    fn lookup(&self, rows: &[DeckRow], digits: &[u8], at: DateTime<Utc>, tier: ObrTier) -> Option<usize> {
-        if self.keys.is_empty() {
+    fn lookup(
+        &self,
+        rows: &[DeckRow],
+        digits: &[u8],
+        at: DateTime<Utc>,
+        tier: ObrTier,
+    ) -> Option<usize> {
+        if self.slots.is_empty() {
             return None;
         }
-        let n = digits.len().min(MAX_PREFIX_LEN);
-        // Entries met on the walk, shortest first.
-        let mut path = [0u32; MAX_PREFIX_LEN];
-        let mut np = 0;
+        let n = digits.len().min(self.max_len);
+        let mask = self.slots.len() - 1;
+        // Gather phase: the home slot of every candidate length is known up
+        // front, so load them all before walking. The loads are independent,
+        // so the CPU overlaps their cache misses instead of paying one full
+        // miss per trie level.
+        let mut keys = [0u64; MAX_PREFIX_LEN + 1];
+        let mut homes = [0usize; MAX_PREFIX_LEN + 1];
+        let mut fps = [0u64; MAX_PREFIX_LEN + 1];
+        let mut first = [0u64; MAX_PREFIX_LEN + 1];
         let mut v = 0u64;
-        for (l, &d) in digits[..n].iter().enumerate() {
-            v = v * 10 + u64::from(d.wrapping_sub(b'0'));
-            let Some(val) = self.find(REPUNIT[l + 1] + v) else {
+        for l in 1..=n {
+            v = v * 10 + u64::from(digits[l - 1].wrapping_sub(b'0'));
+            let key = REPUNIT[l] + v;
+            let (h, fp) = self.hash(key);
+            keys[l] = key;
+            homes[l] = h;
+            fps[l] = fp;
+            first[l] = self.slots[h];
+        }
+        // Walk phase: entries met on the path, shortest first.
+        let mut path = [(0u32, 0u64); MAX_PREFIX_LEN];
+        let mut np = 0;
+        for l in 1..=n {
+            let mut s = first[l];
+            let mut h = homes[l];
+            while s != 0 && s & FP_MASK != fps[l] {
+                h = (h + 1) & mask;
+                s = self.slots[h];
+            }
+            if s == 0 {
                 break;
-            };
+            }
+            let val = s as u32;
             if val & IS_ENTRY != 0 {
-                path[np] = val & START_MASK;
+                path[np] = (val & START_MASK, keys[l]);
                 np += 1;
             }
             if val & HAS_CHILDREN == 0 {
@@ -239,7 +297,7 @@ impl PrefixIndex {
         path[..np]
             .iter()
             .rev()
-            .find_map(|&start| self.pick(rows, start as usize, at, tier))
+            .find_map(|&(start, key)| self.pick(rows, start as usize, key, at, tier))
     }
 
     /// Choose among rows sharing one prefix: rows must be in force; a row of
@@ -247,11 +305,23 @@ impl PrefixIndex {
     /// not apply (the match then falls back to a shorter prefix); ties go to
     /// the latest row-level `effective_from`.
     #[inline]
-    fn pick(&self, rows: &[DeckRow], start: usize, at: DateTime<Utc>, tier: ObrTier) -> Option<usize> {
+    fn pick(
+        &self,
+        rows: &[DeckRow],
+        start: usize,
+        key: u64,
+        at: DateTime<Utc>,
+        tier: ObrTier,
+    ) -> Option<usize> {
         let mut best: Option<(u8, Option<DateTime<Utc>>, usize)> = None;
-        for &o in &self.order[start..] {
-            let ri = (o & !LAST) as usize;
-            let r = &rows[ri];
+        // The prefix check also rejects a fingerprint match for a key that
+        // is not in the deck (it would land on another prefix's rows).
+        for (ri, r) in rows
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take_while(|(_, r)| r.prefix.key() == key)
+        {
             let rank = match r.obr_tier {
                 _ if !r.in_force(at) => 0,
                 None => 1u8,
@@ -264,9 +334,6 @@ impl PrefixIndex {
                     best = Some(cand);
                 }
             }
-            if o & LAST != 0 {
-                break;
-            }
         }
         best.map(|b| b.2)
     }
@@ -275,7 +342,8 @@ impl PrefixIndex {
 /// One imported deck version.
 #[derive(Debug, Clone)]
 pub struct DeckVersion {
-    pub deck_id: String,
+    /// Shared so rated calls can carry it without copying.
+    pub deck_id: Arc<str>,
     pub version: u64,
     pub scope: Scope,
     pub effective_from: DateTime<Utc>,
@@ -286,6 +354,8 @@ pub struct DeckVersion {
 }
 
 impl DeckVersion {
+    /// The version's rows, sorted by prefix (lexicographically); each row
+    /// keeps its source `line`.
     pub fn rows(&self) -> &[DeckRow] {
         &self.rows
     }
@@ -309,7 +379,7 @@ impl DeckVersion {
 /// A successful lookup: which deck/version and which row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeckMatch<'a> {
-    pub deck_id: &'a str,
+    pub deck_id: &'a Arc<str>,
     pub version: u64,
     pub row: &'a DeckRow,
 }
@@ -380,10 +450,11 @@ impl DeckSet {
     ) -> u64 {
         self.next_version += 1;
         let version = self.next_version;
-        let mk = |scope: Scope, rows: Vec<DeckRow>| {
-            let index = PrefixIndex::build(&rows);
+        let id: Arc<str> = Arc::from(deck_id);
+        let mk = |scope: Scope, mut rows: Vec<DeckRow>| {
+            let index = PrefixIndex::build(&mut rows);
             DeckVersion {
-                deck_id: deck_id.to_string(),
+                deck_id: id.clone(),
                 version,
                 scope: scope.normalized(),
                 effective_from,
@@ -451,7 +522,13 @@ impl DeckSet {
     /// Longest-prefix match of `digits` in the version of `scope` in force at
     /// `at`. `tier` selects OBR breakouts (pass `RestOfWorld` when unknown).
     #[inline]
-    pub fn lookup(&self, scope: Scope, digits: &str, at: DateTime<Utc>, tier: ObrTier) -> Option<DeckMatch<'_>> {
+    pub fn lookup(
+        &self,
+        scope: Scope,
+        digits: &str,
+        at: DateTime<Utc>,
+        tier: ObrTier,
+    ) -> Option<DeckMatch<'_>> {
         let v = self.version_at(scope, at)?;
         let row = v.lookup(digits, at, tier)?;
         Some(DeckMatch {
@@ -581,4 +658,115 @@ pub fn diff(old: &[DeckRow], new: &[DeckRow], notice: Duration, now: DateTime<Ut
 
 fn gt(a: Option<Decimal>, b: Option<Decimal>) -> bool {
     matches!((a, b), (Some(a), Some(b)) if a > b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    fn t(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, d, 0, 0, 0).unwrap()
+    }
+
+    fn row(p: &str, rate: Decimal) -> DeckRow {
+        DeckRow::simple(p, p, rate, crate::Increment::new(1, 1))
+    }
+
+    #[test]
+    fn tiers_and_dates_fall_back_to_shorter_prefix() {
+        let mut eea_only = row("3361", dec!(0.01));
+        eea_only.obr_tier = Some(ObrTier::Eea);
+        let mut later = row("3362", dec!(0.05));
+        later.effective_from = Some(t(10));
+        let mut cur = row("3363", dec!(0.02));
+        cur.effective_to = Some(t(10));
+        let rows = vec![
+            row("33", dec!(0.1)),
+            row("336", dec!(0.2)),
+            eea_only,
+            later,
+            cur,
+        ];
+        let mut set = DeckSet::new();
+        set.insert("d", DeckTarget::Az(Plan::Standard), rows, t(1), None);
+        let at = |n: &str, when, tier| {
+            set.lookup(Scope::Az(Plan::Standard), n, when, tier)
+                .map(|m| m.row.rate)
+        };
+        assert_eq!(at("33612", t(5), ObrTier::Eea), Some(dec!(0.01)));
+        assert_eq!(
+            at("33612", t(5), ObrTier::RestOfWorld),
+            Some(dec!(0.2)),
+            "other tier skipped"
+        );
+        assert_eq!(
+            at("33621", t(5), ObrTier::Eea),
+            Some(dec!(0.2)),
+            "not yet in force"
+        );
+        assert_eq!(at("33621", t(10), ObrTier::Eea), Some(dec!(0.05)));
+        assert_eq!(at("33631", t(9), ObrTier::Eea), Some(dec!(0.02)));
+        assert_eq!(
+            at("33631", t(10), ObrTier::Eea),
+            Some(dec!(0.2)),
+            "row ended"
+        );
+        assert_eq!(at("34", t(5), ObrTier::Eea), None);
+        assert_eq!(
+            at("3", t(5), ObrTier::Eea),
+            None,
+            "marker node is not a match"
+        );
+        assert_eq!(at("", t(5), ObrTier::Eea), None);
+        assert_eq!(
+            at("33x", t(5), ObrTier::Eea),
+            None,
+            "non-digits never match"
+        );
+        assert_eq!(set.total_rows(), 5);
+    }
+
+    #[test]
+    fn us48_standard_and_premium_share_a_deck() {
+        let mut set = DeckSet::new();
+        let v = set.insert(
+            "us",
+            DeckTarget::Us48(Plan::Standard),
+            vec![row("1212555", dec!(0.001))],
+            t(1),
+            None,
+        );
+        let m = set
+            .lookup(
+                Scope::Us48(Plan::Premium),
+                "12125550000",
+                t(2),
+                ObrTier::Eea,
+            )
+            .unwrap();
+        assert_eq!((&**m.deck_id, m.version), ("us", v));
+        assert!(set
+            .lookup(Scope::Us48(Plan::Pstn), "12125550000", t(2), ObrTier::Eea)
+            .is_none());
+    }
+
+    #[test]
+    fn per_trunk_import_fans_out_by_trunk() {
+        let mut a = row("44", dec!(0.01));
+        a.trunk = Some(101);
+        let mut b = row("44", dec!(0.02));
+        b.trunk = Some(205);
+        let mut set = DeckSet::new();
+        let v = set.insert("trunks", DeckTarget::PerTrunk, vec![a, b], t(1), None);
+        assert_eq!(set.versions(Scope::Trunk(101)).len(), 1);
+        let m = set
+            .lookup(Scope::Trunk(205), "4420", t(2), ObrTier::Eea)
+            .unwrap();
+        assert_eq!((m.row.rate, m.version), (dec!(0.02), v));
+        assert!(set
+            .lookup(Scope::Trunk(7), "4420", t(2), ObrTier::Eea)
+            .is_none());
+    }
 }

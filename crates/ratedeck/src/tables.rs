@@ -8,7 +8,7 @@
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::str::FromStr;
 
 /// A bad line in a reference table.
@@ -28,16 +28,33 @@ fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 /// NPA-NXX (6 digits) → state/province code, e.g. `212555;NY`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Stored as a direct-indexed table (10^6 × u16 = 2 MB) rather than a hash
+/// map: the rater hits it twice per US48 call, and one array read is the
+/// cheapest lookup there is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NpaNxxStates {
-    map: HashMap<u32, String>,
+    /// 0 = unknown, else index + 1 into `states`.
+    table: Vec<u16>,
+    states: Vec<String>,
+    len: usize,
+}
+
+impl Default for NpaNxxStates {
+    fn default() -> Self {
+        NpaNxxStates {
+            table: vec![0; 1_000_000],
+            states: Vec::new(),
+            len: 0,
+        }
+    }
 }
 
 impl NpaNxxStates {
     /// Parse `npanxx;state` lines (`#` comments and blank lines skipped; a
     /// header line starting with `npanxx` is tolerated).
     pub fn parse(text: &str) -> Result<Self, TableError> {
-        let mut map = HashMap::new();
+        let mut t = NpaNxxStates::default();
         for (line, l) in data_lines(text) {
             let err = |m: String| TableError {
                 table: "npanxx_states",
@@ -57,21 +74,34 @@ impl NpaNxxStates {
             if st.is_empty() {
                 return Err(err("empty state".into()));
             }
-            map.insert(k.parse::<u32>().expect("digits"), st.to_ascii_uppercase());
+            t.insert(k.parse::<u32>().expect("digits"), st);
         }
-        Ok(NpaNxxStates { map })
+        Ok(t)
     }
 
+    /// Add or replace one NPA-NXX (`npanxx` < 1,000,000).
     pub fn insert(&mut self, npanxx: u32, state: &str) {
-        self.map.insert(npanxx, state.to_ascii_uppercase());
+        let st = state.to_ascii_uppercase();
+        let idx = match self.states.iter().position(|s| *s == st) {
+            Some(i) => i,
+            None => {
+                self.states.push(st);
+                self.states.len() - 1
+            }
+        };
+        let slot = &mut self.table[npanxx as usize % 1_000_000];
+        if *slot == 0 {
+            self.len += 1;
+        }
+        *slot = u16::try_from(idx + 1).expect("fewer than 65535 states");
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// State of an E.164 NANP number (`1NPANXX...`, `+` optional). `None`
@@ -79,7 +109,10 @@ impl NpaNxxStates {
     /// unknown.
     pub fn state_of(&self, e164: &str) -> Option<&str> {
         let npanxx = nanp_npanxx(e164)?;
-        self.map.get(&npanxx).map(String::as_str)
+        match self.table[npanxx as usize] {
+            0 => None,
+            i => Some(self.states[usize::from(i) - 1].as_str()),
+        }
     }
 }
 
@@ -144,8 +177,8 @@ impl UkSurcharges {
                 "mobile" => UkNumberType::Mobile,
                 _ => return Err(err(format!("`{}` is not fixed|mobile", f[1]))),
             };
-            let v = Decimal::from_str(f[2])
-                .map_err(|_| err(format!("`{}` is not a decimal", f[2])))?;
+            let v =
+                Decimal::from_str(f[2]).map_err(|_| err(format!("`{}` is not a decimal", f[2])))?;
             if v.is_sign_negative() && !v.is_zero() {
                 return Err(err("negative surcharge".into()));
             }
@@ -169,9 +202,22 @@ impl UkSurcharges {
 }
 
 /// Countries whose callers get the EEA tier of OBR breakouts.
+///
+/// A 26×26 bitmap of ISO alpha-2 codes: membership is checked on every call,
+/// and this needs neither hashing nor allocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EeaCountries {
-    set: HashSet<String>,
+    bits: Vec<u64>,
+}
+
+fn alpha2_index(c: &str) -> Option<usize> {
+    match c.as_bytes() {
+        [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Some(
+            usize::from(a.to_ascii_uppercase() - b'A') * 26
+                + usize::from(b.to_ascii_uppercase() - b'A'),
+        ),
+        _ => None,
+    }
 }
 
 /// EU-27 plus Iceland, Liechtenstein and Norway (the UK left in 2020).
@@ -182,35 +228,49 @@ pub const EEA_DEFAULT: [&str; 30] = [
 
 impl Default for EeaCountries {
     fn default() -> Self {
-        EeaCountries {
-            set: EEA_DEFAULT.iter().map(|s| s.to_string()).collect(),
+        let mut e = EeaCountries::empty();
+        for c in EEA_DEFAULT {
+            e.insert(c);
         }
+        e
     }
 }
 
 impl EeaCountries {
     /// Parse a list of ISO alpha-2 codes separated by newlines, `,` or `;`.
+    pub fn empty() -> Self {
+        EeaCountries { bits: vec![0; 11] }
+    }
+
+    /// Add a country; returns false if `c` is not an alpha-2 code.
+    pub fn insert(&mut self, c: &str) -> bool {
+        match alpha2_index(c) {
+            Some(i) => {
+                self.bits[i / 64] |= 1 << (i % 64);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self, TableError> {
-        let mut set = HashSet::new();
+        let mut set = EeaCountries::empty();
         for (line, l) in data_lines(text) {
             for c in l.split([',', ';']).map(str::trim).filter(|c| !c.is_empty()) {
-                if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+                if !set.insert(c) {
                     return Err(TableError {
                         table: "eea_countries",
                         line,
                         message: format!("`{c}` is not an ISO alpha-2 country"),
                     });
                 }
-                set.insert(c.to_ascii_uppercase());
             }
         }
-        Ok(EeaCountries { set })
+        Ok(set)
     }
 
     pub fn contains(&self, country: &str) -> bool {
-        // Codes are stored upper-case; callers usually are too, so try the
-        // cheap path before allocating.
-        self.set.contains(country) || self.set.contains(&country.to_ascii_uppercase())
+        alpha2_index(country).is_some_and(|i| self.bits[i / 64] & (1 << (i % 64)) != 0)
     }
 }
 

@@ -33,7 +33,7 @@ proptest! {
         // The min-billed floor only ever raises the bill and keeps the grid.
         let bf = billed_seconds(d, inc, floor);
         prop_assert!(bf >= b && bf >= floor);
-        prop_assert!(bf == x || (bf - x) % y == 0);
+        prop_assert!(bf == x || (bf - x).is_multiple_of(y));
         prop_assert_eq!(billed_seconds(0, inc, floor), 0);
     }
 
@@ -97,7 +97,7 @@ proptest! {
     /// Rated amount = billed × rate / 60 + fees, for any duration and plan prefix.
     #[test]
     fn amount_formula(secs in 0u32..4000, plan in 0usize..4, lrn in 0i64..10) {
-        let f = fixture();
+        let f = shared();
         let prefix = ["", "*30", "*31", "*32"][plan];
         let mut c = call("w-std", &format!("{prefix}4930123456"));
         c.billable_seconds = secs;
@@ -118,7 +118,7 @@ proptest! {
     /// the higher rate is never undercut.
     #[test]
     fn jurisdiction_rule(caller in 0usize..4, callee in 0usize..3) {
-        let f = fixture();
+        let f = shared();
         let callers = ["+12125550000", "+13105550000", "+19995550000", "+4930123456"];
         let callees = ["12125551234", "13105551234", "14155551234"];
         let c = with_cli(call("w-std", callees[callee]), callers[caller], "US");
@@ -144,7 +144,7 @@ proptest! {
     /// non-zero and the account does not allow it.
     #[test]
     fn uk_surcharge_rule(country in 0usize..4, mobile: bool, valid: bool, allow: bool, secs in 1u32..600) {
-        let f = fixture();
+        let f = shared();
         let countries = ["US", "DE", "IN", "BR"];
         let n = if mobile { "447911123456" } else { "442071234567" };
         let acct = if allow { "w-uk-ok" } else { "w-std" };
@@ -179,5 +179,46 @@ proptest! {
         prop_assert_eq!(d.rows.len(), want_good);
         prop_assert_eq!(d.rejected.iter().map(|e| e.line).collect::<Vec<_>>(), want_bad);
         prop_assert!(d.rejected.iter().all(|e| e.field == "rate" && e.file == "gen.txt"));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// LPM with OBR tiers and row-level dates against a brute-force oracle:
+    /// the longest prefix having an applicable in-force row wins; within it
+    /// the caller's tier beats untiered, then the latest start date.
+    #[test]
+    fn tiered_dated_lookup_matches_oracle(
+        rows in prop::collection::vec(("[0-2]{1,5}", 0u8..3, prop::option::of(0i64..20), prop::option::of(1i64..20)), 1..80),
+        numbers in prop::collection::vec("[0-2]{1,8}", 1..30),
+        day in 0i64..30,
+        eea: bool,
+    ) {
+        let mut deck = Vec::new();
+        for (i, (p, tier, from, len)) in rows.iter().enumerate() {
+            let mut r = DeckRow::simple(p, "x", Decimal::from(i as u32), Increment::new(1, 1));
+            r.obr_tier = [None, Some(ObrTier::Eea), Some(ObrTier::RestOfWorld)][*tier as usize];
+            r.effective_from = from.map(ts);
+            r.effective_to = match (from, len) { (Some(f), Some(l)) => Some(ts(f + l)), _ => None };
+            // Keep (prefix, tier, start) unique like the parser does.
+            if deck.iter().any(|d: &DeckRow| d.prefix == r.prefix && d.obr_tier == r.obr_tier && d.effective_from == r.effective_from) {
+                continue;
+            }
+            deck.push(r);
+        }
+        let mut set = DeckSet::new();
+        set.insert("p", DeckTarget::Az(Plan::Retail), deck.clone(), ts(-100), None);
+        let tier = if eea { ObrTier::Eea } else { ObrTier::RestOfWorld };
+        let at = ts(day);
+        for n in &numbers {
+            let got = set.lookup(Scope::Az(Plan::Retail), n, at, tier).map(|m| m.row.rate);
+            let want = deck
+                .iter()
+                .filter(|r| n.starts_with(&r.prefix.to_string()) && r.in_force(at) && r.obr_tier.is_none_or(|t| t == tier))
+                .max_by_key(|r| (r.prefix.len(), r.obr_tier.is_some(), r.effective_from))
+                .map(|r| r.rate);
+            prop_assert_eq!(got, want, "number {}", n);
+        }
     }
 }

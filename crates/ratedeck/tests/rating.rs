@@ -23,7 +23,11 @@ fn seed_001_increment_table() {
         assert_eq!(billed_seconds(61, inc, 0), want61[i], "61 s on {inc}");
     }
     assert_eq!(billed_seconds(0, Increment::new(60, 60), 0), 0);
-    assert_eq!(billed_seconds(10, Increment::new(60, 60), 90), 120, "floor then grid");
+    assert_eq!(
+        billed_seconds(10, Increment::new(60, 60), 90),
+        120,
+        "floor then grid"
+    );
 }
 
 /// Seed 001 worked example through the real `rate` path: 100,000 answered
@@ -39,8 +43,13 @@ fn invoice_100k_calls_28s_rounds_once() {
     )
     .unwrap()
     .rows;
-    f.decks
-        .insert("campaign.txt", DeckTarget::Az(Plan::Standard), rows, t(2021, 9, 30), None);
+    f.decks.insert(
+        "campaign.txt",
+        DeckTarget::Az(Plan::Standard),
+        rows,
+        t(2021, 9, 30),
+        None,
+    );
     let ctx = f.ctx();
     for (prefix, want) in [("800", dec!(466.67)), ("801", dec!(1000.00))] {
         let mut c = call("w-std", &format!("{prefix}5551234"));
@@ -72,18 +81,18 @@ fn invoice_rounding_half_up() {
 fn seed_default_increments_in_sample_deck() {
     let f = fixture();
     let cases = [
-        ("12025550100", (6, 6)),  // USA
-        ("12045550100", (6, 6)),  // Canada
+        ("12025550100", (6, 6)),    // USA
+        ("12045550100", (6, 6)),    // Canada
         ("525512345678", (60, 60)), // Mexico
-        ("5971234567", (60, 60)),  // Suriname
-        ("50912345678", (60, 60)), // Haiti
-        ("22812345678", (60, 60)), // Togo
-        ("6791234567", (60, 60)),  // Fiji
-        ("6761234567", (60, 60)),  // Tonga (Pacific Islands)
+        ("5971234567", (60, 60)),   // Suriname
+        ("50912345678", (60, 60)),  // Haiti
+        ("22812345678", (60, 60)),  // Togo
+        ("6791234567", (60, 60)),   // Fiji
+        ("6761234567", (60, 60)),   // Tonga (Pacific Islands)
         ("882161234567", (60, 60)), // Thuraya
-        ("9601234567", (60, 60)),  // Maldives
-        ("4420712345678", (1, 1)), // UK
-        ("8613812345678", (1, 1)), // China
+        ("9601234567", (60, 60)),   // Maldives
+        ("4420712345678", (1, 1)),  // UK
+        ("8613812345678", (1, 1)),  // China
     ];
     for (n, (x, y)) in cases {
         let out = r(&f, &call("w-std", n));
@@ -108,19 +117,33 @@ fn plan_selection_by_dial_prefix() {
     assert_eq!(rate_of("w-std", &format!("*30{uk}")).0, Plan::Pstn);
     assert_eq!(rate_of("w-prem", &format!("*31{uk}")).1, dec!(0.0050));
     assert_eq!(rate_of("w-std", &format!("*32{uk}")).1, dec!(0.0070));
-    assert_eq!(rate_of("w-std", &format!("*32{uk}")).3, uk, "prefix stripped");
+    assert_eq!(
+        rate_of("w-std", &format!("*32{uk}")).3,
+        uk,
+        "prefix stripped"
+    );
     // *4TTT: trunk deck, plan from the trunk rating column.
     let (p, rt, deck, _) = rate_of("w-std", &format!("*4101{uk}"));
-    assert_eq!((p, rt, deck.as_str()), (Plan::Standard, dec!(0.0040), "per_trunk.txt"));
+    assert_eq!(
+        (p, rt, &*deck),
+        (Plan::Standard, dec!(0.0040), "per_trunk.txt")
+    );
     let o = r(&f, &call("w-std", &format!("*4205{uk}")));
-    assert_eq!((o.plan, o.trunk, o.rate_per_min), (Some(Plan::Pstn), Some(205), dec!(0.0090)));
+    assert_eq!(
+        (o.plan, o.trunk, o.rate_per_min),
+        (Some(Plan::Pstn), Some(205), dec!(0.0090))
+    );
     // Unknown trunk or a destination the trunk doesn't carry: unrated, not dropped.
     let o = r(&f, &call("w-std", "*4999441234"));
     assert!(matches!(o.status, RatingStatus::Unrated { .. }));
     let o = r(&f, &call("w-std", "*410152123"));
-    assert!(matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("trunk 101")));
+    assert!(
+        matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("trunk 101"))
+    );
     let o = r(&f, &call("w-std", "*9441234"));
-    assert!(matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("dial prefix")));
+    assert!(
+        matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("dial prefix"))
+    );
 }
 
 #[test]
@@ -146,31 +169,55 @@ fn us48_jurisdiction() {
     let ny = "12125551234";
     // Same state → intrastate.
     let o = r(&f, &with_cli(call("w-std", ny), "+12125550000", "US"));
-    assert_eq!((o.jurisdiction, o.rate_per_min), (Some(Jurisdiction::Intrastate), dec!(0.0030)));
-    assert_eq!(o.deck_id, "us48_premium.txt");
-    assert_eq!(o.matched_prefix.as_deref(), Some("1212555"));
+    assert_eq!(
+        (o.jurisdiction, o.rate_per_min),
+        (Some(Jurisdiction::Intrastate), dec!(0.0030))
+    );
+    assert_eq!(&*o.deck_id, "us48_premium.txt");
+    assert_eq!(
+        o.matched_prefix.map(|p| p.to_string()).as_deref(),
+        Some("1212555")
+    );
     // Different state → interstate.
     let o = r(&f, &with_cli(call("w-std", ny), "13105550000", "US"));
-    assert_eq!((o.jurisdiction, o.rate_per_min), (Some(Jurisdiction::Interstate), dec!(0.0015)));
+    assert_eq!(
+        (o.jurisdiction, o.rate_per_min),
+        (Some(Jurisdiction::Interstate), dec!(0.0015))
+    );
     // Non-NANP caller id → indeterminate, higher rate.
     let o = r(&f, &call("w-std", ny));
-    assert_eq!((o.jurisdiction, o.rate_per_min), (Some(Jurisdiction::Indeterminate), dec!(0.0030)));
+    assert_eq!(
+        (o.jurisdiction, o.rate_per_min),
+        (Some(Jurisdiction::Indeterminate), dec!(0.0030))
+    );
     assert!(o.has_flag(Flag::JurisdictionIndeterminate));
     // Indeterminate where interstate is the higher rate (LA: 0.0040 vs 0.0020).
-    let o = r(&f, &with_cli(call("w-std", "13105551234"), "19995550000", "US"));
-    assert_eq!((o.jurisdiction, o.rate_per_min), (Some(Jurisdiction::Indeterminate), dec!(0.0040)));
+    let o = r(
+        &f,
+        &with_cli(call("w-std", "13105551234"), "19995550000", "US"),
+    );
+    assert_eq!(
+        (o.jurisdiction, o.rate_per_min),
+        (Some(Jurisdiction::Indeterminate), dec!(0.0040))
+    );
     // Invalid CLI flag from enrichment → indeterminate even if it looks NANP.
     let mut c = with_cli(call("w-std", ny), "12125550000", "US");
     c.cli_valid = false;
     assert_eq!(r(&f, &c).jurisdiction, Some(Jurisdiction::Indeterminate));
     // Premium shares the deck; PSTN has its own.
     let o = r(&f, &with_cli(call("w-prem", ny), "12125550000", "US"));
-    assert_eq!((o.deck_id.as_str(), o.rate_per_min), ("us48_premium.txt", dec!(0.0030)));
+    assert_eq!(
+        (&*o.deck_id, o.rate_per_min),
+        ("us48_premium.txt", dec!(0.0030))
+    );
     let o = r(&f, &with_cli(call("w-pstn", ny), "12125550000", "US"));
-    assert_eq!((o.deck_id.as_str(), o.rate_per_min), ("us48_pstn.txt", dec!(0.0050)));
+    assert_eq!(
+        (&*o.deck_id, o.rate_per_min),
+        ("us48_pstn.txt", dec!(0.0050))
+    );
     // NANP number outside the US48 deck falls back to A–Z (Canada, 6/6).
     let o = r(&f, &call("w-std", "12045551234"));
-    assert_eq!((o.deck_id.as_str(), o.jurisdiction), ("standard_az.txt", None));
+    assert_eq!((&*o.deck_id, o.jurisdiction), ("standard_az.txt", None));
     assert_eq!(o.billed_seconds, 60);
 }
 
@@ -184,7 +231,10 @@ fn lrn_rates_ported_numbers() {
     assert!(o.has_flag(Flag::LrnRated));
     assert_eq!(o.rated_number, "13105559999");
     // LRN is in CA like the caller → intrastate LA rate.
-    assert_eq!((o.jurisdiction, o.rate_per_min), (Some(Jurisdiction::Intrastate), dec!(0.0020)));
+    assert_eq!(
+        (o.jurisdiction, o.rate_per_min),
+        (Some(Jurisdiction::Intrastate), dec!(0.0020))
+    );
     assert_eq!(o.lrn_fee, dec!(0.0003));
     // 60 s × 0.0020 / 60 + 0.0003
     assert_eq!(o.amount, dec!(0.0023));
@@ -213,7 +263,10 @@ fn uk_origin_surcharge() {
     assert_eq!(o.surcharge, dec!(0));
     assert!(!o.has_flag(Flag::UkSurchargeBlocked));
     // Fixed UK number and explicit callee type override.
-    let o = r(&f, &with_cli(call("w-uk-ok", "442071234567"), "+12125550000", "US"));
+    let o = r(
+        &f,
+        &with_cli(call("w-uk-ok", "442071234567"), "+12125550000", "US"),
+    );
     assert_eq!(o.uk_surcharge_per_min, dec!(0.0500));
     let mut c = with_cli(call("w-uk-ok", mob), "+12125550000", "US");
     c.callee_number_type = Some(NumberType::Fixed);
@@ -226,13 +279,24 @@ fn uk_origin_surcharge() {
     assert!(o.has_flag(Flag::InvalidCli));
     let mut c = call("w-uk-ok", mob);
     c.cli = Some("0123".into());
-    assert_eq!(r(&f, &c).uk_surcharge_per_min, dec!(0.2500), "malformed CLI");
+    assert_eq!(
+        r(&f, &c).uk_surcharge_per_min,
+        dec!(0.2500),
+        "malformed CLI"
+    );
     // Surcharge scales with billed seconds: 30 s on 1/1 → half.
     let mut c = with_cli(call("w-uk-ok", mob), "+12125550000", "US");
     c.billable_seconds = 30;
     assert_eq!(r(&f, &c).surcharge, dec!(0.06));
     // Non-UK numbers never get it.
-    assert_eq!(r(&f, &with_cli(call("w-std", "4930123456"), "+12125550000", "US")).surcharge, dec!(0));
+    assert_eq!(
+        r(
+            &f,
+            &with_cli(call("w-std", "4930123456"), "+12125550000", "US")
+        )
+        .surcharge,
+        dec!(0)
+    );
 }
 
 #[test]
@@ -240,15 +304,24 @@ fn obr_tiers_by_caller_origin() {
     let f = fixture();
     let fr_mob = "33612345678";
     let o = r(&f, &with_cli(call("w-std", fr_mob), "+4930123456", "DE"));
-    assert_eq!((o.obr_tier, o.rate_per_min), (Some(ObrTier::Eea), dec!(0.0120)));
+    assert_eq!(
+        (o.obr_tier, o.rate_per_min),
+        (Some(ObrTier::Eea), dec!(0.0120))
+    );
     let o = r(&f, &with_cli(call("w-std", fr_mob), "+12125550000", "US"));
-    assert_eq!((o.obr_tier, o.rate_per_min), (Some(ObrTier::RestOfWorld), dec!(0.3500)));
+    assert_eq!(
+        (o.obr_tier, o.rate_per_min),
+        (Some(ObrTier::RestOfWorld), dec!(0.3500))
+    );
     let mut c = call("w-std", fr_mob);
     c.cli = None;
     let o = r(&f, &c);
     assert_eq!(o.obr_tier, Some(ObrTier::RestOfWorld), "missing CLI → ROW");
     // Untiered rows apply to everyone.
-    let o = r(&f, &with_cli(call("w-std", "33123456789"), "+12125550000", "US"));
+    let o = r(
+        &f,
+        &with_cli(call("w-std", "33123456789"), "+12125550000", "US"),
+    );
     assert_eq!((o.obr_tier, o.rate_per_min), (None, dec!(0.0090)));
 }
 
@@ -281,13 +354,17 @@ fn unmatched_calls_are_kept_unrated() {
     c.lrn_fee = dec!(0.0003);
     let o = r(&f, &c);
     match &o.status {
-        RatingStatus::Unrated { reason } => assert!(reason.contains("no matching prefix"), "{reason}"),
+        RatingStatus::Unrated { reason } => {
+            assert!(reason.contains("no matching prefix"), "{reason}")
+        }
         s => panic!("{s:?}"),
     }
     assert_eq!((o.amount, o.lrn_fee), (dec!(0), dec!(0.0003)));
     assert_eq!(o.call_id, "c-99912345");
     let o = r(&f, &call("nobody", "4420712345678"));
-    assert!(matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("unknown account")));
+    assert!(
+        matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("unknown account"))
+    );
     let o = r(&f, &call("w-std", "44-207"));
     assert!(!o.is_rated());
 }
@@ -345,7 +422,7 @@ fn mexico_60_60_amount() {
     let o = r(&f, &c);
     assert_eq!(o.billed_seconds, 120);
     assert_eq!(o.amount, dec!(0.05));
-    assert_eq!(o.currency, "USD");
+    assert_eq!(o.currency.as_str(), "USD");
 }
 
 #[test]
@@ -355,27 +432,44 @@ fn deterministic() {
     let a = r(&f, &c);
     let b = r(&f, &c.clone());
     assert_eq!(a, b);
-    assert_eq!(a.flags, vec![Flag::UkSurchargeBlocked]);
+    assert_eq!(a.flags.to_vec(), vec![Flag::UkSurchargeBlocked]);
 }
 
 #[test]
 fn effective_dates_pick_the_version_in_force() {
     let mut f = fixture();
-    let v2 = parse_deck("std_v2.txt", "44;United Kingdom Fixed;0.0060;1;1\n", DeckKind::AZ(Plan::Standard), ImportMode::Strict)
-        .unwrap()
-        .rows;
-    let ver = f.decks.insert("std_v2.txt", DeckTarget::Az(Plan::Standard), v2, t(2021, 11, 1), Some(t(2021, 12, 1)));
+    let v2 = parse_deck(
+        "std_v2.txt",
+        "44;United Kingdom Fixed;0.0060;1;1\n",
+        DeckKind::AZ(Plan::Standard),
+        ImportMode::Strict,
+    )
+    .unwrap()
+    .rows;
+    let ver = f.decks.insert(
+        "std_v2.txt",
+        DeckTarget::Az(Plan::Standard),
+        v2,
+        t(2021, 11, 1),
+        Some(t(2021, 12, 1)),
+    );
     let at = |f: &Fixture, ts| {
         let mut c = call("w-std", "4420712345678");
         c.answer_ts = Some(ts);
         r(f, &c)
     };
     let o = at(&f, t(2021, 10, 31));
-    assert_eq!((o.deck_id.as_str(), o.rate_per_min), ("standard_az.txt", dec!(0.0050)));
+    assert_eq!(
+        (&*o.deck_id, o.rate_per_min),
+        ("standard_az.txt", dec!(0.0050))
+    );
     let o = at(&f, t(2021, 11, 15));
-    assert_eq!((o.deck_id.as_str(), o.deck_version, o.rate_per_min), ("std_v2.txt", ver, dec!(0.0060)));
+    assert_eq!(
+        (&*o.deck_id, o.deck_version, o.rate_per_min),
+        ("std_v2.txt", ver, dec!(0.0060))
+    );
     // v2 ended → back to the original version.
-    assert_eq!(at(&f, t(2021, 12, 2)).deck_id, "standard_az.txt");
+    assert_eq!(&*at(&f, t(2021, 12, 2)).deck_id, "standard_az.txt");
     // Before any version: unrated.
     assert!(!at(&f, t(2020, 1, 1)).is_rated());
     // v2 is a full replacement: Germany is not in it.
@@ -405,12 +499,18 @@ fn breakout_rows_dated_per_row() {
         c.answer_ts = Some(ts);
         r(f, &c)
     };
-    assert!(!at(&f, "4930123", t(2026, 5, 15)).is_rated(), "row not yet in force");
+    assert!(
+        !at(&f, "4930123", t(2026, 5, 15)).is_rated(),
+        "row not yet in force"
+    );
     assert_eq!(at(&f, "4930123", t(2026, 6, 15)).rate_per_min, dec!(0.0095));
     assert_eq!(at(&f, "4930123", t(2026, 7, 15)).rate_per_min, dec!(0.0110));
     assert_eq!(at(&f, "33612", t(2026, 6, 15)).rate_per_min, dec!(0.0120));
     let o = at(&f, "8210", t(2026, 6, 15));
-    assert_eq!((o.increment, o.connection_fee), (Some(Increment::new(30, 6)), dec!(0.0100)));
+    assert_eq!(
+        (o.increment, o.connection_fee),
+        (Some(Increment::new(30, 6)), dec!(0.0100))
+    );
     assert!(!at(&f, "8210", t(2027, 1, 15)).is_rated(), "row ended");
     let mut c = call("w-prem", "5255");
     c.answer_ts = Some(t(2026, 6, 15));
@@ -428,7 +528,11 @@ fn bad_rows_sample_file() {
     )
     .unwrap();
     assert_eq!(d.rows.len(), 1);
-    let got: Vec<_> = d.rejected.iter().map(|e| (e.file.as_str(), e.line, e.field)).collect();
+    let got: Vec<_> = d
+        .rejected
+        .iter()
+        .map(|e| (e.file.as_str(), e.line, e.field))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -437,8 +541,13 @@ fn bad_rows_sample_file() {
             ("bad_rows.txt", 5, "billing increment"),
         ]
     );
-    let e = parse_deck("bad_rows.txt", include_str!("../testdata/bad_rows.txt"), DeckKind::AZ(Plan::Standard), ImportMode::Strict)
-        .unwrap_err();
+    let e = parse_deck(
+        "bad_rows.txt",
+        include_str!("../testdata/bad_rows.txt"),
+        DeckKind::AZ(Plan::Standard),
+        ImportMode::Strict,
+    )
+    .unwrap_err();
     assert!(matches!(e, DeckError::Rejected { ref errors, .. } if errors.len() == 3));
 }
 
@@ -458,9 +567,14 @@ fn seed_breakout_sample_loads() {
 #[test]
 fn deck_diff_notice() {
     let now = t(2026, 6, 1);
-    let old = parse_deck("old", "44;UK;0.0100;1;1\n33;FR;0.0100;1;1\n34;ES;0.0100;1;1\n49;DE;0.0100;1;1\n", DeckKind::AZ(Plan::Standard), ImportMode::Strict)
-        .unwrap()
-        .rows;
+    let old = parse_deck(
+        "old",
+        "44;UK;0.0100;1;1\n33;FR;0.0100;1;1\n34;ES;0.0100;1;1\n49;DE;0.0100;1;1\n",
+        DeckKind::AZ(Plan::Standard),
+        ImportMode::Strict,
+    )
+    .unwrap()
+    .rows;
     let new = parse_deck(
         "new.csv",
         "destination,code,rate_usd,increment,effective_from\n\
@@ -475,16 +589,32 @@ fn deck_diff_notice() {
     .unwrap()
     .rows;
     let d = diff(&old, &new, default_notice(), now);
-    assert_eq!(d.added.iter().map(|r| r.prefix.to_string()).collect::<Vec<_>>(), vec!["39"]);
+    assert_eq!(
+        d.added
+            .iter()
+            .map(|r| r.prefix.to_string())
+            .collect::<Vec<_>>(),
+        vec!["39"]
+    );
     assert!(d.removed.is_empty());
     assert_eq!(d.unchanged, 1);
-    let inc: Vec<_> = d.increased.iter().map(|c| (c.prefix.to_string(), c.short_notice)).collect();
-    assert_eq!(inc, vec![("33".to_string(), false), ("44".to_string(), true)]);
+    let inc: Vec<_> = d
+        .increased
+        .iter()
+        .map(|c| (c.prefix.to_string(), c.short_notice))
+        .collect();
+    assert_eq!(
+        inc,
+        vec![("33".to_string(), false), ("44".to_string(), true)]
+    );
     assert_eq!(d.decreased.len(), 1);
     assert!(!d.decreased[0].short_notice, "decreases apply at once");
     assert_eq!(d.short_notice().count(), 1);
     // Reverse direction: IT removed, and undated increases are immediate → flagged.
     let back = diff(&new, &old, default_notice(), now);
     assert_eq!(back.removed.len(), 1);
-    assert!(back.increased.iter().all(|c| c.short_notice && c.prefix.to_string() == "34"));
+    assert!(back
+        .increased
+        .iter()
+        .all(|c| c.short_notice && c.prefix.to_string() == "34"));
 }

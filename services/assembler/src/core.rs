@@ -30,7 +30,12 @@ pub struct AssemblyConfig {
 
 impl Default for AssemblyConfig {
     fn default() -> Self {
-        AssemblyConfig { max_call_ms: 4 * 3600 * 1000, reorder_grace_ms: 2000, skew_ms: 2000, closed_retention_ms: 600_000 }
+        AssemblyConfig {
+            max_call_ms: 4 * 3600 * 1000,
+            reorder_grace_ms: 2000,
+            skew_ms: 2000,
+            closed_retention_ms: 600_000,
+        }
     }
 }
 
@@ -80,11 +85,20 @@ fn milestone_rank(k: EventKind) -> u8 {
 
 impl Assembler {
     pub fn new(cfg: AssemblyConfig) -> Self {
-        Assembler { cfg, calls: HashMap::new(), trackers: BTreeMap::new(), next_key: 0, watermark: None }
+        Assembler {
+            cfg,
+            calls: HashMap::new(),
+            trackers: BTreeMap::new(),
+            next_key: 0,
+            watermark: None,
+        }
     }
 
     pub fn open_calls(&self) -> usize {
-        self.calls.values().filter(|c| c.closed_at_wall.is_none()).count()
+        self.calls
+            .values()
+            .filter(|c| c.closed_at_wall.is_none())
+            .count()
     }
 
     pub fn retained_calls(&self) -> usize {
@@ -111,7 +125,10 @@ impl Assembler {
             if st.closed_at_wall.is_some() {
                 tracker.touch(st.key, pos.offset, false);
                 st.last_offset = st.last_offset.max(pos.offset);
-                return Ingest::Rejected(EventError::EventAfterClose(format!("call {} already emitted", ev.call_id)));
+                return Ingest::Rejected(EventError::EventAfterClose(format!(
+                    "call {} already emitted",
+                    ev.call_id
+                )));
             }
             if let Err(e) = check_consistency(&st.events, &ev, self.cfg.skew_ms) {
                 tracker.seen(pos.offset);
@@ -119,7 +136,9 @@ impl Assembler {
             }
             tracker.touch(st.key, pos.offset, true);
             st.last_offset = st.last_offset.max(pos.offset);
-            if matches!(ev.kind, EventKind::Hangup | EventKind::Cdr) && st.closing_since_wall.is_none() {
+            if matches!(ev.kind, EventKind::Hangup | EventKind::Cdr)
+                && st.closing_since_wall.is_none()
+            {
                 st.closing_since_wall = Some(wall_ms);
             }
             st.ids.insert(ev.event_id.clone());
@@ -150,7 +169,10 @@ impl Assembler {
     /// Records an input offset that did not become part of any call (e.g. a
     /// malformed message that was dead-lettered).
     pub fn skip(&mut self, pos: Pos) {
-        self.trackers.entry(pos.partition).or_default().seen(pos.offset);
+        self.trackers
+            .entry(pos.partition)
+            .or_default()
+            .seen(pos.offset);
     }
 
     fn event_now(&self, wall_ms: i64) -> i64 {
@@ -168,25 +190,41 @@ impl Assembler {
         let mut forget = Vec::new();
         for (id, st) in self.calls.iter_mut() {
             if let Some(closed) = st.closed_at_wall {
-                if wall_ms - closed >= self.cfg.closed_retention_ms {
+                let committed = self
+                    .trackers
+                    .get(&st.partition)
+                    .is_some_and(|t| t.safely_committed(st.key));
+                if wall_ms - closed >= self.cfg.closed_retention_ms && committed {
                     forget.push(id.clone());
                 }
                 continue;
             }
             let complete = st.closing_since_wall.is_some_and(|t| {
-                wall_ms - t >= self.cfg.reorder_grace_ms || st.events.iter().any(|e| e.kind == EventKind::Cdr)
+                wall_ms - t >= self.cfg.reorder_grace_ms
+                    || st.events.iter().any(|e| e.kind == EventKind::Cdr)
             });
-            let start = st.events.iter().map(|e| e.setup_ts_ms.unwrap_or(e.ts_ms)).min().unwrap_or(now_ev);
+            let start = st
+                .events
+                .iter()
+                .map(|e| e.setup_ts_ms.unwrap_or(e.ts_ms))
+                .min()
+                .unwrap_or(now_ev);
             let stale = !complete && now_ev - start > self.cfg.max_call_ms;
             if complete || stale {
                 out.push(build_call(id, &st.events, stale, wall_ms));
                 st.closed_at_wall = Some(wall_ms);
-                self.trackers.entry(st.partition).or_default().close(st.key, st.last_offset);
+                self.trackers
+                    .entry(st.partition)
+                    .or_default()
+                    .close(st.key, st.last_offset);
             }
         }
         for id in forget {
             if let Some(st) = self.calls.remove(&id) {
-                self.trackers.entry(st.partition).or_default().forget(st.key);
+                self.trackers
+                    .entry(st.partition)
+                    .or_default()
+                    .forget(st.key);
             }
         }
         out.sort_by(|a, b| a.cdr_id.cmp(&b.cdr_id));
@@ -200,38 +238,66 @@ impl Assembler {
         self.trackers.remove(&partition);
     }
 
+    /// Tells the core which offsets were committed, so closed calls wholly
+    /// before them may be forgotten once their retention is over.
+    pub fn committed(&mut self, partition: i32, offset: i64) {
+        self.trackers
+            .entry(partition)
+            .or_default()
+            .mark_committed(offset);
+    }
+
     /// Offsets safe to commit, per partition.
     pub fn committable(&self) -> BTreeMap<i32, i64> {
-        self.trackers.iter().filter_map(|(p, t)| t.committable().map(|c| (*p, c))).collect()
+        self.trackers
+            .iter()
+            .filter_map(|(p, t)| t.committable().map(|c| (*p, c)))
+            .collect()
     }
 }
 
-fn check_consistency(events: &[SwitchEvent], ev: &SwitchEvent, skew: i64) -> Result<(), EventError> {
+fn check_consistency(
+    events: &[SwitchEvent],
+    ev: &SwitchEvent,
+    skew: i64,
+) -> Result<(), EventError> {
     let first = |k: EventKind| events.iter().filter(|e| e.kind == k).map(|e| e.ts_ms).min();
     match ev.kind {
         EventKind::Answer => {
             if let Some(s) = first(EventKind::Setup) {
                 if ev.ts_ms + skew < s {
-                    return Err(EventError::AnswerBeforeSetup { setup_ms: s, answer_ms: ev.ts_ms });
+                    return Err(EventError::AnswerBeforeSetup {
+                        setup_ms: s,
+                        answer_ms: ev.ts_ms,
+                    });
                 }
             }
             if let Some(h) = first(EventKind::Hangup) {
                 if h + skew < ev.ts_ms {
-                    return Err(EventError::NegativeDuration { answer_ms: ev.ts_ms, end_ms: h });
+                    return Err(EventError::NegativeDuration {
+                        answer_ms: ev.ts_ms,
+                        end_ms: h,
+                    });
                 }
             }
         }
         EventKind::Setup => {
             if let Some(a) = first(EventKind::Answer) {
                 if a + skew < ev.ts_ms {
-                    return Err(EventError::AnswerBeforeSetup { setup_ms: ev.ts_ms, answer_ms: a });
+                    return Err(EventError::AnswerBeforeSetup {
+                        setup_ms: ev.ts_ms,
+                        answer_ms: a,
+                    });
                 }
             }
         }
         EventKind::Hangup => {
             if let Some(a) = first(EventKind::Answer) {
                 if ev.ts_ms + skew < a {
-                    return Err(EventError::NegativeDuration { answer_ms: a, end_ms: ev.ts_ms });
+                    return Err(EventError::NegativeDuration {
+                        answer_ms: a,
+                        end_ms: ev.ts_ms,
+                    });
                 }
             }
         }
@@ -252,11 +318,18 @@ fn disposition_for(code: Option<i32>) -> Disposition {
 /// Builds the call from its distinct events. Pure and order-independent.
 pub fn build_call(id: &str, events: &[SwitchEvent], stale: bool, wall_ms: i64) -> AssembledCall {
     let mut evs: Vec<&SwitchEvent> = events.iter().collect();
-    evs.sort_by(|a, b| (milestone_rank(a.kind), a.ts_ms, &a.event_id).cmp(&(milestone_rank(b.kind), b.ts_ms, &b.event_id)));
+    evs.sort_by(|a, b| {
+        (milestone_rank(a.kind), a.ts_ms, &a.event_id).cmp(&(
+            milestone_rank(b.kind),
+            b.ts_ms,
+            &b.event_id,
+        ))
+    });
     let of = |k: EventKind| evs.iter().copied().filter(move |e| e.kind == k);
     let cdr = of(EventKind::Cdr).next();
     let setup = of(EventKind::Setup).next();
-    let first_progress = of(EventKind::Progress).min_by_key(|e| (e.ts_ms, e.sip_code, e.event_id.clone()));
+    let first_progress =
+        of(EventKind::Progress).min_by_key(|e| (e.ts_ms, e.sip_code, e.event_id.clone()));
     let answer = of(EventKind::Answer).next();
     let hangup = of(EventKind::Hangup).next();
     // The "identity" event carries caller, dialed number and headers.
@@ -280,7 +353,9 @@ pub fn build_call(id: &str, events: &[SwitchEvent], stale: bool, wall_ms: i64) -
             c.sip_code,
         ),
         None => (
-            setup.map(|e| e.ts_ms).unwrap_or_else(|| evs.iter().map(|e| e.ts_ms).min().unwrap_or(0)),
+            setup
+                .map(|e| e.ts_ms)
+                .unwrap_or_else(|| evs.iter().map(|e| e.ts_ms).min().unwrap_or(0)),
             first_progress.map(|e| e.ts_ms),
             answer.map(|e| e.ts_ms),
             hangup.map(|e| e.ts_ms),
@@ -288,7 +363,11 @@ pub fn build_call(id: &str, events: &[SwitchEvent], stale: bool, wall_ms: i64) -
         ),
     };
     // A `cdr` record has no progress code field; only milestone events carry it.
-    let progress_code = if cdr.is_some() { None } else { first_progress.and_then(|e| e.sip_code) };
+    let progress_code = if cdr.is_some() {
+        None
+    } else {
+        first_progress.and_then(|e| e.sip_code)
+    };
     let (disposition, answer_ts, end_ts) = if stale {
         flags.push("stale".to_string());
         (Disposition::Stale, answer_ts, None)
@@ -332,8 +411,15 @@ pub fn build_call(id: &str, events: &[SwitchEvent], stale: bool, wall_ms: i64) -
             cdr_model::event::Direction::Outbound => "outbound".into(),
             cdr_model::event::Direction::Inbound => "inbound".into(),
         },
-        cli: ident.cli.clone().or_else(|| evs.iter().find_map(|e| e.cli.clone())),
-        dialed: ident.dialed.clone().or_else(|| evs.iter().find_map(|e| e.dialed.clone())).unwrap_or_default(),
+        cli: ident
+            .cli
+            .clone()
+            .or_else(|| evs.iter().find_map(|e| e.cli.clone())),
+        dialed: ident
+            .dialed
+            .clone()
+            .or_else(|| evs.iter().find_map(|e| e.dialed.clone()))
+            .unwrap_or_default(),
         trunk_id,
         setup_ts_ms: setup_ts,
         progress_ts_ms: progress_ts,
@@ -346,9 +432,14 @@ pub fn build_call(id: &str, events: &[SwitchEvent], stale: bool, wall_ms: i64) -
         billable_seconds: (duration_ms + 999) / 1000,
         pdd_ms: progress_ts.map(|p| (p - setup_ts).max(0)),
         headers,
-        source_ip: ident.source_ip.clone().or_else(|| evs.iter().find_map(|e| e.source_ip.clone())),
+        source_ip: ident
+            .source_ip
+            .clone()
+            .or_else(|| evs.iter().find_map(|e| e.source_ip.clone())),
         behind_nat: evs.iter().any(|e| e.behind_nat == Some(true)),
-        codec: hangup.and_then(|e| e.codec.clone()).or_else(|| evs.iter().find_map(|e| e.codec.clone())),
+        codec: hangup
+            .and_then(|e| e.codec.clone())
+            .or_else(|| evs.iter().find_map(|e| e.codec.clone())),
         media,
         flags,
         event_count: events.len() as i32,

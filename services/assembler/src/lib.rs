@@ -27,11 +27,11 @@ use cdr_model::avro::Codec;
 use cdr_model::call::AssembledCall;
 use cdr_model::event::SwitchEvent;
 use cdr_model::topics;
-use rdkafka::consumer::CommitMode;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use serde::Deserialize;
 
-use crate::core::{AssemblyConfig, Assembler, Ingest, Pos};
+use crate::core::{Assembler, AssemblyConfig, Ingest, Pos};
 use crate::metrics::AssemblerMetrics;
 
 pub const SERVICE: &str = "assembler";
@@ -78,10 +78,19 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.kafka.validate()?;
         anyhow::ensure!(self.max_call_secs > 0, "max_call_secs must be positive");
-        anyhow::ensure!(self.reorder_grace_ms >= 0, "reorder_grace_ms must not be negative");
+        anyhow::ensure!(
+            self.reorder_grace_ms >= 0,
+            "reorder_grace_ms must not be negative"
+        );
         anyhow::ensure!(self.skew_ms >= 0, "skew_ms must not be negative");
-        anyhow::ensure!(self.closed_retention_secs >= 0, "closed_retention_secs must not be negative");
-        anyhow::ensure!(self.commit_interval_ms > 0, "commit_interval_ms must be positive");
+        anyhow::ensure!(
+            self.closed_retention_secs >= 0,
+            "closed_retention_secs must not be negative"
+        );
+        anyhow::ensure!(
+            self.commit_interval_ms > 0,
+            "commit_interval_ms must be positive"
+        );
         Ok(())
     }
 
@@ -114,9 +123,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     config.validate()?;
     let stage = StageMetrics::new(SERVICE);
     let m = AssemblerMetrics::register(&stage.registry);
-    cdr_kafka::metrics::serve(config.metrics_listen, stage.registry.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
+    cdr_kafka::metrics::serve(
+        config.metrics_listen,
+        stage.registry.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
     let consumer = runtime::consumer(&config.kafka, SERVICE, &[topics::CALL_EVENTS], &stage)?;
     let producer = runtime::producer(&config.kafka, SERVICE)?;
     let codec: Codec<AssembledCall> = Codec::new();
@@ -174,11 +187,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Drain: emit what is due, wait for acknowledgements, commit synchronously.
     for call in asm.tick(now_ms()) {
         let payload = codec.encode(&call)?;
-        acks.push(runtime::send(&producer, topics::CALLS_ASSEMBLED, affinity_key(&call.dialed).as_bytes(), &payload).await?);
+        acks.push(
+            runtime::send(
+                &producer,
+                topics::CALLS_ASSEMBLED,
+                affinity_key(&call.dialed).as_bytes(),
+                &payload,
+            )
+            .await?,
+        );
     }
-    commit(&consumer, &mut asm, &mut acks, &mut last_commit, &stage, CommitMode::Sync).await?;
+    commit(
+        &consumer,
+        &mut asm,
+        &mut acks,
+        &mut last_commit,
+        &stage,
+        CommitMode::Sync,
+    )
+    .await?;
     runtime::flush(&producer);
-    tracing::info!(open_calls = asm.open_calls(), "drained; open calls will be rebuilt by the next owner");
+    tracing::info!(
+        open_calls = asm.open_calls(),
+        "drained; open calls will be rebuilt by the next owner"
+    );
     Ok(())
 }
 
@@ -193,11 +225,18 @@ async fn commit(
     let started = std::time::Instant::now();
     let n = runtime::await_acks(std::mem::take(acks)).await?;
     stage.produced.inc_by(n as u64);
-    let offsets: BTreeMap<(String, i32), i64> =
-        asm.committable().into_iter().map(|(p, o)| ((topics::CALL_EVENTS.to_string(), p), o)).collect();
-    let changed: BTreeMap<_, _> = offsets.into_iter().filter(|(k, v)| last.get(k) != Some(v)).collect();
-    if !changed.is_empty() || mode == CommitMode::Sync {
-        let all: BTreeMap<_, _> = if mode == CommitMode::Sync {
+    let offsets: BTreeMap<(String, i32), i64> = asm
+        .committable()
+        .into_iter()
+        .map(|(p, o)| ((topics::CALL_EVENTS.to_string(), p), o))
+        .collect();
+    let changed: BTreeMap<_, _> = offsets
+        .into_iter()
+        .filter(|(k, v)| last.get(k) != Some(v))
+        .collect();
+    let sync = matches!(mode, CommitMode::Sync);
+    if !changed.is_empty() || sync {
+        let all: BTreeMap<_, _> = if sync {
             let mut a = last.clone();
             a.extend(changed.clone());
             a
@@ -205,6 +244,9 @@ async fn commit(
             changed.clone()
         };
         runtime::commit(consumer, &all, mode)?;
+        for ((_, p), o) in &all {
+            asm.committed(*p, *o);
+        }
         stage.commits.inc();
         last.extend(changed);
     }

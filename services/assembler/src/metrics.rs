@@ -12,16 +12,35 @@ pub struct AssemblerMetrics {
 
 impl AssemblerMetrics {
     pub fn register(registry: &Registry) -> Self {
-        let open_calls = IntGauge::new("cdr_assembler_open_calls", "Calls waiting for their hangup").unwrap();
-        let retained_calls =
-            IntGauge::new("cdr_assembler_retained_calls", "Calls held in memory, open or closed within the retention").unwrap();
-        let calls_closed =
-            IntCounterVec::new(Opts::new("cdr_assembler_calls_closed_total", "Calls emitted, by disposition"), &["disposition"]).unwrap();
-        let duplicates = IntCounter::new("cdr_assembler_duplicate_events_total", "Events dropped as duplicates of an event_id").unwrap();
+        let open_calls =
+            IntGauge::new("cdr_assembler_open_calls", "Calls waiting for their hangup").unwrap();
+        let retained_calls = IntGauge::new(
+            "cdr_assembler_retained_calls",
+            "Calls held in memory, open or closed within the retention",
+        )
+        .unwrap();
+        let calls_closed = IntCounterVec::new(
+            Opts::new(
+                "cdr_assembler_calls_closed_total",
+                "Calls emitted, by disposition",
+            ),
+            &["disposition"],
+        )
+        .unwrap();
+        let duplicates = IntCounter::new(
+            "cdr_assembler_duplicate_events_total",
+            "Events dropped as duplicates of an event_id",
+        )
+        .unwrap();
         registry.register(Box::new(open_calls.clone())).unwrap();
         registry.register(Box::new(retained_calls.clone())).unwrap();
         registry.register(Box::new(calls_closed.clone())).unwrap();
         registry.register(Box::new(duplicates.clone())).unwrap();
-        AssemblerMetrics { open_calls, retained_calls, calls_closed, duplicates }
+        AssemblerMetrics {
+            open_calls,
+            retained_calls,
+            calls_closed,
+            duplicates,
+        }
     }
 }

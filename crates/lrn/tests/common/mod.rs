@@ -61,9 +61,16 @@ pub async fn start(mode: Mode) -> TestServer {
     let (h, mi) = (hits.clone(), max_inflight.clone());
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
-            let (hits, inflight, max_inflight, ported, mode) =
-                (h.clone(), inflight.clone(), mi.clone(), ported.clone(), mode.clone());
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (hits, inflight, max_inflight, ported, mode) = (
+                h.clone(),
+                inflight.clone(),
+                mi.clone(),
+                ported.clone(),
+                mode.clone(),
+            );
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 1024];
@@ -103,7 +110,12 @@ pub async fn start(mode: Mode) -> TestServer {
             });
         }
     });
-    TestServer { addr, hits, max_inflight, task }
+    TestServer {
+        addr,
+        hits,
+        max_inflight,
+        task,
+    }
 }
 
 /// A loopback address with nothing listening (connection refused).

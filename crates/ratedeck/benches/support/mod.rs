@@ -6,7 +6,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use ratedeck::*;
 use rust_decimal::Decimal;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write;
 
 pub struct Rng(u64);
@@ -30,41 +30,96 @@ impl Rng {
 
 /// A spread of real country codes (1–3 digits) with seed-style increments.
 pub const COUNTRIES: &[(&str, &str, u32, u32)] = &[
-    ("7", "Russia", 1, 1), ("20", "Egypt", 1, 1), ("27", "South Africa", 1, 1),
-    ("30", "Greece", 1, 1), ("31", "Netherlands", 1, 1), ("32", "Belgium", 1, 1),
-    ("33", "France", 1, 1), ("34", "Spain", 1, 1), ("36", "Hungary", 1, 1),
-    ("39", "Italy", 1, 1), ("40", "Romania", 1, 1), ("41", "Switzerland", 1, 1),
-    ("43", "Austria", 1, 1), ("44", "United Kingdom", 1, 1), ("45", "Denmark", 1, 1),
-    ("46", "Sweden", 1, 1), ("47", "Norway", 1, 1), ("48", "Poland", 1, 1),
-    ("49", "Germany", 1, 1), ("51", "Peru", 1, 1), ("52", "Mexico", 60, 60),
-    ("53", "Cuba", 1, 1), ("54", "Argentina", 1, 1), ("55", "Brazil", 1, 1),
-    ("56", "Chile", 1, 1), ("57", "Colombia", 1, 1), ("58", "Venezuela", 1, 1),
-    ("60", "Malaysia", 1, 1), ("61", "Australia", 1, 1), ("62", "Indonesia", 1, 1),
-    ("63", "Philippines", 1, 1), ("64", "New Zealand", 1, 1), ("65", "Singapore", 1, 1),
-    ("66", "Thailand", 1, 1), ("81", "Japan", 1, 1), ("82", "Korea South", 1, 1),
-    ("84", "Vietnam", 1, 1), ("86", "China", 1, 1), ("90", "Turkey", 1, 1),
-    ("91", "India", 1, 1), ("92", "Pakistan", 1, 1), ("93", "Afghanistan", 1, 1),
-    ("94", "Sri Lanka", 1, 1), ("95", "Myanmar", 1, 1), ("98", "Iran", 1, 1),
-    ("212", "Morocco", 1, 1), ("213", "Algeria", 1, 1), ("216", "Tunisia", 1, 1),
-    ("220", "Gambia", 1, 1), ("221", "Senegal", 1, 1), ("228", "Togo", 60, 60),
-    ("233", "Ghana", 1, 1), ("234", "Nigeria", 1, 1), ("254", "Kenya", 1, 1),
-    ("255", "Tanzania", 1, 1), ("256", "Uganda", 1, 1), ("351", "Portugal", 1, 1),
-    ("353", "Ireland", 1, 1), ("358", "Finland", 1, 1), ("380", "Ukraine", 1, 1),
-    ("420", "Czech Republic", 1, 1), ("509", "Haiti", 60, 60), ("597", "Suriname", 60, 60),
-    ("679", "Fiji", 60, 60), ("676", "Tonga", 60, 60), ("880", "Bangladesh", 1, 1),
-    ("88216", "Thuraya", 60, 60), ("960", "Maldives", 60, 60), ("966", "Saudi Arabia", 1, 1),
-    ("971", "UAE", 1, 1), ("972", "Israel", 1, 1), ("977", "Nepal", 1, 1),
+    ("7", "Russia", 1, 1),
+    ("20", "Egypt", 1, 1),
+    ("27", "South Africa", 1, 1),
+    ("30", "Greece", 1, 1),
+    ("31", "Netherlands", 1, 1),
+    ("32", "Belgium", 1, 1),
+    ("33", "France", 1, 1),
+    ("34", "Spain", 1, 1),
+    ("36", "Hungary", 1, 1),
+    ("39", "Italy", 1, 1),
+    ("40", "Romania", 1, 1),
+    ("41", "Switzerland", 1, 1),
+    ("43", "Austria", 1, 1),
+    ("44", "United Kingdom", 1, 1),
+    ("45", "Denmark", 1, 1),
+    ("46", "Sweden", 1, 1),
+    ("47", "Norway", 1, 1),
+    ("48", "Poland", 1, 1),
+    ("49", "Germany", 1, 1),
+    ("51", "Peru", 1, 1),
+    ("52", "Mexico", 60, 60),
+    ("53", "Cuba", 1, 1),
+    ("54", "Argentina", 1, 1),
+    ("55", "Brazil", 1, 1),
+    ("56", "Chile", 1, 1),
+    ("57", "Colombia", 1, 1),
+    ("58", "Venezuela", 1, 1),
+    ("60", "Malaysia", 1, 1),
+    ("61", "Australia", 1, 1),
+    ("62", "Indonesia", 1, 1),
+    ("63", "Philippines", 1, 1),
+    ("64", "New Zealand", 1, 1),
+    ("65", "Singapore", 1, 1),
+    ("66", "Thailand", 1, 1),
+    ("81", "Japan", 1, 1),
+    ("82", "Korea South", 1, 1),
+    ("84", "Vietnam", 1, 1),
+    ("86", "China", 1, 1),
+    ("90", "Turkey", 1, 1),
+    ("91", "India", 1, 1),
+    ("92", "Pakistan", 1, 1),
+    ("93", "Afghanistan", 1, 1),
+    ("94", "Sri Lanka", 1, 1),
+    ("95", "Myanmar", 1, 1),
+    ("98", "Iran", 1, 1),
+    ("212", "Morocco", 1, 1),
+    ("213", "Algeria", 1, 1),
+    ("216", "Tunisia", 1, 1),
+    ("220", "Gambia", 1, 1),
+    ("221", "Senegal", 1, 1),
+    ("228", "Togo", 60, 60),
+    ("233", "Ghana", 1, 1),
+    ("234", "Nigeria", 1, 1),
+    ("254", "Kenya", 1, 1),
+    ("255", "Tanzania", 1, 1),
+    ("256", "Uganda", 1, 1),
+    ("351", "Portugal", 1, 1),
+    ("353", "Ireland", 1, 1),
+    ("358", "Finland", 1, 1),
+    ("380", "Ukraine", 1, 1),
+    ("420", "Czech Republic", 1, 1),
+    ("509", "Haiti", 60, 60),
+    ("597", "Suriname", 60, 60),
+    ("679", "Fiji", 60, 60),
+    ("676", "Tonga", 60, 60),
+    ("880", "Bangladesh", 1, 1),
+    ("88216", "Thuraya", 60, 60),
+    ("960", "Maldives", 60, 60),
+    ("966", "Saudi Arabia", 1, 1),
+    ("971", "UAE", 1, 1),
+    ("972", "Israel", 1, 1),
+    ("977", "Nepal", 1, 1),
 ];
 
 /// A–Z deck text with `n` distinct prefixes: each country code extended by
 /// 1–6 random digits, destination names grouped per country/breakout.
 pub fn az_deck(n: usize, seed: u64) -> String {
     let mut rng = Rng::new(seed);
-    let mut seen = HashSet::with_capacity(n * 2);
+    // u64 keys, not Strings: one big allocation that is returned to the OS
+    // when dropped, so it does not inflate the import's measured peak.
+    let mut seen: HashSet<u64> = HashSet::with_capacity(n * 2);
+    let key = |p: &str| {
+        ratedeck::Prefix::parse(p)
+            .map(|p| p.len() as u64 * 1_000_000_000_000_000_000 / 10 + p.value())
+            .unwrap()
+    };
     let mut out = String::with_capacity(n * 48);
     out.push_str("dialprefix;destination name;rate;initial billing time;billing increment\n");
     for (cc, name, x, y) in COUNTRIES {
-        seen.insert(cc.to_string());
+        seen.insert(key(cc));
         let _ = writeln!(out, "{cc};{name};0.{:04};{x};{y}", 10 + rng.below(3000));
     }
     let mut made = COUNTRIES.len();
@@ -75,11 +130,17 @@ pub fn az_deck(n: usize, seed: u64) -> String {
         for _ in 0..ext_len {
             p.push(char::from(b'0' + rng.below(10) as u8));
         }
-        if !seen.insert(p.clone()) {
+        if !seen.insert(key(&p)) {
             continue;
         }
-        let kind = ["Fixed", "Mobile", "Mobile Operator", "Special Services"][rng.below(4) as usize];
-        let _ = writeln!(out, "{p};{name} {kind} {};0.{:04};{x};{y}", ext_len, 10 + rng.below(9000));
+        let kind =
+            ["Fixed", "Mobile", "Mobile Operator", "Special Services"][rng.below(4) as usize];
+        let _ = writeln!(
+            out,
+            "{p};{name} {kind} {};0.{:04};{x};{y}",
+            ext_len,
+            10 + rng.below(9000)
+        );
         made += 1;
     }
     out
@@ -98,7 +159,12 @@ pub fn us48_deck(n: usize, seed: u64) -> (String, Vec<String>) {
         if !seen.insert(k.clone()) {
             continue;
         }
-        let _ = writeln!(out, "{k};USA {npa};0.00{:02};0.00{:02};6;6", 15 + rng.below(80), 15 + rng.below(80));
+        let _ = writeln!(
+            out,
+            "{k};USA {npa};0.00{:02};0.00{:02};6;6",
+            15 + rng.below(80),
+            15 + rng.below(80)
+        );
         keys.push(k);
     }
     (out, keys)
@@ -110,7 +176,7 @@ pub fn t0() -> DateTime<Utc> {
 
 pub struct World {
     pub decks: DeckSet,
-    pub accounts: HashMap<String, Account>,
+    pub accounts: AccountMap,
     pub npanxx: NpaNxxStates,
     pub uk: UkSurcharges,
     pub eea: EeaCountries,
@@ -132,19 +198,52 @@ impl World {
 /// ≥ 200k prefixes across Standard, Premium, PSTN, Retail A–Z plus US48.
 pub fn world(per_plan: usize, us48: usize) -> World {
     let mut decks = DeckSet::new();
-    for (i, plan) in [Plan::Standard, Plan::Premium, Plan::Pstn, Plan::Retail].into_iter().enumerate() {
+    for (i, plan) in [Plan::Standard, Plan::Premium, Plan::Pstn, Plan::Retail]
+        .into_iter()
+        .enumerate()
+    {
         let text = az_deck(per_plan, 11 + i as u64);
-        decks.load(plan.as_str(), &text, DeckKind::AZ(plan), plan, ImportMode::Lenient, t0(), None).unwrap();
+        decks
+            .load(
+                plan.as_str(),
+                &text,
+                DeckKind::AZ(plan),
+                plan,
+                ImportMode::Lenient,
+                t0(),
+                None,
+            )
+            .unwrap();
     }
     let (us_text, us_keys) = us48_deck(us48, 99);
-    decks.load("us48-prem", &us_text, DeckKind::Us48, Plan::Premium, ImportMode::Lenient, t0(), None).unwrap();
-    decks.load("us48-pstn", &us_text, DeckKind::Us48, Plan::Pstn, ImportMode::Lenient, t0(), None).unwrap();
+    decks
+        .load(
+            "us48-prem",
+            &us_text,
+            DeckKind::Us48,
+            Plan::Premium,
+            ImportMode::Lenient,
+            t0(),
+            None,
+        )
+        .unwrap();
+    decks
+        .load(
+            "us48-pstn",
+            &us_text,
+            DeckKind::Us48,
+            Plan::Pstn,
+            ImportMode::Lenient,
+            t0(),
+            None,
+        )
+        .unwrap();
     let mut npanxx_text = String::new();
     let states = ["NY", "CA", "TX", "FL", "IL", "WA"];
     for (i, k) in us_keys.iter().enumerate() {
         let _ = writeln!(npanxx_text, "{};{}", &k[1..], states[i % states.len()]);
     }
-    let mut accounts = HashMap::new();
+    let mut accounts = AccountMap::default();
     for (id, plan, kind) in [
         ("acct-std", Plan::Standard, AccountKind::Wholesale),
         ("acct-prem", Plan::Premium, AccountKind::Wholesale),
@@ -204,17 +303,28 @@ pub fn calls(w: &World, n: usize, seed: u64) -> Vec<RatingInput> {
                 call_id: format!("call-{i}"),
                 account_id: accts[rng.below(4) as usize].to_string(),
                 dialed: format!("{dial}{number}"),
-                rated_number: (us && rng.below(5) == 0).then(|| format!("{}{:04}", w.us_keys[rng.below(w.us_keys.len() as u64) as usize], 0)),
+                rated_number: (us && rng.below(5) == 0).then(|| {
+                    format!(
+                        "{}{:04}",
+                        w.us_keys[rng.below(w.us_keys.len() as u64) as usize],
+                        0
+                    )
+                }),
                 cli_valid: country != "XX",
                 cli: Some(cli),
                 cli_country: Some(country.to_string()),
-                answer_ts: answered.then(|| t0() + chrono::Duration::seconds(rng.below(86_400 * 30) as i64)),
+                answer_ts: answered
+                    .then(|| t0() + chrono::Duration::seconds(rng.below(86_400 * 30) as i64)),
                 billable_seconds: if answered { rng.below(600) as u32 } else { 0 },
                 answered,
                 behind_nat: rng.below(50) == 0,
                 max_rate: (rng.below(5) == 0).then(|| Decimal::new(28, 3)),
                 max_route: Some(2),
-                lrn_fee: if us { Decimal::new(3, 4) } else { Decimal::ZERO },
+                lrn_fee: if us {
+                    Decimal::new(3, 4)
+                } else {
+                    Decimal::ZERO
+                },
                 callee_number_type: None,
             }
         })

@@ -5,7 +5,6 @@
 use chrono::{DateTime, TimeZone, Utc};
 use ratedeck::*;
 use rust_decimal::Decimal;
-use std::collections::HashMap;
 
 pub fn t(y: i32, m: u32, d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap()
@@ -13,7 +12,7 @@ pub fn t(y: i32, m: u32, d: u32) -> DateTime<Utc> {
 
 pub struct Fixture {
     pub decks: DeckSet,
-    pub accounts: HashMap<String, Account>,
+    pub accounts: AccountMap,
     pub npanxx: NpaNxxStates,
     pub uk: UkSurcharges,
     pub eea: EeaCountries,
@@ -52,15 +51,57 @@ pub fn fixture() -> Fixture {
         assert!(r.rejected.is_empty());
         assert!(r.rows_loaded > 0);
     };
-    load(&mut decks, "standard_az.txt", include_str!("../../testdata/standard_az.txt"), DeckKind::AZ(Plan::Standard), Plan::Standard);
-    load(&mut decks, "premium_az.txt", include_str!("../../testdata/premium_az.txt"), DeckKind::AZ(Plan::Premium), Plan::Premium);
-    load(&mut decks, "pstn_az.txt", include_str!("../../testdata/pstn_az.txt"), DeckKind::AZ(Plan::Pstn), Plan::Pstn);
-    load(&mut decks, "retail_az.txt", include_str!("../../testdata/retail_az.txt"), DeckKind::AZ(Plan::Retail), Plan::Retail);
-    load(&mut decks, "us48_premium.txt", include_str!("../../testdata/us48_premium.txt"), DeckKind::Us48, Plan::Premium);
-    load(&mut decks, "us48_pstn.txt", include_str!("../../testdata/us48_pstn.txt"), DeckKind::Us48, Plan::Pstn);
-    load(&mut decks, "per_trunk.txt", include_str!("../../testdata/per_trunk.txt"), DeckKind::PerTrunk, Plan::Standard);
+    load(
+        &mut decks,
+        "standard_az.txt",
+        include_str!("../../testdata/standard_az.txt"),
+        DeckKind::AZ(Plan::Standard),
+        Plan::Standard,
+    );
+    load(
+        &mut decks,
+        "premium_az.txt",
+        include_str!("../../testdata/premium_az.txt"),
+        DeckKind::AZ(Plan::Premium),
+        Plan::Premium,
+    );
+    load(
+        &mut decks,
+        "pstn_az.txt",
+        include_str!("../../testdata/pstn_az.txt"),
+        DeckKind::AZ(Plan::Pstn),
+        Plan::Pstn,
+    );
+    load(
+        &mut decks,
+        "retail_az.txt",
+        include_str!("../../testdata/retail_az.txt"),
+        DeckKind::AZ(Plan::Retail),
+        Plan::Retail,
+    );
+    load(
+        &mut decks,
+        "us48_premium.txt",
+        include_str!("../../testdata/us48_premium.txt"),
+        DeckKind::Us48,
+        Plan::Premium,
+    );
+    load(
+        &mut decks,
+        "us48_pstn.txt",
+        include_str!("../../testdata/us48_pstn.txt"),
+        DeckKind::Us48,
+        Plan::Pstn,
+    );
+    load(
+        &mut decks,
+        "per_trunk.txt",
+        include_str!("../../testdata/per_trunk.txt"),
+        DeckKind::PerTrunk,
+        Plan::Standard,
+    );
 
-    let mut accounts = HashMap::new();
+    let mut accounts = AccountMap::default();
     for a in [
         account("w-std", AccountKind::Wholesale, Plan::Standard),
         account("w-prem", AccountKind::Wholesale, Plan::Premium),
@@ -116,4 +157,10 @@ pub fn with_cli(mut c: RatingInput, cli: &str, country: &str) -> RatingInput {
     c.cli_country = Some(country.into());
     c.cli_valid = true;
     c
+}
+
+/// One fixture per test binary, for property tests that run hundreds of cases.
+pub fn shared() -> &'static Fixture {
+    static F: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    F.get_or_init(fixture)
 }

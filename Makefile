@@ -1,0 +1,55 @@
+# The two commands a newcomer needs:  make run   and   make test
+# Everything builds once, in release mode (tests too), to keep CI time down.
+SHELL := /bin/bash
+CARGO ?= cargo
+LOCAL := deploy/local
+RUN_CALLS ?= 5000
+RUN_RATE ?= 4000
+
+.PHONY: build run test stack services stop bench fmt clippy lint schemas check-schemas report
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+stack: build
+	$(LOCAL)/start.sh
+
+services: stack
+	$(LOCAL)/services.sh
+
+## run: start broker + ClickHouse, create topics and tables, start every
+## service, publish simulated switch traffic, wait, print what landed.
+run: services
+	@source $(LOCAL)/env.sh && run_id="run$$(date +%s)" && \
+	  target/release/cdrctl simulate --calls $(RUN_CALLS) --rate $(RUN_RATE) --run-id $$run_id --expect-out $$CDR_STATE_DIR/expected-$$run_id.json && \
+	  target/release/cdrctl wait --run-id $$run_id --calls $(RUN_CALLS) --timeout-secs 300 && \
+	  sleep 3 && echo "=== what landed in ClickHouse for $$run_id ===" && \
+	  target/release/cdrctl report --run-id $$run_id && \
+	  echo "=== expected (from the simulator) ===" && cat $$CDR_STATE_DIR/expected-$$run_id.json
+
+## test: every unit, property and end-to-end test, against the real broker
+## and the real ClickHouse (started here if not running).
+test: stack
+	$(CARGO) test --release --workspace --no-fail-fast
+
+report:
+	@source $(LOCAL)/env.sh && target/release/cdrctl report
+
+stop:
+	$(LOCAL)/stop.sh
+
+bench: stack
+	@source $(LOCAL)/env.sh && target/release/cdrctl bench-broker --messages 200000
+	$(CARGO) test --release -p cdr-e2e --test throughput -- --ignored --nocapture
+
+schemas: build
+	target/release/cdrctl schemas --dir schemas/avro
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+lint: clippy
+	$(CARGO) fmt --all -- --check

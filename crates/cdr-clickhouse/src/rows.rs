@@ -1,0 +1,300 @@
+//! Row types as ClickHouse stores them, and their conversion from pipeline
+//! records. Decimal columns are `Decimal(38, 18)`, sent in RowBinary as an
+//! `i128` scaled by 10^18: exact for any per-call amount the rater produces.
+
+use std::str::FromStr;
+
+use cdr_model::call::{KpiMinute, RatedCdr};
+use cdr_model::dlq::DeadLetter;
+use clickhouse::Row;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("field `{field}`: `{value}` is not a decimal that fits Decimal(38, 18)")]
+pub struct BadDecimal {
+    pub field: &'static str,
+    pub value: String,
+}
+
+/// Decimal string -> i128 scaled by 10^18 (rounded half away from zero at 18 places).
+pub fn dec18(field: &'static str, s: &str) -> Result<i128, BadDecimal> {
+    let bad = || BadDecimal {
+        field,
+        value: s.chars().take(40).collect(),
+    };
+    if s.trim().is_empty() {
+        return Ok(0);
+    }
+    let d = Decimal::from_str(s.trim()).map_err(|_| bad())?;
+    let d = d.round_dp_with_strategy(18, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    let scale = d.scale();
+    d.mantissa()
+        .checked_mul(10i128.pow(18 - scale))
+        .ok_or_else(bad)
+}
+
+/// Inverse of [`dec18`], for reading rows back.
+pub fn from_dec18(v: i128) -> Decimal {
+    Decimal::from_i128_with_scale(v, 18).normalize()
+}
+
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct RatedCdrRow {
+    pub cdr_id: String,
+    pub version: u64,
+    pub call_id: String,
+    pub switch_id: String,
+    pub account_id: String,
+    pub direction: String,
+    pub cli: Option<String>,
+    pub dialed: String,
+    pub trunk_id: Option<String>,
+    pub setup_ts: i64,
+    pub progress_ts: Option<i64>,
+    pub progress_code: Option<i32>,
+    pub answer_ts: Option<i64>,
+    pub end_ts: Option<i64>,
+    pub final_sip_code: Option<i32>,
+    pub disposition: String,
+    pub duration_ms: i64,
+    pub billable_seconds: i64,
+    pub pdd_ms: Option<i64>,
+    pub headers: Vec<(String, String)>,
+    pub source_ip: Option<String>,
+    pub behind_nat: bool,
+    pub codec: Option<String>,
+    pub rtp_rx_packets: Option<i64>,
+    pub rtp_rx_before_answer: Option<i64>,
+    pub silence_ratio: Option<f64>,
+    pub mos: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub assembly_flags: Vec<String>,
+    pub assembled_at: i64,
+    pub cli_e164: Option<String>,
+    pub cli_valid: bool,
+    pub dialed_e164: String,
+    pub plan_selector: Option<String>,
+    pub trunk_selector: Option<String>,
+    pub lrn: Option<String>,
+    pub ported: bool,
+    pub lrn_source: String,
+    pub lrn_fee: i128,
+    pub caller_country: Option<String>,
+    pub callee_country: Option<String>,
+    pub callee_number_type: Option<String>,
+    pub jurisdiction: Option<String>,
+    pub enrichment_flags: Vec<String>,
+    pub rating_status: String,
+    pub unrated_reason: Option<String>,
+    pub plan: Option<String>,
+    pub deck_id: Option<String>,
+    pub deck_version: i64,
+    pub matched_prefix: Option<String>,
+    pub destination: Option<String>,
+    pub rate_per_min: i128,
+    pub billed_seconds: i64,
+    pub increment: Option<String>,
+    pub connection_fee: i128,
+    pub surcharge: i128,
+    pub short_duration_surcharge: i128,
+    pub amount: i128,
+    pub currency: String,
+    pub rating_flags: Vec<String>,
+    pub max_rate: Option<i128>,
+    pub max_route: Option<i32>,
+    pub fas_score: f64,
+    pub fas_signals: Vec<String>,
+}
+
+impl RatedCdrRow {
+    pub fn from_record(r: &RatedCdr) -> Result<Self, BadDecimal> {
+        let c = &r.call;
+        let e = &r.enrichment;
+        let g = &r.rating;
+        let media = c.media.clone().unwrap_or_default();
+        let det = r.detection.clone().unwrap_or_default();
+        let mut headers: Vec<(String, String)> = c
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        headers.sort();
+        Ok(RatedCdrRow {
+            cdr_id: c.cdr_id.clone(),
+            version: c.event_count.max(0) as u64,
+            call_id: c.call_id.clone(),
+            switch_id: c.switch_id.clone(),
+            account_id: c.account_id.clone(),
+            direction: c.direction.clone(),
+            cli: c.cli.clone(),
+            dialed: c.dialed.clone(),
+            trunk_id: c.trunk_id.clone(),
+            setup_ts: c.setup_ts_ms,
+            progress_ts: c.progress_ts_ms,
+            progress_code: c.progress_code,
+            answer_ts: c.answer_ts_ms,
+            end_ts: c.end_ts_ms,
+            final_sip_code: c.final_sip_code,
+            disposition: c.disposition.clone(),
+            duration_ms: c.duration_ms,
+            billable_seconds: c.billable_seconds,
+            pdd_ms: c.pdd_ms,
+            headers,
+            source_ip: c.source_ip.clone(),
+            behind_nat: c.behind_nat,
+            codec: c.codec.clone(),
+            rtp_rx_packets: media.rtp_rx_packets,
+            rtp_rx_before_answer: media.rtp_rx_before_answer,
+            silence_ratio: media.silence_ratio,
+            mos: media.mos,
+            jitter_ms: media.jitter_ms,
+            loss_pct: media.loss_pct,
+            assembly_flags: c.flags.clone(),
+            assembled_at: c.assembled_at_ms,
+            cli_e164: e.cli_e164.clone(),
+            cli_valid: e.cli_valid,
+            dialed_e164: e.dialed_e164.clone(),
+            plan_selector: e.plan_selector.clone(),
+            trunk_selector: e.trunk_selector.clone(),
+            lrn: e.lrn.clone(),
+            ported: e.ported,
+            lrn_source: e.lrn_source.clone(),
+            lrn_fee: dec18("lrn_fee", &e.lrn_fee)?,
+            caller_country: e.caller_country.clone(),
+            callee_country: e.callee_country.clone(),
+            callee_number_type: e.callee_number_type.clone(),
+            jurisdiction: e.jurisdiction.clone(),
+            enrichment_flags: e.flags.clone(),
+            rating_status: g.status.clone(),
+            unrated_reason: g.unrated_reason.clone(),
+            plan: g.plan.clone(),
+            deck_id: g.deck_id.clone(),
+            deck_version: g.deck_version,
+            matched_prefix: g.matched_prefix.clone(),
+            destination: g.destination.clone(),
+            rate_per_min: dec18("rate_per_min", &g.rate_per_min)?,
+            billed_seconds: g.billed_seconds,
+            increment: g.increment.clone(),
+            connection_fee: dec18("connection_fee", &g.connection_fee)?,
+            surcharge: dec18("surcharge", &g.surcharge)?,
+            short_duration_surcharge: dec18(
+                "short_duration_surcharge",
+                &g.short_duration_surcharge,
+            )?,
+            amount: dec18("amount", &g.amount)?,
+            currency: g.currency.clone(),
+            rating_flags: g.flags.clone(),
+            max_rate: g
+                .max_rate
+                .as_deref()
+                .map(|m| dec18("max_rate", m))
+                .transpose()?,
+            max_route: g.max_route,
+            fas_score: det.fas_score,
+            fas_signals: det.fas_signals,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetterRow {
+    pub id: String,
+    pub service: String,
+    pub reason: String,
+    pub field: Option<String>,
+    pub message: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload_b64: String,
+    pub at: i64,
+}
+
+impl From<&DeadLetter> for DeadLetterRow {
+    fn from(d: &DeadLetter) -> Self {
+        DeadLetterRow {
+            id: d.id(),
+            service: d.service.clone(),
+            reason: d.reason.clone(),
+            field: d.field.clone(),
+            message: d.message.clone(),
+            topic: d.topic.clone(),
+            partition: d.partition,
+            offset: d.offset,
+            key: d.key.clone(),
+            payload_b64: d.payload_b64.clone(),
+            at: d.at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct KpiMinuteRow {
+    pub bucket_id: String,
+    /// Seconds since the epoch (`DateTime`).
+    pub minute: u32,
+    pub account_id: String,
+    pub trunk_id: String,
+    pub destination: String,
+    pub seizures: i64,
+    pub answered: i64,
+    pub busy: i64,
+    pub no_answer: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub stale: i64,
+    pub answered_ms: i64,
+    pub pdd_sum_ms: i64,
+    pub pdd_count: i64,
+    pub short_calls: i64,
+    pub billed_seconds: i64,
+    pub amount: i128,
+    pub version: u64,
+}
+
+impl KpiMinuteRow {
+    pub fn from_record(k: &KpiMinute) -> Result<Self, BadDecimal> {
+        Ok(KpiMinuteRow {
+            bucket_id: k.bucket_id.clone(),
+            minute: (k.minute_ms / 1000).max(0) as u32,
+            account_id: k.account_id.clone(),
+            trunk_id: k.trunk_id.clone(),
+            destination: k.destination.clone(),
+            seizures: k.seizures,
+            answered: k.answered,
+            busy: k.busy,
+            no_answer: k.no_answer,
+            failed: k.failed,
+            cancelled: k.cancelled,
+            stale: k.stale,
+            answered_ms: k.answered_ms,
+            pdd_sum_ms: k.pdd_sum_ms,
+            pdd_count: k.pdd_count,
+            short_calls: k.short_calls,
+            billed_seconds: k.billed_seconds,
+            amount: dec18("amount", &k.amount)?,
+            version: k.version.max(0) as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_scale_exactly() {
+        assert_eq!(dec18("a", "1").unwrap(), 1_000_000_000_000_000_000);
+        assert_eq!(dec18("a", "0.0003").unwrap(), 300_000_000_000_000);
+        assert_eq!(dec18("a", "").unwrap(), 0);
+        // 28 s at $0.01/min = 0.004666.. : kept to 18 places, not cents.
+        let v = dec18("a", "0.0046666666666666666666666667").unwrap();
+        assert_eq!(v, 4_666_666_666_666_667);
+        assert_eq!(from_dec18(300_000_000_000_000).to_string(), "0.0003");
+        let e = dec18("amount", "12,5").unwrap_err();
+        assert_eq!(e.field, "amount");
+    }
+}

@@ -1,0 +1,37 @@
+# Shared settings for the local stack. Source it; every value can be
+# overridden from the environment.
+#   CDR_STATE_DIR     pid files, logs and data (git-ignored)   default: <repo>/.state
+#   CDR_CACHE_DIR     tansu binary and the ClickHouse venv      default: ~/.cache/cdr-pipeline
+#   CDR_KAFKA_PORT    broker port on 127.0.0.1                  default: 9092
+#   CDR_CH_HTTP_PORT  ClickHouse HTTP port on 127.0.0.1         default: 8123
+#   CDR_METRICS_BASE  first service metrics port (6 in a row)   default: 9101
+CDR_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export CDR_REPO
+export CDR_STATE_DIR="${CDR_STATE_DIR:-$CDR_REPO/.state}"
+export CDR_CACHE_DIR="${CDR_CACHE_DIR:-$HOME/.cache/cdr-pipeline}"
+export CDR_KAFKA_PORT="${CDR_KAFKA_PORT:-9092}"
+export CDR_CH_HTTP_PORT="${CDR_CH_HTTP_PORT:-8123}"
+export CDR_METRICS_BASE="${CDR_METRICS_BASE:-9101}"
+export CDR_KAFKA_BROKERS="${CDR_KAFKA_BROKERS:-127.0.0.1:$CDR_KAFKA_PORT}"
+export CDR_CLICKHOUSE_URL="${CDR_CLICKHOUSE_URL:-http://127.0.0.1:$CDR_CH_HTTP_PORT}"
+export TANSU_VERSION="${TANSU_VERSION:-}"
+export CHDB_VERSION="${CHDB_VERSION:-26.9.0}"
+export TANSU_BIN="$CDR_CACHE_DIR/tansu/bin/tansu"
+export CH_PYTHON="$CDR_CACHE_DIR/venv/bin/python"
+export CDR_BIN_DIR="${CDR_BIN_DIR:-$CDR_REPO/target/release}"
+mkdir -p "$CDR_STATE_DIR"/{pids,logs,data}
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# pid_alive FILE -> 0 when the pid in FILE is a running process.
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...
+wait_for() {
+  local what="$1" secs="$2"; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $end ]; then log "timed out waiting for $what"; return 1; fi
+    sleep 0.3
+  done
+}

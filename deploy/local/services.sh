@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Starts every pipeline service in the background with a pid file and a log
+# under $CDR_STATE_DIR (idempotent: running services are left alone).
+# Usage: services.sh [service...]   (default: all six)
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+ALL=(assembler enricher rater detector kpi sink)
+svcs=("$@"); [ ${#svcs[@]} -eq 0 ] && svcs=("${ALL[@]}")
+for s in "${svcs[@]}"; do
+  idx=0; for i in "${!ALL[@]}"; do [ "${ALL[$i]}" = "$s" ] && idx=$i; done
+  pidf="$CDR_STATE_DIR/pids/svc-$s.pid"
+  if pid_alive "$pidf"; then log "$s already running"; continue; fi
+  port=$((CDR_METRICS_BASE + idx))
+  CDR__METRICS_LISTEN="127.0.0.1:$port" setsid "$CDR_BIN_DIR/$s" \
+    >>"$CDR_STATE_DIR/logs/$s.log" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  log "started $s (pid $!, metrics http://127.0.0.1:$port/metrics)"
+done

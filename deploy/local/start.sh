@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Starts the local stack on 127.0.0.1, idempotently: the tansu broker
+# (persistent sqlite storage), ClickHouse over HTTP, then creates the topics
+# and applies the ClickHouse migrations. Already-running parts are left alone.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+"$(dirname "$0")/install.sh"
+
+# --- broker ---------------------------------------------------------------
+if pid_alive "$CDR_STATE_DIR/pids/tansu.pid"; then
+  log "tansu already running (pid $(cat "$CDR_STATE_DIR/pids/tansu.pid"))"
+else
+  log "starting tansu on 127.0.0.1:$CDR_KAFKA_PORT"
+  mkdir -p "$CDR_STATE_DIR/data/tansu"
+  (cd "$CDR_STATE_DIR/data/tansu" && exec setsid "$TANSU_BIN" broker \
+      --storage-engine "sqlite://tansu.db" \
+      --listener-url "tcp://127.0.0.1:$CDR_KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$CDR_KAFKA_PORT" \
+      >>"$CDR_STATE_DIR/logs/tansu.log" 2>&1 </dev/null) &
+  echo $! >"$CDR_STATE_DIR/pids/tansu.pid"
+fi
+wait_for "tansu port" 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CDR_KAFKA_PORT"
+
+# --- ClickHouse -------------------------------------------------------------
+CH_DIR="$CDR_STATE_DIR/clickhouse"
+mkdir -p "$CH_DIR/data"
+sed -e "s/@HTTP_PORT@/$CDR_CH_HTTP_PORT/" \
+    -e "s/@FINANCE_PASSWORD@/${CDR_FINANCE_PASSWORD:-finance-local}/" \
+    "$(dirname "$0")/clickhouse-config.xml" >"$CH_DIR/config.xml"
+if pid_alive "$CDR_STATE_DIR/pids/clickhouse.pid"; then
+  log "ClickHouse already running (pid $(cat "$CDR_STATE_DIR/pids/clickhouse.pid"))"
+else
+  log "starting ClickHouse (chdb-core $CHDB_VERSION) on 127.0.0.1:$CDR_CH_HTTP_PORT"
+  (cd "$CH_DIR" && exec setsid "$CH_PYTHON" "$CDR_REPO/deploy/local/chserve.py" "$CH_DIR/data" \
+      >>"$CDR_STATE_DIR/logs/clickhouse.log" 2>&1 </dev/null) &
+  echo $! >"$CDR_STATE_DIR/pids/clickhouse.pid"
+fi
+wait_for "ClickHouse HTTP" 90 curl -sf "$CDR_CLICKHOUSE_URL/?query=SELECT%201"
+
+# --- topics and tables ------------------------------------------------------
+CDRCTL="$CDR_BIN_DIR/cdrctl"
+wait_for "topics" 60 "$CDRCTL" topics
+"$CDRCTL" migrate
+log "stack up: kafka $CDR_KAFKA_BROKERS, clickhouse $CDR_CLICKHOUSE_URL"

@@ -1,0 +1,209 @@
+//! `cdrctl` command-line entry point.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cdr_clickhouse::ClickHouseConfig;
+use cdr_kafka::KafkaConfig;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cdrctl", about = "Operator commands for the CDR pipeline")]
+struct Cli {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "CDR_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    brokers: String,
+    /// ClickHouse HTTP URL.
+    #[arg(
+        long,
+        env = "CDR_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123",
+        global = true
+    )]
+    clickhouse: String,
+    #[arg(
+        long,
+        env = "CDR_CLICKHOUSE_USER",
+        default_value = "default",
+        global = true
+    )]
+    ch_user: String,
+    #[arg(
+        long,
+        env = "CDR_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        global = true
+    )]
+    ch_password: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Apply pending ClickHouse migrations (idempotent).
+    Migrate,
+    /// Create every pipeline topic with its partition count (idempotent).
+    Topics,
+    /// Publish simulated switch traffic to `call-events`.
+    Simulate {
+        #[arg(long, default_value_t = 5000)]
+        calls: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Messages per second; 0 = as fast as possible.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Prefix of every call id, so runs never collide.
+        #[arg(long)]
+        run_id: Option<String>,
+        #[arg(long, default_value_t = 1.0)]
+        malformed_pct: f64,
+        /// Write the expected outcome as JSON here.
+        #[arg(long)]
+        expect_out: Option<PathBuf>,
+    },
+    /// Wait until ClickHouse holds `calls` calls for a run (or time out).
+    Wait {
+        #[arg(long)]
+        run_id: String,
+        #[arg(long)]
+        calls: u64,
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Print what landed in ClickHouse.
+    Report {
+        #[arg(long, default_value = "")]
+        run_id: String,
+    },
+    /// Write the Avro schema of every internal topic into DIR.
+    Schemas {
+        #[arg(long, default_value = "schemas/avro")]
+        dir: PathBuf,
+    },
+    /// Raw broker produce/consume rate, for comparison with the pipeline.
+    BenchBroker {
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 300)]
+        size: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber_init();
+    let cli = Cli::parse();
+    let kafka = KafkaConfig {
+        brokers: cli.brokers.clone(),
+        ..Default::default()
+    };
+    let ch = ClickHouseConfig {
+        url: cli.clickhouse.clone(),
+        user: cli.ch_user.clone(),
+        password: cli.ch_password.clone(),
+        database: "cdr".into(),
+    };
+    match cli.cmd {
+        Cmd::Migrate => {
+            let applied = cdr_clickhouse::migrate::migrate(&ch).await?;
+            println!(
+                "migrations applied now: {applied:?} (total known: {})",
+                cdr_clickhouse::migrate::MIGRATIONS.len()
+            );
+        }
+        Cmd::Topics => {
+            let created = cdrctl::topics::create_all(&kafka).await?;
+            println!("topics created: {created:?}");
+        }
+        Cmd::Simulate {
+            calls,
+            seed,
+            rate,
+            run_id,
+            malformed_pct,
+            expect_out,
+        } => {
+            let run_id = run_id.unwrap_or_else(|| format!("sim{}", cdr_kafka::now_ms()));
+            let cfg = cdrctl::simulate::SimConfig {
+                seed,
+                calls,
+                run_id: run_id.clone(),
+                malformed_pct,
+                start_ms: cdr_kafka::now_ms() - 3_600_000,
+                ..Default::default()
+            };
+            let (msgs, expected) = cdrctl::simulate::generate(&cfg);
+            if let Some(p) = expect_out {
+                std::fs::write(&p, serde_json::to_vec_pretty(&expected)?)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            let took = cdrctl::publish(&kafka, &msgs, rate).await?;
+            println!(
+                "run {run_id}: published {} events for {} calls ({} malformed) in {:.2}s ({:.0} events/s)",
+                msgs.len(),
+                expected.calls,
+                expected.dead_letters,
+                took.as_secs_f64(),
+                msgs.len() as f64 / took.as_secs_f64().max(1e-9)
+            );
+        }
+        Cmd::Wait {
+            run_id,
+            calls,
+            timeout_secs,
+        } => {
+            let client = ch.client();
+            let started = Instant::now();
+            loop {
+                let r = cdrctl::report::fetch(&client, &run_id).await;
+                if let Ok(r) = &r {
+                    if r.calls >= calls {
+                        println!(
+                            "{} calls landed after {:.1}s",
+                            r.calls,
+                            started.elapsed().as_secs_f64()
+                        );
+                        break;
+                    }
+                }
+                if started.elapsed() > Duration::from_secs(timeout_secs) {
+                    anyhow::bail!(
+                        "timed out: {:?} of {calls} calls after {timeout_secs}s",
+                        r.map(|r| r.calls).ok()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Cmd::Report { run_id } => {
+            let r = cdrctl::report::fetch(&ch.client(), &run_id).await?;
+            println!("{r}");
+        }
+        Cmd::Schemas { dir } => {
+            for (name, json) in cdr_model::avro::all_schemas() {
+                let p = dir.join(format!("{name}.avsc"));
+                std::fs::write(&p, json + "\n")
+                    .with_context(|| format!("writing {}", p.display()))?;
+                println!("wrote {}", p.display());
+            }
+        }
+        Cmd::BenchBroker { messages, size } => {
+            let (p, c) = cdrctl::bench_broker(&kafka, messages, size).await?;
+            println!("broker raw rate: produce {p:.0} msg/s, consume {c:.0} msg/s ({messages} x {size} B)");
+        }
+    }
+    Ok(())
+}
+
+fn tracing_subscriber_init() {
+    cdr_kafka::telemetry::init_tracing("cdrctl");
+}

@@ -1,0 +1,39 @@
+//! Topic administration through the Kafka admin API (works the same against
+//! tansu, Apache Kafka, Redpanda or MSK).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use cdr_kafka::KafkaConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// Creates every pipeline topic with its partition count; existing topics are left alone.
+pub async fn create_all(kafka: &KafkaConfig) -> anyhow::Result<Vec<String>> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers);
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> = c.create().context("creating admin client")?;
+    let topics: Vec<NewTopic> = cdr_model::topics::ALL
+        .iter()
+        .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(topics.iter(), &opts)
+        .await
+        .context("CreateTopics request")?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
+        }
+    }
+    Ok(created)
+}
