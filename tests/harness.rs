@@ -74,6 +74,13 @@ pub fn kill9(service: &str) {
     }
 }
 
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(st) => !st.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => false,
+    }
+}
+
 pub fn restart(service: &str) {
     script("services.sh", &[service]);
 }

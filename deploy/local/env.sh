@@ -23,8 +23,13 @@ mkdir -p "$CDR_STATE_DIR"/{pids,logs,data}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# pid_alive FILE -> 0 when the pid in FILE is a running process.
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive FILE -> 0 when the pid in FILE is a running process (a killed
+# process can linger as a zombie until reaped: that counts as dead).
+pid_alive() {
+  [ -f "$1" ] || return 1
+  local p; p="$(cat "$1")"
+  [ -n "$p" ] && [ -r "/proc/$p/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$p/status"
+}
 
 # wait_for DESCRIPTION SECONDS COMMAND...
 wait_for() {

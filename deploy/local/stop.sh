@@ -9,8 +9,8 @@ stop_pid() {
   if pid_alive "$f"; then
     local pid; pid="$(cat "$f")"
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && { log "$name did not stop; SIGKILL"; kill -KILL "$pid" 2>/dev/null; }
+    for _ in $(seq 1 100); do pid_alive "$f" || break; sleep 0.2; done
+    pid_alive "$f" && { log "$name did not stop; SIGKILL"; kill -KILL "$pid" 2>/dev/null; }
     log "stopped $name ($pid)"
   fi
   rm -f "$f"

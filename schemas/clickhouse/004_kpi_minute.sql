@@ -1,6 +1,8 @@
 -- Per-minute KPI buckets written by the kpi service (minute of hangup),
--- per account x trunk x destination. A recomputed bucket replaces the older
--- copy (version = seizures folded in).
+-- per account x trunk x destination. Several bucket rows may exist for one
+-- minute and key (one per input partition, plus rows for late CDRs): queries
+-- SUM them. A recomputed copy of the same bucket_id replaces the older one
+-- (version = seizures folded in).
 CREATE TABLE IF NOT EXISTS cdr.kpi_minute
 (
     bucket_id      String,
@@ -25,9 +27,9 @@ CREATE TABLE IF NOT EXISTS cdr.kpi_minute
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(minute)
-ORDER BY (account_id, trunk_id, destination, minute);
+ORDER BY (account_id, trunk_id, destination, minute, bucket_id);
 
 CREATE VIEW IF NOT EXISTS cdr.kpi_minute_final AS
 SELECT * FROM cdr.kpi_minute
-ORDER BY account_id, trunk_id, destination, minute, version DESC
-LIMIT 1 BY account_id, trunk_id, destination, minute;
+ORDER BY bucket_id, version DESC
+LIMIT 1 BY bucket_id;

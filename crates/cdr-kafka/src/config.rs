@@ -28,6 +28,24 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties (e.g. `security.protocol`, SASL settings in production).
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
+    /// Consumer session timeout.
+    #[serde(default = "default_session")]
+    pub session_timeout_ms: u64,
+    /// Wait this long before joining the consumer group. A predecessor
+    /// killed without leaving the group (kill -9, OOM, node loss) must have
+    /// expired first: tansu 0.6 never completes a rebalance that a new member
+    /// starts while a dead member's session is still open. Set to 0 on
+    /// Apache Kafka / Redpanda / MSK.
+    #[serde(default = "default_join_delay")]
+    pub join_delay_ms: u64,
+}
+
+fn default_session() -> u64 {
+    6000
+}
+
+fn default_join_delay() -> u64 {
+    default_session() + 1500
 }
 
 fn default_brokers() -> String {
@@ -40,6 +58,8 @@ impl Default for KafkaConfig {
             brokers: default_brokers(),
             group_id: None,
             properties: Default::default(),
+            session_timeout_ms: default_session(),
+            join_delay_ms: default_join_delay(),
         }
     }
 }
@@ -53,6 +73,9 @@ impl KafkaConfig {
             if !b.contains(':') {
                 bail!("kafka.brokers entry `{b}` must be host:port");
             }
+        }
+        if self.session_timeout_ms < 1000 {
+            bail!("kafka.session_timeout_ms must be at least 1000");
         }
         Ok(())
     }

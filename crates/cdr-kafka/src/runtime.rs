@@ -77,12 +77,19 @@ fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
 
 /// A consumer with auto-commit off: offsets move only when a service commits
 /// what its downstream acknowledged.
-pub fn consumer(
+pub async fn consumer(
     cfg: &KafkaConfig,
     service: &str,
     topics: &[&str],
     metrics: &StageMetrics,
 ) -> anyhow::Result<StageConsumer> {
+    if cfg.join_delay_ms > 0 {
+        tracing::info!(
+            delay_ms = cfg.join_delay_ms,
+            "waiting for any dead predecessor's group session to expire"
+        );
+        tokio::time::sleep(Duration::from_millis(cfg.join_delay_ms)).await;
+    }
     let group = cfg
         .group_id
         .clone()
@@ -92,7 +99,8 @@ pub fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", (cfg.session_timeout_ms / 3).max(500).to_string())
         .set("max.poll.interval.ms", "600000")
         .set("statistics.interval.ms", "5000")
         .set("enable.partition.eof", "false");

@@ -47,7 +47,7 @@ pub async fn fetch(client: &clickhouse::Client, call_prefix: &str) -> anyhow::Re
         .query(
             "SELECT count() AS calls, countIf(disposition = 'answered') AS answered, \
              toInt64(sumIf(billable_seconds, disposition = 'answered')) AS answered_s, \
-             (SELECT count() FROM rated_cdrs WHERE startsWith(call_id, ?)) AS raw \
+             toUInt64(assumeNotNull((SELECT count() FROM rated_cdrs WHERE startsWith(call_id, ?)))) AS raw \
              FROM rated_cdrs_final WHERE startsWith(call_id, ?)",
         )
         .bind(call_prefix)
