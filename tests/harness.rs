@@ -61,22 +61,20 @@ pub fn kill9(service: &str) {
         .to_string();
     let st = Command::new("kill").args(["-9", &pid]).status().unwrap();
     assert!(st.success(), "kill -9 {service} ({pid})");
-    // Wait until the process is gone so services.sh restarts it.
+    // Wait until the process is gone (a zombie counts as gone) so that
+    // services.sh starts a new one.
     let end = Instant::now() + Duration::from_secs(10);
-    while Command::new("kill")
-        .args(["-0", &pid])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-        && Instant::now() < end
-    {
+    while alive(&pid) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(!alive(&pid), "{service} ({pid}) survived kill -9");
 }
 
 fn alive(pid: &str) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(st) => !st.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
+        Ok(st) => !st
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
         Err(_) => false,
     }
 }

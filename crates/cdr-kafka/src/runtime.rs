@@ -100,7 +100,10 @@ pub async fn consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", (cfg.session_timeout_ms / 3).max(500).to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (cfg.session_timeout_ms / 3).max(500).to_string(),
+        )
         .set("max.poll.interval.ms", "600000")
         .set("statistics.interval.ms", "5000")
         .set("enable.partition.eof", "false");

@@ -127,6 +127,7 @@ pub fn dead_letter(
 
 /// Runs a stateless stage until shutdown; returns after the last batch is
 /// acknowledged and committed.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_stateless<P: Processor>(
     service: &str,
     consumer: StageConsumer,

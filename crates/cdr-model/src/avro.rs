@@ -86,6 +86,20 @@ impl<T: AvroSchema + Serialize + DeserializeOwned> Codec<T> {
     }
 }
 
+/// Every internal topic's record schema, by file stem, as checked into `schemas/avro/`.
+pub fn all_schemas() -> Vec<(&'static str, String)> {
+    use crate::call::*;
+    vec![
+        (
+            "calls.assembled",
+            Codec::<AssembledCall>::new().schema_json(),
+        ),
+        ("calls.enriched", Codec::<EnrichedCall>::new().schema_json()),
+        ("cdrs.rated", Codec::<RatedCdr>::new().schema_json()),
+        ("kpi.minute", Codec::<KpiMinute>::new().schema_json()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,18 +165,4 @@ mod tests {
         ));
         assert!(matches!(other.decode(b"{}"), Err(AvroError::NoMarker)));
     }
-}
-
-/// Every internal topic's record schema, by file stem, as checked into `schemas/avro/`.
-pub fn all_schemas() -> Vec<(&'static str, String)> {
-    use crate::call::*;
-    vec![
-        (
-            "calls.assembled",
-            Codec::<AssembledCall>::new().schema_json(),
-        ),
-        ("calls.enriched", Codec::<EnrichedCall>::new().schema_json()),
-        ("cdrs.rated", Codec::<RatedCdr>::new().schema_json()),
-        ("kpi.minute", Codec::<KpiMinute>::new().schema_json()),
-    ]
 }

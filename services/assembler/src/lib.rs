@@ -130,7 +130,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     )
     .await
     .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer = runtime::consumer(&config.kafka, SERVICE, &[topics::CALL_EVENTS], &stage).await?;
+    let consumer =
+        runtime::consumer(&config.kafka, SERVICE, &[topics::CALL_EVENTS], &stage).await?;
     let producer = runtime::producer(&config.kafka, SERVICE)?;
     let codec: Codec<AssembledCall> = Codec::new();
     let mut asm = Assembler::new(config.assembly());

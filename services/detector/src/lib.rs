@@ -69,7 +69,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     )
     .await
     .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer = runtime::consumer(&config.kafka, SERVICE, &[topics::CDRS_RATED], &metrics).await?;
+    let consumer =
+        runtime::consumer(&config.kafka, SERVICE, &[topics::CDRS_RATED], &metrics).await?;
     let producer = runtime::producer(&config.kafka, SERVICE)?;
     let spec = BatchSpec {
         max_records: config.batch_max_records,

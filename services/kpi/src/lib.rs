@@ -79,7 +79,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     )
     .await
     .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer = runtime::consumer(&config.kafka, SERVICE, &[topics::CDRS_SCORED], &stage).await?;
+    let consumer =
+        runtime::consumer(&config.kafka, SERVICE, &[topics::CDRS_SCORED], &stage).await?;
     let producer = runtime::producer(&config.kafka, SERVICE)?;
     let input: Codec<RatedCdr> = Codec::new();
     let output: Codec<KpiMinute> = Codec::new();

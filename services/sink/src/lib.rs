@@ -191,7 +191,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             topics::PIPELINE_DLQ,
         ],
         &stage,
-    ).await?;
+    )
+    .await?;
     let producer = runtime::producer(&config.kafka, SERVICE)?;
     let client = config.clickhouse.client();
     let cdr_codec: Codec<RatedCdr> = Codec::new();
