@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts every pipeline service in the background with a pid file and a log
-# under $CDR_STATE_DIR (idempotent: running services are left alone).
+# under $CDR_STATE_DIR (idempotent: running services are left alone). A
+# service reads deploy/local/config/<service>.toml when present (paths in it
+# are relative to the repository root, the services' working directory).
 # Usage: services.sh [service...]   (default: all six)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -11,8 +13,10 @@ for s in "${svcs[@]}"; do
   pidf="$CDR_STATE_DIR/pids/svc-$s.pid"
   if pid_alive "$pidf"; then log "$s already running"; continue; fi
   port=$((CDR_METRICS_BASE + idx))
-  CDR__METRICS_LISTEN="127.0.0.1:$port" setsid "$CDR_BIN_DIR/$s" \
-    >>"$CDR_STATE_DIR/logs/$s.log" 2>&1 </dev/null &
+  cfg=()
+  [ -f "$CDR_REPO/deploy/local/config/$s.toml" ] && cfg=("$CDR_REPO/deploy/local/config/$s.toml")
+  (cd "$CDR_REPO" && CDR__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
+    >>"$CDR_STATE_DIR/logs/$s.log" 2>&1 </dev/null) &
   echo $! >"$pidf"
   log "started $s (pid $!, metrics http://127.0.0.1:$port/metrics)"
 done

@@ -89,6 +89,17 @@ enum Cmd {
         #[arg(long, default_value = "schemas/avro")]
         dir: PathBuf,
     },
+    /// Rate calls offline (JSON lines of enriched or assembled calls, `-` for
+    /// stdin) with the rater's decks; prints rated CDRs as JSON lines.
+    Rate {
+        /// Rater configuration naming the decks and tables (e.g.
+        /// deploy/local/config/rater.toml); relative paths resolve against
+        /// the current directory.
+        #[arg(long)]
+        decks_config: PathBuf,
+        /// Calls, one JSON object per line.
+        calls: PathBuf,
+    },
     /// Raw broker produce/consume rate, for comparison with the pipeline.
     BenchBroker {
         #[arg(long, default_value_t = 200_000)]
@@ -100,8 +111,11 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber_init();
     let cli = Cli::parse();
+    // `rate` writes JSON lines to stdout, where the log lines would go.
+    if !matches!(cli.cmd, Cmd::Rate { .. }) {
+        tracing_subscriber_init();
+    }
     let kafka = KafkaConfig {
         brokers: cli.brokers.clone(),
         ..Default::default()
@@ -195,6 +209,35 @@ async fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", p.display()))?;
                 println!("wrote {}", p.display());
             }
+        }
+        Cmd::Rate {
+            decks_config,
+            calls,
+        } => {
+            let base = std::env::current_dir().context("working directory")?;
+            let (tables, summary) = rater::load_from_config_file(&decks_config, &base)?;
+            for r in &summary.rejected {
+                eprintln!("row rejected: {r}");
+            }
+            let name = calls.display().to_string();
+            let stdout = std::io::stdout().lock();
+            let (rated, unrated) = if name == "-" {
+                cdrctl::rate::rate_lines(
+                    std::io::stdin().lock(),
+                    "stdin",
+                    &tables.context(),
+                    stdout,
+                )?
+            } else {
+                let f = std::fs::File::open(&calls).with_context(|| format!("opening {name}"))?;
+                cdrctl::rate::rate_lines(
+                    std::io::BufReader::new(f),
+                    &name,
+                    &tables.context(),
+                    stdout,
+                )?
+            };
+            eprintln!("{rated} rated, {unrated} unrated");
         }
         Cmd::BenchBroker { messages, size } => {
             let (p, c) = cdrctl::bench_broker(&kafka, messages, size).await?;

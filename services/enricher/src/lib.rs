@@ -1,93 +1,271 @@
-//! Enricher service: consumes `calls.assembled`, adds the enrichment section
-//! (E.164 numbers, caller-id validity, plan selector) and produces
-//! `calls.enriched` keyed by the dialed number. LRN dips and numbering
-//! classification plug into [`enrich`] (the pure core) as they land.
+//! Enricher service: consumes `calls.assembled`, fills the enrichment section
+//! and produces `calls.enriched`, keyed by the normalised dialed number (so
+//! the same number always goes to the same partition, and the same enricher
+//! instance's LRN cache).
+//!
+//! Per call ([`core`] is the pure part, unit-tested):
+//! * strip the dial-plan selector (`*30` pstn, `*31` standard, `*32` premium,
+//!   `*4TTT` trunk) into `plan_selector` / `trunk_selector`, normalise `cli`
+//!   and `dialed` to E.164 (`lrn::numbering`), caller-id validity, caller and
+//!   callee country, callee number type;
+//! * LRN for NANP geographic numbers through [`lrn::LrnCache`]: `lrn`,
+//!   `ported`, `lrn_source` (`cache` | `dip` | `unavailable` |
+//!   `not_applicable`) and `lrn_fee` (decimal string: the dip fee when a dip
+//!   was performed, else `0`). A source that keeps failing until
+//!   `lrn.unavailable_deadline_ms` gives `unavailable`, no LRN, fee 0 and the
+//!   flag `lrn_unavailable`; the call is never blocked;
+//! * jurisdiction for calls to US numbers: caller NPA-NXX vs the LRN's
+//!   NPA-NXX (the dialed one when no LRN is known).
+//!
+//! # Unanswered calls are dipped
+//! A carrier dips at call setup, before it knows whether the call will be
+//! answered, so **every NANP attempt** (answered, busy, no answer, failed,
+//! cancelled) is resolved here and carries its LRN decision. Following the
+//! `lrn` crate, the fee is charged **per dip performed**: the attempt that
+//! missed the cache carries `lrn_fee = 0.0003`, whatever its disposition; a
+//! later attempt to the same number within the TTL is a cache hit with fee 0.
+//! (Whether the rater bills that fee on a zero-duration attempt is the rater's
+//! decision; the enricher records that the dip happened.)
+//!
+//! # Replay and the fee
+//! The input is an *assembled* call, which carries no earlier LRN decision, so
+//! a re-delivered call (crash before commit, rebalance, assembler re-emission
+//! after its restart) is enriched again. To keep the decision stable the
+//! enricher remembers the [`lrn::EnrichmentRecord`] of every dipped call by
+//! `cdr_id` for the cache TTL (`lrn.replay_memo_entries`, bounded) and passes
+//! it back to `LrnCache::enrich` as the prior record: a re-delivery within the
+//! TTL *in the same process* gets exactly the same `lrn`, `lrn_source` and
+//! `lrn_fee` (counted in `cdr_enricher_lrn_replayed_total`, no new fee).
+//! Copies of one `cdr_id` inside a batch are resolved one after the other, so
+//! they also agree.
+//!
+//! **Known limitation:** the memo is volatile. After a restart, or when the
+//! partition moves to another instance, a re-delivered call is resolved
+//! afresh against a cold cache: it is normally a new dip (a real lookup,
+//! charged again on that copy), where the first copy may have been a cache
+//! hit at fee 0 — or the reverse. Downstream keeps one row per `cdr_id`, so
+//! the call is charged at most one fee, but which fee depends on which copy
+//! wins. Making this exact needs the decision persisted (e.g. a compacted
+//! `cdr_id → EnrichmentRecord` topic read at start-up, or the rater passing
+//! the stored record back).
 
-pub mod numbering;
+pub mod config;
+pub mod core;
+pub mod metrics;
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
-use cdr_kafka::stage::{run_stateless, AvroMap, BatchSpec, Reject};
-use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
-use cdr_model::call::{AssembledCall, EnrichedCall, Enrichment};
+use cdr_kafka::stage::{batch_offsets, dead_letter, next_batch, BatchSpec};
+use cdr_kafka::{runtime, CancellationToken};
+use cdr_model::avro::Codec;
+use cdr_model::call::{AssembledCall, EnrichedCall};
 use cdr_model::topics;
-use serde::Deserialize;
+use futures::StreamExt;
+use lrn::{
+    AnySource, EnrichmentRecord, HttpDip, HttpDipConfig, LrnCache, LrnCacheConfig, LrnSourceKind,
+    NpaNxxTable, PortedDb,
+};
+use rdkafka::consumer::CommitMode;
+use rdkafka::message::{Message, OwnedMessage};
+
+pub use config::{Config, HttpSourceConfig, LrnConfig};
+use metrics::EnricherMetrics;
 
 pub const SERVICE: &str = "enricher";
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    #[serde(default)]
-    pub kafka: KafkaConfig,
-    #[serde(default = "default_metrics")]
-    pub metrics_listen: SocketAddr,
-    #[serde(default = "default_batch")]
-    pub batch_max_records: usize,
-    #[serde(default = "default_linger")]
-    pub batch_linger_ms: u64,
+/// One enriched call and how its LRN decision was reached.
+#[derive(Debug, Clone)]
+pub struct Enriched {
+    /// Kafka key: the normalised dialed number (or the `cdr_id`).
+    pub key: String,
+    pub call: EnrichedCall,
+    /// The LRN decision recorded on the call.
+    pub record: EnrichmentRecord,
+    /// `true` when the decision came from the per-`cdr_id` memo (re-delivery).
+    pub replayed: bool,
 }
 
-fn default_metrics() -> SocketAddr {
-    "127.0.0.1:9102".parse().unwrap()
-}
-fn default_batch() -> usize {
-    2000
-}
-fn default_linger() -> u64 {
-    50
+/// The enrichment engine: LRN cache, NPA-NXX table and replay memo.
+pub struct Enricher {
+    cache: LrnCache<AnySource>,
+    table: Arc<NpaNxxTable>,
+    memo: Option<moka::sync::Cache<String, EnrichmentRecord>>,
 }
 
-impl Config {
-    pub fn validate(&self) -> anyhow::Result<()> {
-        self.kafka.validate()?;
+impl std::fmt::Debug for Enricher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enricher")
+            .field("cache", &self.cache)
+            .field("npanxx_rows", &self.table.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Enricher {
+    pub fn new(
+        source: AnySource,
+        cache_cfg: LrnCacheConfig,
+        table: NpaNxxTable,
+        memo_entries: u64,
+    ) -> Self {
+        let memo = (memo_entries > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(memo_entries)
+                .time_to_live(cache_cfg.ttl)
+                .build()
+        });
+        Enricher {
+            cache: LrnCache::new(source, cache_cfg),
+            table: Arc::new(table),
+            memo,
+        }
+    }
+
+    /// Load the files and build the source named by a validated config.
+    pub fn from_config(cfg: &LrnConfig) -> anyhow::Result<Self> {
+        cfg.validate()?;
+        let npanxx = cfg.npanxx_path.as_ref().expect("validated");
+        let (table, bad) = NpaNxxTable::load(npanxx)
+            .with_context(|| format!("loading lrn.npanxx_path {}", npanxx.display()))?;
+        for e in bad.iter().take(20) {
+            tracing::warn!(file = %npanxx.display(), line = e.line, field = e.field, message = %e.message, "bad NPA-NXX row skipped");
+        }
         anyhow::ensure!(
-            self.batch_max_records > 0,
-            "batch_max_records must be positive"
+            !table.is_empty(),
+            "lrn.npanxx_path {} has no valid rows ({} bad)",
+            npanxx.display(),
+            bad.len()
         );
-        Ok(())
+        let source = match (&cfg.ported_db, &cfg.http) {
+            (Some(path), _) => {
+                let (db, report) = PortedDb::open(path)
+                    .with_context(|| format!("loading lrn.ported_db {}", path.display()))?;
+                for e in report.errors.iter().take(20) {
+                    tracing::warn!(file = %path.display(), line = e.line, field = e.field, message = %e.message, "bad ported row skipped");
+                }
+                tracing::info!(file = %path.display(), rows = report.rows, bad_rows = report.bad_rows, duplicates = report.duplicates, "ported-number DB loaded");
+                AnySource::Ported(Arc::new(db))
+            }
+            (None, Some(h)) => {
+                let mut hc = HttpDipConfig::new(h.url_template.trim());
+                hc.timeout = Duration::from_millis(h.timeout_ms);
+                hc.max_concurrency = h.max_concurrency;
+                hc.max_attempts = h.max_attempts;
+                AnySource::Http(HttpDip::new(hc).map_err(|e| anyhow::anyhow!("lrn.http: {e}"))?)
+            }
+            (None, None) => unreachable!("validated"),
+        };
+        tracing::info!(npanxx_rows = table.len(), "NPA-NXX table loaded");
+        let cache_cfg = LrnCacheConfig {
+            max_capacity: cfg.cache_max_entries,
+            ttl: cfg.ttl(),
+            dip_fee: cfg.dip_fee,
+            deadline: Duration::from_millis(cfg.unavailable_deadline_ms),
+            ..LrnCacheConfig::default()
+        };
+        Ok(Enricher::new(
+            source,
+            cache_cfg,
+            table,
+            cfg.replay_memo_entries,
+        ))
+    }
+
+    /// The LRN cache (stats, flush, source reload).
+    pub fn cache(&self) -> &LrnCache<AnySource> {
+        &self.cache
+    }
+
+    /// Enrich one call: pure analysis, then the LRN decision (memo → cache → dip).
+    pub async fn enrich(&self, call: AssembledCall) -> Enriched {
+        let numbers = core::analyze(&call);
+        let (record, replayed) =
+            match core::dialed_e164(&numbers).filter(|_| core::needs_dip(&numbers)) {
+                None => (EnrichmentRecord::not_eligible(), false),
+                Some(dialed) => {
+                    let prior = self.memo.as_ref().and_then(|m| m.get(&call.cdr_id));
+                    let replayed = prior.is_some();
+                    let rec = self.cache.enrich(dialed, prior).await;
+                    if let (Some(m), false) = (&self.memo, replayed) {
+                        m.insert(call.cdr_id.clone(), rec.clone());
+                    }
+                    (rec, replayed)
+                }
+            };
+        let (key, call) = core::build(call, &numbers, &record, &self.table);
+        Enriched {
+            key,
+            call,
+            record,
+            replayed,
+        }
+    }
+
+    /// Enrich a batch, up to `concurrency` calls in flight, results in input
+    /// order. Repeated `cdr_id`s are resolved after their first copy so all
+    /// copies carry the same decision.
+    pub async fn enrich_batch(
+        &self,
+        calls: Vec<AssembledCall>,
+        concurrency: usize,
+    ) -> Vec<Enriched> {
+        let mut seen = HashSet::with_capacity(calls.len());
+        let (mut first, mut later) = (Vec::new(), Vec::new());
+        for (i, c) in calls.into_iter().enumerate() {
+            if seen.insert(c.cdr_id.clone()) {
+                first.push((i, c));
+            } else {
+                later.push((i, c));
+            }
+        }
+        let n = first.len() + later.len();
+        let mut out: Vec<Option<Enriched>> = vec![None; n];
+        for wave in [first, later] {
+            let done: Vec<(usize, Enriched)> = futures::stream::iter(wave)
+                .map(|(i, c)| async move { (i, self.enrich(c).await) })
+                .buffered(concurrency.max(1))
+                .collect()
+                .await;
+            for (i, e) in done {
+                out[i] = Some(e);
+            }
+        }
+        out.into_iter()
+            .map(|e| e.expect("every call enriched"))
+            .collect()
     }
 }
 
-/// Pure enrichment of one call.
-pub fn enrich(call: AssembledCall) -> Result<(String, EnrichedCall), Reject> {
-    let sel = numbering::strip_plan_prefix(&call.dialed);
-    let dialed_e164 = numbering::to_e164(sel.number).unwrap_or_default();
-    let cli_e164 = call.cli.as_deref().and_then(numbering::to_e164);
-    let mut flags = Vec::new();
-    if dialed_e164.is_empty() {
-        flags.push("dialed_not_e164".to_string());
+fn observe(m: &EnricherMetrics, e: &Enriched) {
+    if let Some(t) = &e.call.enrichment.callee_number_type {
+        m.calls_by_type.with_label_values(&[t]).inc();
     }
-    let enrichment = Enrichment {
-        cli_valid: cli_e164.is_some(),
-        cli_e164,
-        dialed_e164: dialed_e164.clone(),
-        plan_selector: sel.plan.map(str::to_string),
-        trunk_selector: sel.trunk.map(str::to_string),
-        lrn: None,
-        ported: false,
-        lrn_source: "not_applicable".to_string(),
-        lrn_fee: "0".to_string(),
-        caller_country: None,
-        callee_country: None,
-        callee_number_type: None,
-        jurisdiction: None,
-        flags,
-    };
-    let key = if dialed_e164.is_empty() {
-        call.cdr_id.clone()
-    } else {
-        dialed_e164
-    };
-    Ok((key, EnrichedCall { call, enrichment }))
+    if e.replayed {
+        m.lrn_replayed.inc();
+        return;
+    }
+    match e.record.source {
+        None => m.lrn_not_applicable.inc(),
+        Some(LrnSourceKind::Cache) => m.lrn_cache_hits.inc(),
+        Some(LrnSourceKind::Dip) => {
+            m.lrn_dips.inc();
+            m.lrn_fees.inc_by(e.record.fee.try_into().unwrap_or(0.0));
+        }
+        Some(LrnSourceKind::Unavailable) => m.lrn_unavailable.inc(),
+    }
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
+    let lrn_cfg = config.lrn.as_ref().expect("validated");
+    lrn::numbering::warm_up();
+    let enricher = Enricher::from_config(lrn_cfg)?;
     let metrics = StageMetrics::new(SERVICE);
+    let em = EnricherMetrics::new(&metrics.registry);
     cdr_kafka::metrics::serve(
         config.metrics_listen,
         metrics.registry.clone(),
@@ -102,16 +280,71 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         max_records: config.batch_max_records,
         linger: Duration::from_millis(config.batch_linger_ms),
     };
-    let processor = AvroMap::new(topics::CALLS_ENRICHED, enrich);
-    run_stateless(
-        SERVICE,
-        consumer,
-        producer,
-        topics::PIPELINE_DLQ,
-        spec,
-        metrics,
-        processor,
-        shutdown,
-    )
-    .await
+    let input: Codec<AssembledCall> = Codec::new();
+    let output: Codec<EnrichedCall> = Codec::new();
+    let mut committed = std::collections::BTreeMap::new();
+
+    // Same shape as `cdr_kafka::stage::run_stateless`, with an async middle:
+    // next_batch → decode → enrich (LRN lookups overlap) → produce → await
+    // acks → commit. Offsets move only after every ack.
+    while let Some(batch) = next_batch(&consumer, &spec, &shutdown).await {
+        let started = Instant::now();
+        metrics.consumed.inc_by(batch.len() as u64);
+        type Pending = Vec<(&'static str, Vec<u8>, Vec<u8>)>;
+        let dead = |pending: &mut Pending,
+                    m: &OwnedMessage,
+                    reason: &'static str,
+                    message: String| {
+            tracing::warn!(service = SERVICE, reason, topic = m.topic(), partition = m.partition(), offset = m.offset(), %message, "dead-lettering record");
+            metrics.dead_lettered.with_label_values(&[reason]).inc();
+            let dl = dead_letter(SERVICE, m, reason, None, message);
+            pending.push((topics::PIPELINE_DLQ, dl.id().into_bytes(), dl.to_json()));
+        };
+        let mut calls = Vec::with_capacity(batch.len());
+        let mut idx = Vec::with_capacity(batch.len());
+        let mut pending: Pending = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            match input.decode(m.payload().unwrap_or_default()) {
+                Ok(c) => {
+                    calls.push(c);
+                    idx.push(i);
+                }
+                Err(e) => dead(&mut pending, m, "bad_avro", e.to_string()),
+            }
+        }
+        let enriched = enricher
+            .enrich_batch(calls, config.lookup_concurrency)
+            .await;
+        for (e, i) in enriched.into_iter().zip(idx) {
+            observe(&em, &e);
+            match output.encode(&e.call) {
+                Ok(bytes) => pending.push((topics::CALLS_ENRICHED, e.key.into_bytes(), bytes)),
+                Err(err) => dead(&mut pending, &batch[i], "encode_failed", err.to_string()),
+            }
+        }
+        let mut acks = Vec::with_capacity(pending.len());
+        for (topic, key, payload) in &pending {
+            acks.push(runtime::send(&producer, topic, key, payload).await?);
+        }
+        let n = runtime::await_acks(acks).await?;
+        metrics.produced.inc_by(n as u64);
+        let offsets = batch_offsets(&batch);
+        runtime::commit(&consumer, &offsets, CommitMode::Async)?;
+        committed.extend(offsets);
+        metrics.commits.inc();
+        metrics
+            .batch_latency
+            .observe(started.elapsed().as_secs_f64());
+    }
+    runtime::flush(&producer);
+    runtime::commit(&consumer, &committed, CommitMode::Sync)?;
+    let s = enricher.cache().stats();
+    tracing::info!(
+        service = SERVICE,
+        dips = s.dips,
+        unavailable = s.unavailable,
+        coalesced = s.coalesced,
+        "drained; exiting"
+    );
+    Ok(())
 }

@@ -1,18 +1,32 @@
 //! Rater service: consumes `calls.enriched`, adds the rating section and
-//! produces `cdrs.rated` keyed by cdr_id. Until rate decks are loaded every
-//! call is emitted as `unrated` with its reason (never dropped), carrying the
-//! LRN fee the rater decided, so finance sees it.
+//! produces `cdrs.rated` keyed by cdr_id.
+//!
+//! At start-up it loads the rate decks, accounts and reference tables named
+//! in its configuration ([`tables`]); every call is then rated by the pure
+//! [`rate_call`] (built on the `ratedeck` library). Calls that cannot be
+//! rated are emitted `unrated` with a reason code, never dropped. Without any
+//! `[[decks]]` configured the rater falls back to marking every call
+//! `unrated` with reason `no_rate_deck_loaded`.
+
+pub mod rating;
+pub mod tables;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::stage::{run_stateless, AvroMap, BatchSpec, Reject};
 use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
-use cdr_model::call::{EnrichedCall, RatedCdr, Rating};
+use cdr_model::call::{EnrichedCall, RatedCdr};
 use cdr_model::topics;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use serde::Deserialize;
+
+pub use ratedeck;
+pub use rating::{rate_call, unrated_no_decks};
+pub use tables::{load, DeckFileConfig, DeckFormat, LoadSummary, RatingConfig, RatingTables};
 
 pub const SERVICE: &str = "rater";
 
@@ -27,6 +41,21 @@ pub struct Config {
     pub batch_max_records: usize,
     #[serde(default = "default_linger")]
     pub batch_linger_ms: u64,
+    /// Rate decks, loaded in this order (see [`tables`] for the fields).
+    #[serde(default)]
+    pub decks: Vec<DeckFileConfig>,
+    /// Accounts file (`id;kind;default_plan;allow_uk_surcharge;default_max_rate[;plan_override]`).
+    #[serde(default)]
+    pub accounts: Option<std::path::PathBuf>,
+    /// `npanxx;state` table for US48 jurisdiction.
+    #[serde(default)]
+    pub npanxx_states: Option<std::path::PathBuf>,
+    /// `caller_country;uk_number_type;surcharge_per_min` table.
+    #[serde(default)]
+    pub uk_surcharges: Option<std::path::PathBuf>,
+    /// Optional EEA country list (default EU-27 + IS, LI, NO).
+    #[serde(default)]
+    pub eea_countries: Option<std::path::PathBuf>,
 }
 
 fn default_metrics() -> SocketAddr {
@@ -46,45 +75,140 @@ impl Config {
             self.batch_max_records > 0,
             "batch_max_records must be positive"
         );
-        Ok(())
+        self.rating().validate()
+    }
+
+    /// The rating part of the configuration.
+    pub fn rating(&self) -> RatingConfig {
+        RatingConfig {
+            decks: self.decks.clone(),
+            accounts: self.accounts.clone(),
+            npanxx_states: self.npanxx_states.clone(),
+            uk_surcharges: self.uk_surcharges.clone(),
+            eea_countries: self.eea_countries.clone(),
+        }
     }
 }
 
-/// Pure rating of one call.
-pub fn rate(call: EnrichedCall) -> Result<(String, RatedCdr), Reject> {
-    let rating = Rating {
-        status: "unrated".to_string(),
-        unrated_reason: Some("no_rate_deck_loaded".to_string()),
-        lrn_fee: call.enrichment.lrn_fee.clone(),
-        amount: call.enrichment.lrn_fee.clone(),
-        rate_per_min: "0".into(),
-        connection_fee: "0".into(),
-        surcharge: "0".into(),
-        short_duration_surcharge: "0".into(),
-        currency: "USD".into(),
-        max_rate: call.call.headers.get("X-CWU-maxrate").cloned(),
-        max_route: call
-            .call
-            .headers
-            .get("X-CWU-maxroute")
-            .and_then(|v| v.trim().parse().ok()),
-        ..Default::default()
-    };
+/// Reads a rater configuration file (TOML, no environment overlay) and
+/// loads its rating tables; relative paths resolve against `base`. Used by
+/// `cdrctl rate` and the tests to rate exactly as the service does.
+pub fn load_from_config_file(
+    path: &Path,
+    base: &Path,
+) -> anyhow::Result<(RatingTables, LoadSummary)> {
+    let config: Config = cdr_kafka::config::load_config_from(Some(path), &[])
+        .with_context(|| format!("loading {}", path.display()))?;
+    config.validate()?;
+    anyhow::ensure!(
+        config.rating().enabled(),
+        "{}: no [[decks]] configured",
+        path.display()
+    );
+    load(&config.rating(), base)
+}
+
+/// Pure rating of one call, keyed by cdr_id, as the stage function.
+pub fn rate_keyed(
+    call: EnrichedCall,
+    ctx: &ratedeck::RatingContext<'_>,
+) -> Result<(String, RatedCdr), Reject> {
     let key = call.call.cdr_id.clone();
-    Ok((
-        key,
-        RatedCdr {
-            call: call.call,
-            enrichment: call.enrichment,
-            rating,
-            detection: None,
-        },
-    ))
+    Ok((key, rate_call(call, ctx)))
+}
+
+/// Pass-through when no decks are configured (kept for a bare start without
+/// a configuration file).
+pub fn rate(call: EnrichedCall) -> Result<(String, RatedCdr), Reject> {
+    let key = call.call.cdr_id.clone();
+    Ok((key, unrated_no_decks(call)))
+}
+
+/// The rater's own metrics, registered next to the stage metrics.
+struct RaterMetrics {
+    rows_rejected: IntCounterVec,
+    deck_rows: IntGaugeVec,
+    calls: IntCounterVec,
+}
+
+impl RaterMetrics {
+    fn new(registry: &prometheus::Registry) -> anyhow::Result<Self> {
+        let rows_rejected = IntCounterVec::new(
+            Opts::new(
+                "cdr_rater_deck_rows_rejected_total",
+                "Deck and accounts rows rejected at load, by file",
+            ),
+            &["file"],
+        )?;
+        let deck_rows = IntGaugeVec::new(
+            Opts::new(
+                "cdr_rater_deck_rows_loaded",
+                "Rows loaded per deck, by deck id and version",
+            ),
+            &["deck_id", "version"],
+        )?;
+        let calls = IntCounterVec::new(
+            Opts::new(
+                "cdr_rater_calls_total",
+                "Calls rated, by status and reason (empty when rated)",
+            ),
+            &["status", "reason"],
+        )?;
+        registry.register(Box::new(rows_rejected.clone()))?;
+        registry.register(Box::new(deck_rows.clone()))?;
+        registry.register(Box::new(calls.clone()))?;
+        Ok(RaterMetrics {
+            rows_rejected,
+            deck_rows,
+            calls,
+        })
+    }
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
     let metrics = StageMetrics::new(SERVICE);
+    let rm = RaterMetrics::new(&metrics.registry)?;
+    // Load everything before consuming: a missing file must stop start-up,
+    // not rate a single call wrongly.
+    let rating_cfg = config.rating();
+    let tables = if rating_cfg.enabled() {
+        let base = std::env::current_dir().context("working directory")?;
+        let (tables, summary) = tokio::task::spawn_blocking(move || load(&rating_cfg, &base))
+            .await
+            .context("loading rating tables")??;
+        // Make the rejection counters visible (at 0) for every loaded file.
+        for d in &summary.decks {
+            rm.rows_rejected.with_label_values(&[d.path.as_str()]);
+            rm.deck_rows
+                .with_label_values(&[d.deck_id.as_str(), &d.version.to_string()])
+                .set(d.rows as i64);
+            tracing::info!(
+                deck_id = %d.deck_id,
+                file = %d.path,
+                version = d.version,
+                rows = d.rows,
+                rejected = d.rejected,
+                "rate deck loaded"
+            );
+        }
+        for r in &summary.rejected {
+            tracing::warn!(file = %r.file, line = r.line, field = %r.field, message = %r.message, "row rejected");
+            rm.rows_rejected.with_label_values(&[r.file.as_str()]).inc();
+        }
+        tracing::info!(
+            decks = summary.decks.len(),
+            accounts = summary.accounts,
+            rejected = summary.rejected.len(),
+            "rating tables loaded"
+        );
+        Some(tables)
+    } else {
+        tracing::warn!(
+            "no [[decks]] configured: every call is emitted unrated (no_rate_deck_loaded)"
+        );
+        None
+    };
     cdr_kafka::metrics::serve(
         config.metrics_listen,
         metrics.registry.clone(),
@@ -99,7 +223,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         max_records: config.batch_max_records,
         linger: Duration::from_millis(config.batch_linger_ms),
     };
-    let processor = AvroMap::new(topics::CDRS_RATED, rate);
+    let calls = rm.calls.clone();
+    let processor = AvroMap::new(topics::CDRS_RATED, move |call: EnrichedCall| {
+        let (key, cdr) = match &tables {
+            Some(t) => rate_keyed(call, &t.context())?,
+            None => rate(call)?,
+        };
+        calls
+            .with_label_values(&[
+                cdr.rating.status.as_str(),
+                cdr.rating.unrated_reason.as_deref().unwrap_or(""),
+            ])
+            .inc();
+        Ok((key, cdr))
+    });
     run_stateless(
         SERVICE,
         consumer,

@@ -1,0 +1,286 @@
+//! Typed configuration of the enricher (`deny_unknown_fields` everywhere, so a
+//! typo fails start-up), and [`Config::validate`], which also checks that every
+//! configured file exists so a bad path is reported before joining the group.
+//!
+//! ```toml
+//! [lrn]
+//! npanxx_path = "deploy/local/data/lrn/npanxx.txt"   # npanxx;state;ocn
+//! ported_db = "deploy/local/data/lrn/ported.txt"     # tn;lrn  (or [lrn.http], exactly one)
+//! cache_max_entries = 1000000
+//! cache_ttl_secs = 21600
+//! dip_fee = "0.0003"
+//! unavailable_deadline_ms = 2000
+//! replay_memo_entries = 200000
+//!
+//! # [lrn.http]
+//! # url_template = "http://lnp.internal:8080/lrn/{tn}"
+//! # timeout_ms = 500
+//! # max_concurrency = 64
+//! # max_attempts = 3
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure};
+use cdr_kafka::KafkaConfig;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+/// The whole service configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default = "default_metrics")]
+    pub metrics_listen: SocketAddr,
+    #[serde(default = "default_batch")]
+    pub batch_max_records: usize,
+    #[serde(default = "default_linger")]
+    pub batch_linger_ms: u64,
+    /// LRN resolutions in flight at once within a batch (overlaps HTTP dips).
+    #[serde(default = "default_lookup_concurrency")]
+    pub lookup_concurrency: usize,
+    /// LRN source, cache, fee and NPA-NXX table. Required.
+    pub lrn: Option<LrnConfig>,
+}
+
+/// LRN and numbering-data settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LrnConfig {
+    /// NPA-NXX table (`npanxx;state;ocn`), for jurisdiction. Required.
+    pub npanxx_path: Option<PathBuf>,
+    /// Embedded ported-numbers file (`tn;lrn`). Exactly one of `ported_db` / `http`.
+    #[serde(default)]
+    pub ported_db: Option<PathBuf>,
+    /// External HTTP dip service. Exactly one of `ported_db` / `http`.
+    #[serde(default)]
+    pub http: Option<HttpSourceConfig>,
+    /// Maximum cached LRN answers.
+    #[serde(default = "default_cache_entries")]
+    pub cache_max_entries: u64,
+    /// Time to live of a cached answer (a port takes effect after at most this long).
+    #[serde(default = "default_ttl")]
+    pub cache_ttl_secs: u64,
+    /// Fee charged per dip performed (USD, decimal string).
+    #[serde(default = "default_fee")]
+    pub dip_fee: Decimal,
+    /// Give up on a failing source after this long: `lrn_source = unavailable`, fee 0.
+    #[serde(default = "default_deadline")]
+    pub unavailable_deadline_ms: u64,
+    /// Per-`cdr_id` memory of LRN decisions (kept for `cache_ttl_secs`), so a
+    /// re-delivered call gets the same decision and fee. 0 disables it.
+    #[serde(default = "default_memo")]
+    pub replay_memo_entries: u64,
+}
+
+/// `[lrn.http]`: the external LNP dip service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceConfig {
+    /// URL with a `{tn}` placeholder (10-digit number).
+    pub url_template: String,
+    #[serde(default = "default_http_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_http_concurrency")]
+    pub max_concurrency: usize,
+    /// Attempts per lookup (1 = no retry); the cache keeps retrying until the deadline.
+    #[serde(default = "default_http_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_metrics() -> SocketAddr {
+    "127.0.0.1:9102".parse().unwrap()
+}
+fn default_batch() -> usize {
+    2000
+}
+fn default_linger() -> u64 {
+    50
+}
+fn default_lookup_concurrency() -> usize {
+    256
+}
+fn default_cache_entries() -> u64 {
+    1_000_000
+}
+fn default_ttl() -> u64 {
+    6 * 3600
+}
+fn default_fee() -> Decimal {
+    lrn::DEFAULT_DIP_FEE
+}
+fn default_deadline() -> u64 {
+    2000
+}
+fn default_memo() -> u64 {
+    200_000
+}
+fn default_http_timeout() -> u64 {
+    500
+}
+fn default_http_concurrency() -> usize {
+    64
+}
+fn default_http_attempts() -> u32 {
+    3
+}
+
+impl LrnConfig {
+    /// A config with every default and the given files (used by tests).
+    pub fn with_files(npanxx: impl Into<PathBuf>, ported_db: Option<PathBuf>) -> Self {
+        LrnConfig {
+            npanxx_path: Some(npanxx.into()),
+            ported_db,
+            http: None,
+            cache_max_entries: default_cache_entries(),
+            cache_ttl_secs: default_ttl(),
+            dip_fee: default_fee(),
+            unavailable_deadline_ms: default_deadline(),
+            replay_memo_entries: default_memo(),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let Some(npanxx) = &self.npanxx_path else {
+            bail!("lrn.npanxx_path is required (npanxx;state;ocn file)");
+        };
+        ensure!(
+            npanxx.is_file(),
+            "lrn.npanxx_path {} does not exist or is not a file (paths are relative to the working directory {})",
+            npanxx.display(),
+            cwd()
+        );
+        match (&self.ported_db, &self.http) {
+            (Some(p), None) => ensure!(
+                p.is_file(),
+                "lrn.ported_db {} does not exist or is not a file (paths are relative to the working directory {})",
+                p.display(),
+                cwd()
+            ),
+            (None, Some(h)) => h.validate()?,
+            (Some(_), Some(_)) => bail!("lrn: set only one of lrn.ported_db and [lrn.http]"),
+            (None, None) => bail!("lrn: an LRN source is required: lrn.ported_db or [lrn.http]"),
+        }
+        ensure!(
+            self.cache_max_entries > 0,
+            "lrn.cache_max_entries must be positive"
+        );
+        ensure!(
+            self.cache_ttl_secs > 0,
+            "lrn.cache_ttl_secs must be positive"
+        );
+        ensure!(
+            self.dip_fee >= Decimal::ZERO && self.dip_fee < Decimal::ONE,
+            "lrn.dip_fee must be in [0, 1) USD, got {}",
+            self.dip_fee
+        );
+        ensure!(
+            self.unavailable_deadline_ms > 0,
+            "lrn.unavailable_deadline_ms must be positive"
+        );
+        Ok(())
+    }
+}
+
+impl HttpSourceConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let u = self.url_template.trim();
+        ensure!(
+            u.starts_with("http://") || u.starts_with("https://"),
+            "lrn.http.url_template must be an http:// or https:// URL, got {u:?}"
+        );
+        ensure!(
+            u.contains("{tn}"),
+            "lrn.http.url_template must contain the {{tn}} placeholder"
+        );
+        ensure!(self.timeout_ms > 0, "lrn.http.timeout_ms must be positive");
+        ensure!(
+            self.max_concurrency > 0,
+            "lrn.http.max_concurrency must be positive"
+        );
+        ensure!(
+            self.max_attempts > 0,
+            "lrn.http.max_attempts must be positive"
+        );
+        Ok(())
+    }
+}
+
+fn cwd() -> String {
+    std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+impl Config {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.kafka.validate()?;
+        ensure!(
+            self.batch_max_records > 0,
+            "batch_max_records must be positive"
+        );
+        ensure!(
+            self.lookup_concurrency > 0,
+            "lookup_concurrency must be positive"
+        );
+        match &self.lrn {
+            Some(l) => l.validate(),
+            None => bail!(
+                "missing [lrn] section: lrn.npanxx_path and an LRN source (lrn.ported_db or [lrn.http]) are required"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> anyhow::Result<Config> {
+        Ok(toml::from_str(s)?)
+    }
+
+    #[test]
+    fn unknown_fields_refused() {
+        assert!(parse("[lrn]\nnpanxx_path='x'\nported_db='y'\nbogus=1\n").is_err());
+        assert!(parse("[lrn.http]\nurl_template='http://x/{tn}'\ntimeout=1\n").is_err());
+    }
+
+    #[test]
+    fn fee_parses_as_decimal_string_and_defaults() {
+        let c = parse("[lrn]\nnpanxx_path='x'\nported_db='y'\n").unwrap();
+        assert_eq!(c.lrn.unwrap().dip_fee.to_string(), "0.0003");
+        let c = parse("[lrn]\ndip_fee='0.0005'\n").unwrap();
+        assert_eq!(c.lrn.unwrap().dip_fee.to_string(), "0.0005");
+    }
+
+    #[test]
+    fn validation_messages() {
+        let c = parse("").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("[lrn]"));
+        let c = parse("[lrn]\nnpanxx_path='/nonexistent/npanxx.txt'\nported_db='y'\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/npanxx.txt"), "{e}");
+        let here = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let c = parse(&format!("[lrn]\nnpanxx_path='{here}'\n")).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("LRN source"));
+        let c = parse(&format!(
+            "[lrn]\nnpanxx_path='{here}'\n[lrn.http]\nurl_template='http://x/lrn'\n"
+        ))
+        .unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("{tn}"));
+        let c = parse(&format!(
+            "[lrn]\nnpanxx_path='{here}'\ndip_fee='-1'\n[lrn.http]\nurl_template='http://x/{{tn}}'\n"
+        ))
+        .unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("dip_fee"));
+    }
+}

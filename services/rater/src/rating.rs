@@ -1,0 +1,694 @@
+//! The pure core of the rater: an enriched call in, a rated CDR out, through
+//! [`ratedeck::rate`]. No clock, no I/O: re-rating a CDR with the same decks
+//! always gives the same result.
+
+use std::str::FromStr;
+
+use cdr_model::call::{EnrichedCall, RatedCdr, Rating};
+use chrono::{DateTime, TimeZone, Utc};
+use ratedeck::{Flag, Jurisdiction, NumberType, RatingContext, RatingInput, RatingStatus};
+use rust_decimal::Decimal;
+
+/// Header carrying the caller's maximum rate per minute (USD).
+pub const MAX_RATE_HEADER: &str = "X-CWU-maxrate";
+/// Header carrying the maximum number of routes to try.
+pub const MAX_ROUTE_HEADER: &str = "X-CWU-maxroute";
+
+/// Rating flags the rater adds on top of ratedeck's.
+pub const FLAG_BAD_MAX_RATE: &str = "bad_max_rate_header";
+pub const FLAG_BAD_MAX_ROUTE: &str = "bad_max_route_header";
+pub const FLAG_BAD_LRN_FEE: &str = "bad_lrn_fee";
+
+/// Stable codes in `rating.unrated_reason`.
+pub mod reason {
+    pub const UNKNOWN_ACCOUNT: &str = "unknown_account";
+    pub const UNKNOWN_DIAL_PREFIX: &str = "unknown_dial_prefix";
+    pub const BAD_DIALED_NUMBER: &str = "bad_dialed_number";
+    pub const MISSING_ANSWER_TIME: &str = "missing_answer_time";
+    pub const NO_MATCHING_PREFIX: &str = "no_matching_prefix";
+    pub const BAD_LRN_FEE: &str = "bad_lrn_fee";
+    pub const NO_RATE_DECK_LOADED: &str = "no_rate_deck_loaded";
+}
+
+/// Snake-case name of a ratedeck flag, as stored in `rating.flags`.
+pub fn flag_name(f: Flag) -> &'static str {
+    match f {
+        Flag::MaxRateExceeded => "max_rate_exceeded",
+        Flag::UkSurchargeBlocked => "uk_surcharge_blocked",
+        Flag::JurisdictionIndeterminate => "jurisdiction_indeterminate",
+        Flag::LrnRated => "lrn_rated",
+        Flag::BehindNatRetail => "behind_nat_retail",
+        Flag::DowngradedToRetail => "downgraded_to_retail",
+        Flag::ShortDurationSurcharge => "short_duration_surcharge",
+        Flag::InvalidCli => "invalid_cli",
+        Flag::NotBilled => "not_billed",
+    }
+}
+
+pub fn jurisdiction_name(j: Jurisdiction) -> &'static str {
+    match j {
+        Jurisdiction::Interstate => "interstate",
+        Jurisdiction::Intrastate => "intrastate",
+        Jurisdiction::Indeterminate => "indeterminate",
+    }
+}
+
+/// Simple E.164 check for a raw caller id when enrichment did not supply a
+/// normalised one: an explicit international form (`+` or `00`), then 8–15
+/// digits not starting with 0.
+pub fn looks_e164(raw: &str) -> Option<String> {
+    let s = raw.trim();
+    let body = s.strip_prefix('+').or_else(|| s.strip_prefix("00"))?;
+    let ok = (8..=15).contains(&body.len())
+        && body.bytes().all(|c| c.is_ascii_digit())
+        && !body.starts_with('0');
+    ok.then(|| body.to_string())
+}
+
+/// LRNs are NANP routing numbers, conventionally written as 10 digits
+/// (NPA-NXX-XXXX). The decks and the NPA-NXX table key on E.164 (`1` + 10
+/// digits), so a 10-digit LRN gets its country code; anything already in
+/// E.164 passes through. Empty means no LRN.
+pub fn lrn_e164(lrn: &str) -> Option<String> {
+    let l = lrn.trim();
+    let l = l.strip_prefix('+').unwrap_or(l);
+    if l.is_empty() {
+        return None;
+    }
+    let b = l.as_bytes();
+    if b.len() == 10 && b.iter().all(u8::is_ascii_digit) && (b'2'..=b'9').contains(&b[0]) {
+        Some(format!("1{l}"))
+    } else {
+        Some(l.to_string())
+    }
+}
+
+fn number_type(s: &str) -> NumberType {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "fixed" | "geographic" | "landline" => NumberType::Fixed,
+        "mobile" => NumberType::Mobile,
+        "toll_free" | "tollfree" => NumberType::TollFree,
+        "premium" => NumberType::Premium,
+        "satellite" => NumberType::Satellite,
+        _ => NumberType::Unknown,
+    }
+}
+
+/// Header value by exact name, else by case-insensitive name (smallest
+/// matching key, so the choice never depends on hash order).
+fn header<'a>(h: &'a std::collections::HashMap<String, String>, name: &str) -> Option<&'a str> {
+    if let Some(v) = h.get(name) {
+        return Some(v);
+    }
+    h.iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .min_by(|a, b| a.0.cmp(b.0))
+        .map(|(_, v)| v.as_str())
+}
+
+/// What building the rating input noticed besides the input itself.
+#[derive(Debug, Default)]
+struct InputNotes {
+    flags: Vec<&'static str>,
+    bad_lrn_fee: bool,
+}
+
+fn rating_input(call: &EnrichedCall) -> (RatingInput, InputNotes) {
+    let c = &call.call;
+    let e = &call.enrichment;
+    let mut notes = InputNotes::default();
+    let (cli, cli_valid) = match &e.cli_e164 {
+        Some(n) => (Some(n.clone()), e.cli_valid),
+        None => match c.cli.as_deref().and_then(looks_e164) {
+            Some(n) => (Some(n), true),
+            None => (c.cli.clone(), false),
+        },
+    };
+    let max_rate = match header(&c.headers, MAX_RATE_HEADER).map(str::trim) {
+        None | Some("") => None,
+        Some(v) => match Decimal::from_str(v) {
+            Ok(d) if !d.is_sign_negative() || d.is_zero() => Some(d),
+            _ => {
+                notes.flags.push(FLAG_BAD_MAX_RATE);
+                None
+            }
+        },
+    };
+    let max_route = match header(&c.headers, MAX_ROUTE_HEADER).map(str::trim) {
+        None | Some("") => None,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if i32::try_from(n).is_ok() => Some(n),
+            _ => {
+                notes.flags.push(FLAG_BAD_MAX_ROUTE);
+                None
+            }
+        },
+    };
+    let lrn_fee = match e.lrn_fee.trim() {
+        "" => Decimal::ZERO,
+        s => match Decimal::from_str(s) {
+            Ok(d) if !d.is_sign_negative() || d.is_zero() => d,
+            _ => {
+                notes.flags.push(FLAG_BAD_LRN_FEE);
+                notes.bad_lrn_fee = true;
+                Decimal::ZERO
+            }
+        },
+    };
+    let answer_ts: Option<DateTime<Utc>> = c
+        .answer_ts_ms
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+    let input = RatingInput {
+        call_id: c.call_id.clone(),
+        account_id: c.account_id.clone(),
+        dialed: c.dialed.clone(),
+        rated_number: e.lrn.as_deref().and_then(lrn_e164),
+        cli,
+        cli_valid,
+        cli_country: e.caller_country.clone(),
+        answer_ts,
+        billable_seconds: u32::try_from(c.billable_seconds.max(0)).unwrap_or(u32::MAX),
+        answered: c.disposition == "answered",
+        behind_nat: c.behind_nat,
+        max_rate,
+        max_route,
+        lrn_fee,
+        callee_number_type: e.callee_number_type.as_deref().map(number_type),
+    };
+    (input, notes)
+}
+
+fn reason_code(message: &str) -> &'static str {
+    if message.starts_with("unknown account") {
+        reason::UNKNOWN_ACCOUNT
+    } else if message.starts_with("unknown dial prefix") {
+        reason::UNKNOWN_DIAL_PREFIX
+    } else if message.starts_with("dialed number") {
+        reason::BAD_DIALED_NUMBER
+    } else if message.starts_with("answered call without answer") {
+        reason::MISSING_ANSWER_TIME
+    } else if message.starts_with("no matching prefix") {
+        reason::NO_MATCHING_PREFIX
+    } else {
+        "unrated"
+    }
+}
+
+/// Rates one enriched call with the given decks and tables.
+///
+/// Never drops a call: an unknown account, a bad dialed number, an answered
+/// call without an answer time or a number no deck matches comes out with
+/// `status = "unrated"` and a stable reason code (see [`reason`]), amount 0
+/// and the LRN fee still carried. Amounts are unrounded decimal strings.
+/// Bad `X-CWU-maxrate` / `X-CWU-maxroute` headers are flagged and ignored;
+/// an unparseable LRN fee makes the call unrated (`bad_lrn_fee`).
+///
+/// The rater also fills `enrichment.jurisdiction` for US48 calls when
+/// enrichment left it empty (the rater is where NPA-NXX states are known).
+pub fn rate_call(call: EnrichedCall, ctx: &RatingContext<'_>) -> RatedCdr {
+    let (input, notes) = rating_input(&call);
+    let r = ratedeck::rate(&input, ctx);
+    let mut status = "rated";
+    let mut unrated_reason = None;
+    if let RatingStatus::Unrated { reason } = &r.status {
+        status = "unrated";
+        unrated_reason = Some(if ctx.accounts.contains_key(&input.account_id) {
+            reason_code(reason)
+        } else {
+            reason::UNKNOWN_ACCOUNT
+        });
+    }
+    let mut amount = r.amount;
+    if notes.bad_lrn_fee && status == "rated" {
+        status = "unrated";
+        unrated_reason = Some(reason::BAD_LRN_FEE);
+        amount = Decimal::ZERO;
+    }
+    let mut flags: Vec<String> = r.flags.iter().map(|f| flag_name(f).to_string()).collect();
+    flags.extend(notes.flags.iter().map(|f| f.to_string()));
+    let rating = Rating {
+        status: status.to_string(),
+        unrated_reason: unrated_reason.map(str::to_string),
+        plan: r.plan.map(|p| p.as_str().to_string()),
+        deck_id: (!r.deck_id.is_empty()).then(|| r.deck_id.to_string()),
+        deck_version: i64::try_from(r.deck_version).unwrap_or(i64::MAX),
+        matched_prefix: r.matched_prefix.map(|p| p.to_string()),
+        destination: r.destination.as_deref().map(str::to_string),
+        rate_per_min: r.rate_per_min.to_string(),
+        billed_seconds: i64::from(r.billed_seconds),
+        increment: r.increment.map(|i| i.to_string()),
+        connection_fee: r.connection_fee.to_string(),
+        surcharge: r.surcharge.to_string(),
+        short_duration_surcharge: r.short_duration_surcharge.to_string(),
+        lrn_fee: r.lrn_fee.to_string(),
+        amount: amount.to_string(),
+        currency: r.currency.as_str().to_string(),
+        flags,
+        max_rate: r.max_rate.map(|d| d.to_string()),
+        max_route: r.max_route.and_then(|n| i32::try_from(n).ok()),
+    };
+    let mut enrichment = call.enrichment;
+    if enrichment.jurisdiction.is_none() {
+        enrichment.jurisdiction = r.jurisdiction.map(|j| jurisdiction_name(j).to_string());
+    }
+    RatedCdr {
+        call: call.call,
+        enrichment,
+        rating,
+        detection: None,
+    }
+}
+
+/// The pass-through used when no decks are configured: every call is
+/// `unrated` with reason `no_rate_deck_loaded` (never dropped), carrying the
+/// LRN fee.
+pub fn unrated_no_decks(call: EnrichedCall) -> RatedCdr {
+    let rating = Rating {
+        status: "unrated".to_string(),
+        unrated_reason: Some(reason::NO_RATE_DECK_LOADED.to_string()),
+        lrn_fee: call.enrichment.lrn_fee.clone(),
+        amount: call.enrichment.lrn_fee.clone(),
+        rate_per_min: "0".into(),
+        connection_fee: "0".into(),
+        surcharge: "0".into(),
+        short_duration_surcharge: "0".into(),
+        currency: "USD".into(),
+        max_rate: call
+            .call
+            .headers
+            .get(MAX_RATE_HEADER)
+            .filter(|v| Decimal::from_str(v.trim()).is_ok())
+            .map(|v| v.trim().to_string()),
+        max_route: call
+            .call
+            .headers
+            .get(MAX_ROUTE_HEADER)
+            .and_then(|v| v.trim().parse().ok()),
+        ..Default::default()
+    };
+    RatedCdr {
+        call: call.call,
+        enrichment: call.enrichment,
+        rating,
+        detection: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::RatingTables;
+    use cdr_model::call::{AssembledCall, Enrichment};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .unwrap()
+    }
+
+    /// The shipped local-stack configuration and data.
+    fn shipped() -> &'static RatingTables {
+        static T: OnceLock<RatingTables> = OnceLock::new();
+        T.get_or_init(|| {
+            let (t, sum) = crate::load_from_config_file(
+                &repo().join("deploy/local/config/rater.toml"),
+                &repo(),
+            )
+            .expect("shipped rater.toml loads");
+            assert!(sum.rejected.is_empty(), "{:?}", sum.rejected);
+            assert_eq!(sum.accounts, 3);
+            t
+        })
+    }
+
+    const ANSWER_MS: i64 = 1_790_000_000_000;
+
+    fn call(account: &str, dialed: &str, cli: Option<&str>, secs: i64) -> EnrichedCall {
+        let answered = secs > 0;
+        let mut headers = HashMap::new();
+        headers.insert(MAX_RATE_HEADER.to_string(), "0.0500".to_string());
+        headers.insert(MAX_ROUTE_HEADER.to_string(), "2".to_string());
+        EnrichedCall {
+            call: AssembledCall {
+                cdr_id: format!("id-{account}-{dialed}"),
+                call_id: format!("c-{dialed}"),
+                switch_id: "sw-nyc-1".into(),
+                account_id: account.into(),
+                direction: "outbound".into(),
+                cli: cli.map(str::to_string),
+                dialed: dialed.into(),
+                trunk_id: Some("trk-1".into()),
+                setup_ts_ms: ANSWER_MS - 5000,
+                progress_ts_ms: Some(ANSWER_MS - 3000),
+                progress_code: Some(180),
+                answer_ts_ms: answered.then_some(ANSWER_MS),
+                end_ts_ms: Some(ANSWER_MS + secs * 1000),
+                final_sip_code: Some(if answered { 200 } else { 486 }),
+                disposition: if answered { "answered" } else { "busy" }.into(),
+                duration_ms: secs * 1000,
+                billable_seconds: secs,
+                pdd_ms: Some(2000),
+                headers,
+                source_ip: None,
+                behind_nat: false,
+                codec: Some("PCMU".into()),
+                media: None,
+                flags: vec![],
+                event_count: 4,
+                assembled_at_ms: ANSWER_MS + secs * 1000,
+            },
+            enrichment: Enrichment {
+                cli_e164: cli.and_then(looks_e164),
+                cli_valid: cli.and_then(looks_e164).is_some(),
+                dialed_e164: dialed.trim_start_matches('*').to_string(),
+                lrn_source: "not_applicable".into(),
+                lrn_fee: "0".into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn rate(c: EnrichedCall) -> Rating {
+        rate_call(c, &shipped().context()).rating
+    }
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn shipped_decks_rate_every_simulated_destination() {
+        let dests = [
+            ("442079460123", "4420", "1/1"),
+            ("447700900123", "4477", "1/1"),
+            ("4930123456", "4930", "1/1"),
+            ("4915112345678", "49151", "1/1"),
+            ("12125550199", "1212555", "6/6"),
+            ("13105550123", "1310555", "6/6"),
+            ("525512345678", "5255", "60/60"),
+            ("33123456789", "331", "1/1"),
+            ("8821612345678", "88216", "60/60"),
+            ("5976123456", "597", "60/60"),
+        ];
+        for (dest, prefix, inc) in dests {
+            let r = rate(call("acc-1001", dest, Some("+12125550100"), 61));
+            assert_eq!(r.status, "rated", "{dest}: {r:?}");
+            assert_eq!(r.matched_prefix.as_deref(), Some(prefix), "{dest}");
+            assert_eq!(r.increment.as_deref(), Some(inc), "{dest}");
+            assert_eq!(r.plan.as_deref(), Some("standard"));
+            assert!(d(&r.amount) > Decimal::ZERO, "{dest}");
+        }
+    }
+
+    #[test]
+    fn standard_mexico_bills_a_whole_minute_at_the_deck_rate() {
+        let r = rate(call("acc-1001", "525512345678", Some("+12125550100"), 61));
+        assert_eq!(r.deck_id.as_deref(), Some("standard-az-2026-01"));
+        assert_eq!(r.deck_version, 1);
+        assert_eq!(r.destination.as_deref(), Some("Mexico City"));
+        assert_eq!(r.billed_seconds, 120);
+        assert_eq!(d(&r.rate_per_min), d("0.0180"));
+        assert_eq!(d(&r.amount), d("0.036"));
+        assert_eq!(r.currency, "USD");
+        assert_eq!(r.max_rate.as_deref(), Some("0.0500"));
+        assert_eq!(r.max_route, Some(2));
+    }
+
+    #[test]
+    fn us48_intrastate_and_jurisdiction() {
+        let out = rate_call(
+            call("acc-1001", "12125550199", Some("+12125550100"), 7),
+            &shipped().context(),
+        );
+        assert_eq!(out.rating.status, "rated");
+        assert_eq!(out.rating.deck_id.as_deref(), Some("us48-2026-01"));
+        assert_eq!(out.rating.billed_seconds, 12);
+        assert_eq!(d(&out.rating.rate_per_min), d("0.0030"));
+        assert_eq!(d(&out.rating.amount), d("0.0006"));
+        assert_eq!(out.enrichment.jurisdiction.as_deref(), Some("intrastate"));
+        // LA from NY: interstate.
+        let out = rate_call(
+            call("acc-1002", "13105550123", Some("+12125550100"), 7),
+            &shipped().context(),
+        );
+        assert_eq!(out.enrichment.jurisdiction.as_deref(), Some("interstate"));
+        assert_eq!(d(&out.rating.rate_per_min), d("0.0040"));
+        // Anonymous caller: indeterminate, the higher rate.
+        let out = rate_call(
+            call("acc-1001", "13105550123", Some("anonymous"), 7),
+            &shipped().context(),
+        );
+        assert_eq!(
+            out.enrichment.jurisdiction.as_deref(),
+            Some("indeterminate")
+        );
+        assert!(out
+            .rating
+            .flags
+            .contains(&"jurisdiction_indeterminate".to_string()));
+        assert!(out.rating.flags.contains(&"invalid_cli".to_string()));
+    }
+
+    #[test]
+    fn dial_prefixes_pick_plan_and_trunk() {
+        let r = rate(call("acc-1001", "*32442079460123", None, 10));
+        assert_eq!(r.plan.as_deref(), Some("premium"));
+        assert_eq!(r.deck_id.as_deref(), Some("premium-az-2026-01"));
+        let r = rate(call("acc-1001", "*30442079460123", None, 10));
+        assert_eq!(r.plan.as_deref(), Some("pstn"));
+        let r = rate(call("acc-1001", "*4007442079460123", None, 10));
+        assert_eq!(r.deck_id.as_deref(), Some("trunks-2026-01"));
+        assert_eq!(
+            r.plan.as_deref(),
+            Some("premium"),
+            "trunk 007 rates Premium"
+        );
+        assert_eq!(d(&r.rate_per_min), d("0.0060"));
+        // Trunk 007 does not carry Suriname.
+        let r = rate(call("acc-1001", "*40075976123456", None, 10));
+        assert_eq!(r.status, "unrated");
+        assert_eq!(
+            r.unrated_reason.as_deref(),
+            Some(reason::NO_MATCHING_PREFIX)
+        );
+        assert_eq!(d(&r.amount), Decimal::ZERO);
+        // A retail account ignores the dial prefix.
+        let r = rate(call("acc-2001", "*40075976123456", None, 10));
+        assert_eq!(r.status, "rated");
+        assert_eq!(r.plan.as_deref(), Some("retail"));
+        assert_eq!(r.deck_id.as_deref(), Some("retail-az-2026-01"));
+        // Unknown plan prefix.
+        let r = rate(call("acc-1001", "*99442079460123", None, 10));
+        assert_eq!(
+            r.unrated_reason.as_deref(),
+            Some(reason::UNKNOWN_DIAL_PREFIX)
+        );
+    }
+
+    #[test]
+    fn unknown_account_is_unrated_not_dropped() {
+        let mut c = call("acc-9999", "442079460123", None, 30);
+        c.enrichment.lrn_fee = "0.0015".into();
+        let out = rate_call(c, &shipped().context());
+        assert_eq!(out.rating.status, "unrated");
+        assert_eq!(
+            out.rating.unrated_reason.as_deref(),
+            Some("unknown_account")
+        );
+        assert_eq!(d(&out.rating.lrn_fee), d("0.0015"));
+        assert_eq!(d(&out.rating.amount), Decimal::ZERO);
+        assert_eq!(out.call.account_id, "acc-9999");
+    }
+
+    #[test]
+    fn bad_headers_are_flagged_not_fatal() {
+        let mut c = call("acc-1002", "442079460123", Some("+442079460000"), 30);
+        c.call
+            .headers
+            .insert(MAX_RATE_HEADER.into(), "cheap please".into());
+        c.call.headers.insert(MAX_ROUTE_HEADER.into(), "-3".into());
+        let r = rate(c);
+        assert_eq!(r.status, "rated");
+        assert!(r.flags.contains(&FLAG_BAD_MAX_RATE.to_string()), "{r:?}");
+        assert!(r.flags.contains(&FLAG_BAD_MAX_ROUTE.to_string()), "{r:?}");
+        assert_eq!(r.max_rate, None, "acc-1002 has no default max rate");
+        assert_eq!(r.max_route, None);
+        // The account default applies when the header is absent.
+        let mut c = call("acc-1001", "8821612345678", None, 30);
+        c.call.headers.clear();
+        let r = rate(c);
+        assert_eq!(r.max_rate.as_deref(), Some("0.5000"));
+        assert!(r.flags.contains(&"max_rate_exceeded".to_string()));
+    }
+
+    #[test]
+    fn lrn_and_lrn_fee() {
+        let mut c = call("acc-1001", "12125550199", Some("+12125550100"), 6);
+        c.enrichment.lrn = Some("13105550000".into());
+        c.enrichment.lrn_fee = "0.0020".into();
+        let r = rate(c);
+        assert_eq!(r.status, "rated");
+        assert!(r.flags.contains(&"lrn_rated".to_string()));
+        assert_eq!(r.matched_prefix.as_deref(), Some("1310555"));
+        // 6 s interstate LA at 0.0040 + fee.
+        assert_eq!(d(&r.amount), d("0.0004") + d("0.0020"));
+        // LRNs in their usual 10-digit form are rated as E.164.
+        let mut c = call("acc-1001", "12125550199", Some("+12125550100"), 6);
+        c.enrichment.lrn = Some("3105550000".into());
+        let r = rate(c);
+        assert_eq!(r.matched_prefix.as_deref(), Some("1310555"));
+        assert_eq!(lrn_e164("+13105550000").as_deref(), Some("13105550000"));
+        assert_eq!(lrn_e164(" "), None);
+        let mut c = call("acc-1001", "12125550199", Some("+12125550100"), 6);
+        c.enrichment.lrn_fee = "n/a".into();
+        let r = rate(c);
+        assert_eq!(r.status, "unrated");
+        assert_eq!(r.unrated_reason.as_deref(), Some(reason::BAD_LRN_FEE));
+        assert!(r.flags.contains(&FLAG_BAD_LRN_FEE.to_string()));
+    }
+
+    #[test]
+    fn uk_surcharge_blocked_or_allowed() {
+        // acc-1001 does not allow it: flagged, still charged.
+        let r = rate(call("acc-1001", "447700900123", Some("+12125550100"), 60));
+        assert!(
+            r.flags.contains(&"uk_surcharge_blocked".to_string()),
+            "{r:?}"
+        );
+        // No caller country from enrichment: the unknown-origin row (0.25 mobile).
+        assert_eq!(d(&r.surcharge), d("0.25"));
+        let r = rate(call("acc-1002", "447700900123", Some("+12125550100"), 60));
+        assert!(!r.flags.contains(&"uk_surcharge_blocked".to_string()));
+        let mut c = call("acc-1002", "447700900123", Some("+442079460000"), 60);
+        c.enrichment.caller_country = Some("GB".into());
+        let r = rate(c);
+        assert_eq!(d(&r.surcharge), Decimal::ZERO);
+        assert_eq!(d(&r.amount), d("0.0200"));
+    }
+
+    #[test]
+    fn cli_falls_back_to_a_simple_e164_check() {
+        assert_eq!(looks_e164("+12125550100").as_deref(), Some("12125550100"));
+        assert_eq!(looks_e164("0044 20").as_deref(), None);
+        assert_eq!(
+            looks_e164("00442079460000").as_deref(),
+            Some("442079460000")
+        );
+        assert_eq!(looks_e164("2125550111"), None, "national form is ambiguous");
+        assert_eq!(looks_e164("anonymous"), None);
+        assert_eq!(looks_e164("+0123456789"), None);
+        // Enrichment empty: the raw caller id decides.
+        let mut c = call("acc-1001", "12125550199", Some("+12125550100"), 7);
+        c.enrichment = Enrichment::default();
+        let out = rate_call(c, &shipped().context());
+        assert_eq!(out.enrichment.jurisdiction.as_deref(), Some("intrastate"));
+    }
+
+    #[test]
+    fn no_decks_pass_through() {
+        let out = unrated_no_decks(call("acc-1001", "442079460123", None, 30));
+        assert_eq!(
+            out.rating.unrated_reason.as_deref(),
+            Some("no_rate_deck_loaded")
+        );
+    }
+
+    fn arb_call() -> impl Strategy<Value = EnrichedCall> {
+        (
+            prop::sample::select(vec!["acc-1001", "acc-1002", "acc-2001", "acc-x"]),
+            prop::sample::select(vec!["", "", "*30", "*31", "*32", "*4007", "*4101", "*9"]),
+            prop::sample::select(vec![
+                "442079460123",
+                "447700900123",
+                "4930123456",
+                "4915112345678",
+                "12125550199",
+                "13105550123",
+                "525512345678",
+                "33123456789",
+                "8821612345678",
+                "5976123456",
+                "99912345",
+                "12a",
+            ]),
+            prop::option::of(prop::sample::select(vec![
+                "+12125550100",
+                "+442079460000",
+                "+4930111111",
+                "2125550111",
+                "anonymous",
+            ])),
+            prop::option::of(0i64..4000),
+            "(0|0\\.00[0-9]{2}|bad|)",
+            prop::option::of("(0\\.0[0-9]{3}|x|-1)"),
+            prop::option::of(prop::sample::select(vec![
+                "GB", "US", "DE", "FR", "IN", "JP",
+            ])),
+            any::<bool>(),
+            prop::option::of("1[2-9][0-9]{2}555[0-9]{4}"),
+        )
+            .prop_map(
+                |(acct, pfx, dest, cli, secs, fee, maxrate, country, nat, lrn)| {
+                    let mut c = call(acct, &format!("{pfx}{dest}"), cli, secs.unwrap_or(0));
+                    c.enrichment.lrn_fee = fee;
+                    c.enrichment.caller_country = country.map(str::to_string);
+                    c.enrichment.lrn = lrn;
+                    c.call.behind_nat = nat;
+                    match maxrate {
+                        Some(m) => {
+                            c.call.headers.insert(MAX_RATE_HEADER.into(), m);
+                        }
+                        None => {
+                            c.call.headers.remove(MAX_RATE_HEADER);
+                        }
+                    }
+                    c
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn rating_invariants(c in arb_call()) {
+            let ctx = shipped().context();
+            let a = rate_call(c.clone(), &ctx);
+            let b = rate_call(c.clone(), &ctx);
+            prop_assert_eq!(&a, &b, "deterministic");
+            let r = &a.rating;
+            prop_assert_eq!(&a.call, &c.call, "call section kept verbatim");
+            prop_assert!(r.status == "rated" || r.status == "unrated");
+            prop_assert_eq!(r.status == "unrated", r.unrated_reason.is_some());
+            let amount = d(&r.amount);
+            let fee = d(&r.lrn_fee);
+            prop_assert!(amount >= Decimal::ZERO);
+            if r.status == "unrated" {
+                prop_assert_eq!(amount, Decimal::ZERO);
+            }
+            let answered = c.call.disposition == "answered" && c.call.billable_seconds > 0;
+            if !answered {
+                prop_assert_eq!(r.billed_seconds, 0);
+                prop_assert_eq!(amount, Decimal::ZERO);
+            }
+            if answered && r.status == "rated" {
+                prop_assert!(amount >= fee, "amount {} < lrn_fee {}", amount, fee);
+                prop_assert!(r.billed_seconds >= c.call.billable_seconds);
+                prop_assert!(r.deck_id.is_some() && r.matched_prefix.is_some());
+                let billed = Decimal::from(r.billed_seconds);
+                let base = billed * d(&r.rate_per_min) / Decimal::from(60);
+                prop_assert_eq!(
+                    amount,
+                    base + d(&r.connection_fee) + d(&r.surcharge) + d(&r.short_duration_surcharge) + fee
+                );
+            }
+            if c.call.account_id == "acc-x" {
+                prop_assert_eq!(r.unrated_reason.as_deref(), Some("unknown_account"));
+            }
+        }
+    }
+}

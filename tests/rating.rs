@@ -1,0 +1,254 @@
+//! End-to-end rating: simulated switch traffic through every service into
+//! ClickHouse, then every row of the run in `rated_cdrs_final` is re-rated
+//! offline with `rater::rate_call` and the same decks the service loaded
+//! (`deploy/local/config/rater.toml`), from the call and enrichment fields
+//! read back from ClickHouse. Amounts must agree to the last of the 18
+//! stored decimals.
+// Each test runs on its own runtime and thread; the std guard serialises
+// them across threads on purpose (they share one stack and its services).
+#![allow(clippy::await_holding_lock)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use cdr_clickhouse::rows::{dec18, from_dec18, RatedCdrRow};
+use cdr_e2e::*;
+use cdr_model::call::{AssembledCall, EnrichedCall, Enrichment, Media};
+use cdrctl::simulate::{generate, SimConfig};
+
+/// Rebuilds the rater's input from a stored row.
+fn enriched_from_row(r: &RatedCdrRow) -> EnrichedCall {
+    EnrichedCall {
+        call: AssembledCall {
+            cdr_id: r.cdr_id.clone(),
+            call_id: r.call_id.clone(),
+            switch_id: r.switch_id.clone(),
+            account_id: r.account_id.clone(),
+            direction: r.direction.clone(),
+            cli: r.cli.clone(),
+            dialed: r.dialed.clone(),
+            trunk_id: r.trunk_id.clone(),
+            setup_ts_ms: r.setup_ts,
+            progress_ts_ms: r.progress_ts,
+            progress_code: r.progress_code,
+            answer_ts_ms: r.answer_ts,
+            end_ts_ms: r.end_ts,
+            final_sip_code: r.final_sip_code,
+            disposition: r.disposition.clone(),
+            duration_ms: r.duration_ms,
+            billable_seconds: r.billable_seconds,
+            pdd_ms: r.pdd_ms,
+            headers: r.headers.iter().cloned().collect::<HashMap<_, _>>(),
+            source_ip: r.source_ip.clone(),
+            behind_nat: r.behind_nat,
+            codec: r.codec.clone(),
+            media: Some(Media {
+                rtp_rx_packets: r.rtp_rx_packets,
+                rtp_rx_before_answer: r.rtp_rx_before_answer,
+                silence_ratio: r.silence_ratio,
+                mos: r.mos,
+                jitter_ms: r.jitter_ms,
+                loss_pct: r.loss_pct,
+            }),
+            flags: r.assembly_flags.clone(),
+            event_count: r.version as i32,
+            assembled_at_ms: r.assembled_at,
+        },
+        enrichment: Enrichment {
+            cli_e164: r.cli_e164.clone(),
+            cli_valid: r.cli_valid,
+            dialed_e164: r.dialed_e164.clone(),
+            plan_selector: r.plan_selector.clone(),
+            trunk_selector: r.trunk_selector.clone(),
+            lrn: r.lrn.clone(),
+            ported: r.ported,
+            lrn_source: r.lrn_source.clone(),
+            lrn_fee: from_dec18(r.lrn_fee).to_string(),
+            caller_country: r.caller_country.clone(),
+            callee_country: r.callee_country.clone(),
+            callee_number_type: r.callee_number_type.clone(),
+            jurisdiction: r.jurisdiction.clone(),
+            flags: r.enrichment_flags.clone(),
+        },
+    }
+}
+
+fn d18(field: &'static str, s: &str) -> i128 {
+    dec18(field, s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Destinations the shipped per-trunk deck does not carry on trunk 007
+/// (deploy/local/data/per_trunk.txt): wholesale calls dialed `*4007` to these
+/// cannot be rated.
+const NOT_ON_TRUNK_007: &[&str] = &["597", "88216"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
+    let _g = stack();
+    let run = unique_run("rating");
+    let cfg = SimConfig {
+        calls: 800,
+        seed: 29,
+        run_id: run.clone(),
+        malformed_pct: 0.0,
+        start_ms: cdr_kafka::now_ms() - 7_200_000,
+        ..Default::default()
+    };
+    let (msgs, expected) = generate(&cfg);
+    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+    let r = wait_for(
+        &run,
+        expected.calls as u64,
+        expected.dead_letters as u64,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(r.calls as usize, expected.calls, "{r}");
+
+    let rows: Vec<RatedCdrRow> = clickhouse()
+        .client()
+        .query("SELECT ?fields FROM rated_cdrs_final WHERE startsWith(call_id, ?) ORDER BY call_id")
+        .bind(&run)
+        .fetch_all()
+        .await
+        .expect("read rated_cdrs_final");
+    assert_eq!(rows.len(), expected.calls);
+
+    let repo = repo();
+    let (tables, summary) =
+        rater::load_from_config_file(&repo.join("deploy/local/config/rater.toml"), &repo)
+            .expect("load the rater's decks");
+    assert!(summary.rejected.is_empty(), "{:?}", summary.rejected);
+    let ctx = tables.context();
+
+    let mut rated_dests: BTreeSet<String> = BTreeSet::new();
+    let mut unrated_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut expected_unknown = 0usize;
+    let mut mismatches = Vec::new();
+    for row in &rows {
+        let want = rater::rate_call(enriched_from_row(row), &ctx).rating;
+        let got = (
+            row.rating_status.as_str(),
+            row.unrated_reason.as_deref(),
+            row.plan.as_deref(),
+            row.deck_id.as_deref(),
+            row.deck_version,
+            row.matched_prefix.as_deref(),
+            row.destination.as_deref(),
+        );
+        let got = (
+            got,
+            row.billed_seconds,
+            row.increment.as_deref(),
+            row.rate_per_min,
+            row.surcharge,
+            row.amount,
+            &row.rating_flags,
+        );
+        let exp = (
+            want.status.as_str(),
+            want.unrated_reason.as_deref(),
+            want.plan.as_deref(),
+            want.deck_id.as_deref(),
+            want.deck_version,
+            want.matched_prefix.as_deref(),
+            want.destination.as_deref(),
+        );
+        let exp = (
+            exp,
+            want.billed_seconds,
+            want.increment.as_deref(),
+            d18("rate_per_min", &want.rate_per_min),
+            d18("surcharge", &want.surcharge),
+            d18("amount", &want.amount),
+            &want.flags,
+        );
+        if got != exp {
+            mismatches.push(format!(
+                "{}:\n  stored   {got:?}\n  computed {exp:?}",
+                row.call_id
+            ));
+        }
+
+        assert!(
+            row.rating_status == "rated" || row.unrated_reason.is_some(),
+            "{}: unrated without a reason",
+            row.call_id
+        );
+        if row.rating_status == "unrated" {
+            *unrated_reasons
+                .entry(row.unrated_reason.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+        if row.disposition != "answered" {
+            assert_eq!(row.amount, 0, "{}: unanswered call billed", row.call_id);
+            assert_eq!(row.billed_seconds, 0, "{}", row.call_id);
+            continue;
+        }
+        let number = row.dialed.trim_start_matches('*');
+        let via_007 = row.dialed.starts_with("*4007");
+        let wholesale = row.account_id != "acc-2001";
+        let off_trunk = via_007
+            && wholesale
+            && NOT_ON_TRUNK_007
+                .iter()
+                .any(|p| number["4007".len()..].starts_with(p));
+        if off_trunk {
+            expected_unknown += 1;
+            assert_eq!(row.rating_status, "unrated", "{}", row.call_id);
+            assert_eq!(
+                row.unrated_reason.as_deref(),
+                Some("no_matching_prefix"),
+                "{}",
+                row.call_id
+            );
+            assert_eq!(row.amount, 0);
+        } else {
+            assert_eq!(
+                row.rating_status, "rated",
+                "{}: answered call to a known destination not rated: {:?}",
+                row.call_id, row.unrated_reason
+            );
+            assert!(row.amount > 0, "{}: rated answered call at 0", row.call_id);
+            assert!(row.billed_seconds >= row.billable_seconds);
+            assert!(row.deck_id.is_some() && row.matched_prefix.is_some());
+            rated_dests.insert(row.dialed_e164.clone());
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} rows differ from rater::rate_call:\n{}",
+        mismatches.len(),
+        rows.len(),
+        mismatches[..mismatches.len().min(10)].join("\n")
+    );
+    assert!(
+        rated_dests.len() >= 8,
+        "answered calls to most simulator destinations must be rated: {rated_dests:?}"
+    );
+    assert!(
+        expected_unknown > 0,
+        "the scenario must include a wholesale *4007 call to a destination trunk 007 lacks"
+    );
+    assert!(
+        unrated_reasons
+            .get("no_matching_prefix")
+            .copied()
+            .unwrap_or(0)
+            >= expected_unknown,
+        "{unrated_reasons:?}"
+    );
+    assert!(
+        !unrated_reasons.contains_key("no_rate_deck_loaded"),
+        "the rater runs without decks (restart it after building): {unrated_reasons:?}"
+    );
+    let total: i128 = rows.iter().map(|r| r.amount).sum();
+    assert!(total > 0);
+    eprintln!(
+        "{} rows, {} rated destinations, unrated {unrated_reasons:?}, total {} USD (invoice {})",
+        rows.len(),
+        rated_dests.len(),
+        from_dec18(total),
+        from_dec18(total).round_dp(2)
+    );
+}
