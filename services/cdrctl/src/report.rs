@@ -21,6 +21,19 @@ pub struct Report {
     pub acd_s: f64,
     pub raw_rows: u64,
     pub kpi_seizures: i64,
+    pub rated: u64,
+    pub unrated: u64,
+    /// Sum of unrounded per-call amounts (decimal text, 18 places).
+    pub amount: String,
+    pub lrn_fees: String,
+}
+
+#[derive(Row, Deserialize)]
+struct Money {
+    rated: u64,
+    unrated: u64,
+    amount: String,
+    lrn_fees: String,
 }
 
 #[derive(Row, Deserialize)]
@@ -63,7 +76,20 @@ pub async fn fetch(client: &clickhouse::Client, call_prefix: &str) -> anyhow::Re
         .query("SELECT toInt64(sum(seizures)) AS seizures FROM kpi_minute_final")
         .fetch_one::<KpiTotal>()
         .await?;
+    let money = client
+        .query(
+            "SELECT countIf(rating_status = 'rated') AS rated, countIf(rating_status = 'unrated') AS unrated, \
+             toString(sum(amount)) AS amount, toString(sum(lrn_fee)) AS lrn_fees \
+             FROM rated_cdrs_final WHERE startsWith(call_id, ?)",
+        )
+        .bind(call_prefix)
+        .fetch_one::<Money>()
+        .await?;
     Ok(Report {
+        rated: money.rated,
+        unrated: money.unrated,
+        amount: money.amount,
+        lrn_fees: money.lrn_fees,
         calls: t.calls,
         dead_letters: dead_by_reason.iter().map(|c| c.n).sum(),
         by_disposition,
@@ -104,6 +130,11 @@ impl std::fmt::Display for Report {
             self.asr * 100.0,
             self.acd_s,
             self.answered_seconds
+        )?;
+        writeln!(
+            f,
+            "rated {}  unrated {}  amount USD {} (unrounded)  LRN fees USD {}",
+            self.rated, self.unrated, self.amount, self.lrn_fees
         )?;
         write!(
             f,
