@@ -57,6 +57,8 @@ pub async fn bench_broker(
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::ClientConfig;
     let topic = format!("bench-{}", cdr_kafka::now_ms());
+    // Brokers without auto-creation (tansu) need the topic first.
+    crate::topics::create(kafka, &[(topic.as_str(), 1)]).await?;
     let producer: FutureProducer = cdr_kafka::runtime::producer(kafka, "cdrctl-bench")?;
     let payload = vec![b'x'; size];
     let started = std::time::Instant::now();

@@ -12,13 +12,18 @@ use rdkafka::types::RDKafkaErrorCode;
 
 /// Creates every pipeline topic with its partition count; existing topics are left alone.
 pub async fn create_all(kafka: &KafkaConfig) -> anyhow::Result<Vec<String>> {
+    create(kafka, cdr_model::topics::ALL).await
+}
+
+/// Creates the given topics (name, partitions); existing topics are left alone.
+pub async fn create(kafka: &KafkaConfig, wanted: &[(&str, i32)]) -> anyhow::Result<Vec<String>> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.brokers);
     for (k, v) in &kafka.properties {
         c.set(k, v);
     }
     let admin: AdminClient<DefaultClientContext> = c.create().context("creating admin client")?;
-    let topics: Vec<NewTopic> = cdr_model::topics::ALL
+    let topics: Vec<NewTopic> = wanted
         .iter()
         .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1)))
         .collect();
