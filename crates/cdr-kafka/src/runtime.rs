@@ -202,3 +202,21 @@ pub fn commit(
 pub fn flush(producer: &FutureProducer) {
     let _ = producer.flush(Duration::from_secs(30));
 }
+
+/// The I/O edges every stage opens at start-up, in order: the `/metrics`
+/// endpoint, the group consumer on `topics`, and the producer.
+pub async fn start_stage(
+    kafka: &KafkaConfig,
+    service: &str,
+    metrics_listen: std::net::SocketAddr,
+    metrics: &StageMetrics,
+    topics: &[&str],
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(StageConsumer, FutureProducer)> {
+    crate::metrics::serve(metrics_listen, metrics.registry.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("binding metrics on {metrics_listen}"))?;
+    let consumer = consumer(kafka, service, topics, metrics).await?;
+    let producer = producer(kafka, service)?;
+    Ok((consumer, producer))
+}

@@ -123,16 +123,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     config.validate()?;
     let stage = StageMetrics::new(SERVICE);
     let m = AssemblerMetrics::register(&stage.registry);
-    cdr_kafka::metrics::serve(
+    let (consumer, producer) = runtime::start_stage(
+        &config.kafka,
+        SERVICE,
         config.metrics_listen,
-        stage.registry.clone(),
-        shutdown.clone(),
+        &stage,
+        &[topics::CALL_EVENTS],
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer =
-        runtime::consumer(&config.kafka, SERVICE, &[topics::CALL_EVENTS], &stage).await?;
-    let producer = runtime::producer(&config.kafka, SERVICE)?;
+    .await?;
     let codec: Codec<AssembledCall> = Codec::new();
     let mut asm = Assembler::new(config.assembly());
     let mut acks = Vec::new();

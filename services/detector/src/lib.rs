@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::stage::{run_stateless, AvroMap, BatchSpec, Reject};
 use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
@@ -62,16 +61,15 @@ pub fn score(mut cdr: RatedCdr) -> Result<(String, RatedCdr), Reject> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
     let metrics = StageMetrics::new(SERVICE);
-    cdr_kafka::metrics::serve(
+    let (consumer, producer) = runtime::start_stage(
+        &config.kafka,
+        SERVICE,
         config.metrics_listen,
-        metrics.registry.clone(),
-        shutdown.clone(),
+        &metrics,
+        &[topics::CDRS_RATED],
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer =
-        runtime::consumer(&config.kafka, SERVICE, &[topics::CDRS_RATED], &metrics).await?;
-    let producer = runtime::producer(&config.kafka, SERVICE)?;
+    .await?;
     let spec = BatchSpec {
         max_records: config.batch_max_records,
         linger: Duration::from_millis(config.batch_linger_ms),

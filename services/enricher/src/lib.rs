@@ -266,16 +266,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let enricher = Enricher::from_config(lrn_cfg)?;
     let metrics = StageMetrics::new(SERVICE);
     let em = EnricherMetrics::new(&metrics.registry);
-    cdr_kafka::metrics::serve(
+    let (consumer, producer) = runtime::start_stage(
+        &config.kafka,
+        SERVICE,
         config.metrics_listen,
-        metrics.registry.clone(),
-        shutdown.clone(),
+        &metrics,
+        &[topics::CALLS_ASSEMBLED],
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer =
-        runtime::consumer(&config.kafka, SERVICE, &[topics::CALLS_ASSEMBLED], &metrics).await?;
-    let producer = runtime::producer(&config.kafka, SERVICE)?;
+    .await?;
     let spec = BatchSpec {
         max_records: config.batch_max_records,
         linger: Duration::from_millis(config.batch_linger_ms),

@@ -72,16 +72,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     config.validate()?;
     let stage = StageMetrics::new(SERVICE);
     let km = metrics::KpiMetrics::register(&stage.registry);
-    cdr_kafka::metrics::serve(
+    let (consumer, producer) = runtime::start_stage(
+        &config.kafka,
+        SERVICE,
         config.metrics_listen,
-        stage.registry.clone(),
-        shutdown.clone(),
+        &stage,
+        &[topics::CDRS_SCORED],
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer =
-        runtime::consumer(&config.kafka, SERVICE, &[topics::CDRS_SCORED], &stage).await?;
-    let producer = runtime::producer(&config.kafka, SERVICE)?;
+    .await?;
     let input: Codec<RatedCdr> = Codec::new();
     let output: Codec<KpiMinute> = Codec::new();
     let mut agg = KpiAggregator::new(KpiConfig {

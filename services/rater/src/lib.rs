@@ -209,16 +209,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         None
     };
-    cdr_kafka::metrics::serve(
+    let (consumer, producer) = runtime::start_stage(
+        &config.kafka,
+        SERVICE,
         config.metrics_listen,
-        metrics.registry.clone(),
-        shutdown.clone(),
+        &metrics,
+        &[topics::CALLS_ENRICHED],
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer =
-        runtime::consumer(&config.kafka, SERVICE, &[topics::CALLS_ENRICHED], &metrics).await?;
-    let producer = runtime::producer(&config.kafka, SERVICE)?;
+    .await?;
     let spec = BatchSpec {
         max_records: config.batch_max_records,
         linger: Duration::from_millis(config.batch_linger_ms),

@@ -174,26 +174,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     config.validate()?;
     let stage = StageMetrics::new(SERVICE);
     let m = SinkMetrics::register(&stage.registry);
-    cdr_kafka::metrics::serve(
-        config.metrics_listen,
-        stage.registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding metrics on {}", config.metrics_listen))?;
-    let consumer = runtime::consumer(
+    let (consumer, producer) = runtime::start_stage(
         &config.kafka,
         SERVICE,
+        config.metrics_listen,
+        &stage,
         &[
             topics::CDRS_SCORED,
             topics::KPI_MINUTE,
             topics::CALL_EVENTS_DLQ,
             topics::PIPELINE_DLQ,
         ],
-        &stage,
+        &shutdown,
     )
     .await?;
-    let producer = runtime::producer(&config.kafka, SERVICE)?;
     let client = config.clickhouse.client();
     let cdr_codec: Codec<RatedCdr> = Codec::new();
     let kpi_codec: Codec<KpiMinute> = Codec::new();
