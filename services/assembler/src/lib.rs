@@ -147,11 +147,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 commit(&consumer, &mut asm, &mut acks, &mut last_commit, &stage, CommitMode::Async).await?;
             }
             _ = tick.tick() => {
-                for call in asm.tick(now_ms()) {
-                    m.calls_closed.with_label_values(&[&call.disposition]).inc();
-                    let payload = codec.encode(&call).context("encoding assembled call")?;
-                    acks.push(runtime::send(&producer, topics::CALLS_ASSEMBLED, affinity_key(&call.dialed).as_bytes(), &payload).await?);
-                }
+                emit_due(&mut asm, &codec, &producer, &m, &mut acks).await?;
                 m.open_calls.set(asm.open_calls() as i64);
                 m.retained_calls.set(asm.retained_calls() as i64);
             }
@@ -185,18 +181,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
     // Drain: emit what is due, wait for acknowledgements, commit synchronously.
-    for call in asm.tick(now_ms()) {
-        let payload = codec.encode(&call)?;
-        acks.push(
-            runtime::send(
-                &producer,
-                topics::CALLS_ASSEMBLED,
-                affinity_key(&call.dialed).as_bytes(),
-                &payload,
-            )
-            .await?,
-        );
-    }
+    emit_due(&mut asm, &codec, &producer, &m, &mut acks).await?;
     commit(
         &consumer,
         &mut asm,
@@ -211,6 +196,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         open_calls = asm.open_calls(),
         "drained; open calls will be rebuilt by the next owner"
     );
+    Ok(())
+}
+
+/// Produces every call the core closed since the last tick.
+async fn emit_due(
+    asm: &mut Assembler,
+    codec: &Codec<AssembledCall>,
+    producer: &rdkafka::producer::FutureProducer,
+    m: &AssemblerMetrics,
+    acks: &mut Vec<rdkafka::producer::DeliveryFuture>,
+) -> anyhow::Result<()> {
+    for call in asm.tick(now_ms()) {
+        m.calls_closed.with_label_values(&[&call.disposition]).inc();
+        let payload = codec.encode(&call).context("encoding assembled call")?;
+        let key = affinity_key(&call.dialed);
+        acks.push(
+            runtime::send(producer, topics::CALLS_ASSEMBLED, key.as_bytes(), &payload).await?,
+        );
+    }
     Ok(())
 }
 
