@@ -8,6 +8,14 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 ALL=(assembler enricher rater detector kpi sink)
 svcs=("$@"); [ ${#svcs[@]} -eq 0 ] && svcs=("${ALL[@]}")
+# The decks the rater is about to load go to ClickHouse first (rate_decks,
+# rate_deck_rows), so finance can join every rated CDR to the row that
+# priced it. Re-publishing is idempotent (ReplacingMergeTree).
+for s in "${svcs[@]}"; do
+  if [ "$s" = rater ] && [ -f "$CDR_REPO/deploy/local/config/rater.toml" ]; then
+    (cd "$CDR_REPO" && "$CDR_BIN_DIR/cdrctl" deck publish --rater-config deploy/local/config/rater.toml 2>&1 | tail -1)
+  fi
+done
 for s in "${svcs[@]}"; do
   idx=0; for i in "${!ALL[@]}"; do [ "${ALL[$i]}" = "$s" ] && idx=$i; done
   pidf="$CDR_STATE_DIR/pids/svc-$s.pid"

@@ -27,6 +27,26 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "kpi_minute",
         include_str!("../../../schemas/clickhouse/004_kpi_minute.sql"),
     ),
+    (
+        5,
+        "rate_decks",
+        include_str!("../../../schemas/clickhouse/005_rate_decks.sql"),
+    ),
+    (
+        6,
+        "kpi_rollups",
+        include_str!("../../../schemas/clickhouse/006_kpi_rollups.sql"),
+    ),
+    (
+        7,
+        "account_plan_changes",
+        include_str!("../../../schemas/clickhouse/007_account_plan_changes.sql"),
+    ),
+    (
+        8,
+        "detection",
+        include_str!("../../../schemas/clickhouse/008_detection.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping

@@ -281,6 +281,52 @@ impl KpiMinuteRow {
     }
 }
 
+/// `cdr.rate_decks`: one row per imported deck version and scope.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct RateDeckRow {
+    pub deck_id: String,
+    pub deck_version: i64,
+    pub scope: String,
+    pub format: String,
+    pub source_file: String,
+    /// Milliseconds since the epoch (`DateTime64(3)`).
+    pub effective_from: i64,
+    pub effective_to: Option<i64>,
+    pub rows: u64,
+    pub rejected_rows: u64,
+    pub content_sha256: String,
+    pub published_at: i64,
+}
+
+/// `cdr.rate_deck_rows`: one row per deck line.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct RateDeckLineRow {
+    pub deck_id: String,
+    pub deck_version: i64,
+    pub scope: String,
+    pub prefix: String,
+    pub destination: String,
+    pub rate_per_min: i128,
+    pub rate_intrastate: Option<i128>,
+    pub increment: String,
+    pub connection_fee: i128,
+    pub min_billed_seconds: u32,
+    pub short_surcharge: i128,
+    pub short_threshold_s: u32,
+    pub row_effective_from: Option<i64>,
+    pub row_effective_to: Option<i64>,
+    pub trunk: Option<u32>,
+    pub trunk_plan: Option<String>,
+    pub obr_tier: Option<String>,
+    pub source_line: u64,
+    pub published_at: i64,
+}
+
+/// Exact `Decimal` -> Decimal(38, 18) scaled integer.
+pub fn decimal18(field: &'static str, d: Decimal) -> Result<i128, BadDecimal> {
+    dec18(field, &d.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,16 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Progress => "progress",
+            Self::Answer => "answer",
+            Self::Hangup => "hangup",
+            Self::Cdr => "cdr",
+        }
+    }
+
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "setup" => Self::Setup,

@@ -538,6 +538,19 @@ impl DeckSet {
         })
     }
 
+    /// Every version of every scope (A–Z, then US48, then trunks by number),
+    /// oldest first within a scope: what `cdrctl deck publish` writes out.
+    pub fn all_versions(&self) -> Vec<&DeckVersion> {
+        let mut trunks: Vec<_> = self.trunks.iter().collect();
+        trunks.sort_by_key(|(t, _)| **t);
+        self.az
+            .iter()
+            .chain(self.us48.iter())
+            .chain(trunks.into_iter().map(|(_, v)| v))
+            .flat_map(|v| v.iter())
+            .collect()
+    }
+
     /// Total rows across all versions (for metrics).
     pub fn total_rows(&self) -> usize {
         self.az

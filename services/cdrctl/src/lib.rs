@@ -2,6 +2,7 @@
 //! function here (the binary only parses arguments), so the end-to-end tests
 //! call the same code the operator runs.
 
+pub mod deck;
 pub mod rate;
 pub mod report;
 pub mod simulate;

@@ -89,16 +89,34 @@ enum Cmd {
         #[arg(long, default_value = "schemas/avro")]
         dir: PathBuf,
     },
-    /// Rate calls offline (JSON lines of enriched or assembled calls, `-` for
-    /// stdin) with the rater's decks; prints rated CDRs as JSON lines.
+    /// Rate calls offline (JSON lines: switch `cdr` events, enriched or
+    /// assembled calls; `-` for stdin) with the rater's library and decks;
+    /// prints rated CDRs as JSON lines, progress on stderr.
     Rate {
-        /// Rater configuration naming the decks and tables (e.g.
-        /// deploy/local/config/rater.toml); relative paths resolve against
-        /// the current directory.
-        #[arg(long)]
-        decks_config: PathBuf,
+        /// Deck directory holding `decks.toml` (e.g. deploy/local/data).
+        #[arg(long, required_unless_present = "decks_config")]
+        decks: Option<PathBuf>,
+        /// Accounts file (required with --decks).
+        #[arg(long, requires = "decks")]
+        accounts: Option<PathBuf>,
+        /// NPA-NXX -> state table (US48 jurisdiction).
+        #[arg(long, requires = "decks")]
+        numbering: Option<PathBuf>,
+        /// UK origin surcharge table.
+        #[arg(long, requires = "decks")]
+        surcharges: Option<PathBuf>,
+        /// Or: a whole rater configuration file (e.g.
+        /// deploy/local/config/rater.toml), paths relative to the current
+        /// directory.
+        #[arg(long, conflicts_with = "decks")]
+        decks_config: Option<PathBuf>,
         /// Calls, one JSON object per line.
         calls: PathBuf,
+    },
+    /// Rate deck operations.
+    Deck {
+        #[command(subcommand)]
+        cmd: DeckCmd,
     },
     /// Raw broker produce/consume rate, for comparison with the pipeline.
     BenchBroker {
@@ -107,6 +125,43 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         size: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum DeckCmd {
+    /// Rows added, removed, increased and decreased between two deck files;
+    /// increases with less than the notice period are flagged. Exits 3 when
+    /// any increase is short-notice.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// az | us48 | per_trunk | breakout
+        #[arg(long, default_value = "az")]
+        kind: String,
+        /// standard | premium | pstn | retail (affects nothing in the
+        /// comparison; kept for symmetry with the rater's config)
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long, default_value_t = 7)]
+        notice_days: i64,
+        /// When the new deck is announced (RFC 3339); default now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Print the diff as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every deck version and row the rater loads into ClickHouse
+    /// (`rate_decks`, `rate_deck_rows`).
+    Publish {
+        #[arg(long, default_value = "deploy/local/config/rater.toml")]
+        rater_config: PathBuf,
+    },
+}
+
+fn enum_arg<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> anyhow::Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| anyhow::anyhow!("unknown {what} `{s}`"))
 }
 
 #[tokio::main]
@@ -211,11 +266,31 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Rate {
+            decks,
+            accounts,
+            numbering,
+            surcharges,
             decks_config,
             calls,
         } => {
             let base = std::env::current_dir().context("working directory")?;
-            let (tables, summary) = rater::load_from_config_file(&decks_config, &base)?;
+            let (tables, summary) = match decks_config {
+                Some(cfg) => rater::load_from_config_file(&cfg, &base)?,
+                None => {
+                    let cfg = rater::RatingConfig {
+                        decks_dir: decks,
+                        accounts: Some(accounts.context("--accounts is required with --decks")?),
+                        npanxx_states: Some(
+                            numbering.context("--numbering is required with --decks")?,
+                        ),
+                        uk_surcharges: Some(
+                            surcharges.context("--surcharges is required with --decks")?,
+                        ),
+                        ..Default::default()
+                    };
+                    rater::load(&cfg, &base)?
+                }
+            };
             for r in &summary.rejected {
                 eprintln!("row rejected: {r}");
             }
@@ -238,6 +313,49 @@ async fn main() -> anyhow::Result<()> {
                 )?
             };
             eprintln!("{rated} rated, {unrated} unrated");
+        }
+        Cmd::Deck {
+            cmd:
+                DeckCmd::Diff {
+                    old,
+                    new,
+                    kind,
+                    plan,
+                    notice_days,
+                    now,
+                    json,
+                },
+        } => {
+            let format: rater::DeckFormat = enum_arg("deck kind", &kind)?;
+            let plan: Option<rater::tables::PlanName> =
+                plan.map(|p| enum_arg("plan", &p)).transpose()?;
+            let now = match now {
+                Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+                    .with_context(|| format!("--now `{s}` is not RFC 3339"))?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            let (d, rejected) =
+                cdrctl::deck::diff_files(&old, &new, format, plan, notice_days, now)?;
+            for r in &rejected {
+                eprintln!("row rejected: {r}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                print!("{}", cdrctl::deck::render_diff(&d, notice_days));
+            }
+            if d.short_notice().count() > 0 {
+                std::process::exit(3);
+            }
+        }
+        Cmd::Deck {
+            cmd: DeckCmd::Publish { rater_config },
+        } => {
+            let base = std::env::current_dir().context("working directory")?;
+            let (versions, rows) =
+                cdrctl::deck::publish(&ch.client(), &rater_config, &base).await?;
+            println!("published {versions} deck versions, {rows} rows to ClickHouse");
         }
         Cmd::BenchBroker { messages, size } => {
             let (p, c) = cdrctl::bench_broker(&kafka, messages, size).await?;

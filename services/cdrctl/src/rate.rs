@@ -2,7 +2,9 @@
 //! same decks and the same pure function (`rater::rate_call`) as the rater
 //! service, for re-rating disputes and checking a new deck before it ships.
 //!
-//! Input: one call per line, either an enriched call (`{"call": {...},
+//! Input: one call per line: a switch `cdr` event (the one-record form of
+//! the switch contract, `schemas/examples/cdr.json`; it is validated and
+//! built into a call exactly as the assembler does), an enriched call (`{"call": {...},
 //! "enrichment": {...}}`, the `calls.enriched` record as JSON) or a bare
 //! assembled call (the `calls.assembled` record; it is rated with an empty
 //! enrichment, so the caller id falls back to a simple E.164 check and no
@@ -13,9 +15,75 @@ use std::io::{BufRead, Write};
 
 use anyhow::Context;
 use cdr_model::call::{AssembledCall, EnrichedCall, Enrichment};
+use cdr_model::event::{EventKind, SwitchEvent};
+
+/// Progress on stderr: a line rewritten in place at most every 250 ms when
+/// stderr is a terminal, one line per million calls otherwise (so logs of a
+/// batch job still show it moving).
+struct Progress {
+    tty: bool,
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        let now = std::time::Instant::now();
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            started: now,
+            last: now,
+        }
+    }
+
+    fn tick(&mut self, n: usize, done: bool) {
+        let due = if self.tty {
+            self.last.elapsed() >= std::time::Duration::from_millis(250)
+        } else {
+            n % 1_000_000 == 0
+        };
+        if !(due || done && self.tty) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let line = format!("rated {n} calls ({:.0} calls/s)", n as f64 / secs);
+        if self.tty {
+            eprint!("\r{line}{}", if done { "\n" } else { "" });
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
 
 /// Parses one input line.
 pub fn parse_call(line: &str) -> anyhow::Result<EnrichedCall> {
+    let is_event = serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .is_some_and(|v| v.get("type").is_some());
+    if is_event {
+        let ev = SwitchEvent::from_json(line.as_bytes(), 5_000).map_err(|e| {
+            anyhow::anyhow!(
+                "switch event rejected: {e} (field `{}`)",
+                e.field().unwrap_or("-")
+            )
+        })?;
+        anyhow::ensure!(
+            ev.kind == EventKind::Cdr,
+            "switch event of type `{}`: only complete `cdr` events can be rated offline",
+            ev.kind.as_str()
+        );
+        let id = cdr_model::ids::cdr_id(&ev.switch_id, &ev.call_id);
+        // The event's own time stands in for the assembly time so the output
+        // is the same on every run.
+        let at = ev.ts_ms;
+        let call = assembler::core::build_call(&id, std::slice::from_ref(&ev), false, at);
+        return Ok(EnrichedCall {
+            call,
+            enrichment: Enrichment::default(),
+        });
+    }
     match serde_json::from_str::<EnrichedCall>(line) {
         Ok(c) => Ok(c),
         Err(enriched_err) => match serde_json::from_str::<AssembledCall>(line) {
@@ -39,6 +107,7 @@ pub fn rate_lines(
     mut out: impl Write,
 ) -> anyhow::Result<(usize, usize)> {
     let (mut rated, mut unrated) = (0, 0);
+    let mut progress = Progress::new();
     for (i, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("reading {name}"))?;
         let l = line.trim();
@@ -54,8 +123,10 @@ pub fn rate_lines(
         }
         serde_json::to_writer(&mut out, &cdr)?;
         out.write_all(b"\n")?;
+        progress.tick(rated + unrated, false);
     }
     out.flush()?;
+    progress.tick(rated + unrated, true);
     Ok((rated, unrated))
 }
 
@@ -105,5 +176,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("bad.jsonl:1"), "{err:#}");
+    }
+
+    #[test]
+    fn rates_switch_cdr_events_like_the_assembler_builds_them() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let (t, _) =
+            rater::load_from_config_file(&repo.join("deploy/local/config/rater.toml"), &repo)
+                .unwrap();
+        let ev = std::fs::read_to_string(repo.join("schemas/examples/cdr.json")).unwrap();
+        let c = parse_call(ev.trim()).unwrap();
+        assert_eq!(c.call.call_id, "88911");
+        assert_eq!(c.call.cdr_id, cdr_model::ids::cdr_id("sw-lon-2", "88911"));
+        // 10:03:11 -> 10:05:40 answered: 149 s.
+        assert_eq!(c.call.billable_seconds, 149);
+        assert_eq!(c.call.disposition, "answered");
+        let mut out = Vec::new();
+        rate_lines(format!("{}\n", ev.trim()).as_bytes(), "x", &t.context(), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["call"]["call_id"], "88911");
+        // A setup event alone is refused with a reason, not rated.
+        let setup = std::fs::read_to_string(repo.join("schemas/examples/setup.json")).unwrap();
+        let e = format!("{:#}", parse_call(setup.trim()).unwrap_err());
+        assert!(e.contains("only complete `cdr` events"), "{e}");
+        let bad = r#"{"type":"cdr","event_id":"e","call_id":"c","switch_id":"s","ts":"2026-11-21T10:00:00Z"}"#;
+        let e = format!("{:#}", parse_call(bad).unwrap_err());
+        assert!(e.contains("field `"), "{e}");
     }
 }

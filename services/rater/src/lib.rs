@@ -44,6 +44,9 @@ pub struct Config {
     /// Rate decks, loaded in this order (see [`tables`] for the fields).
     #[serde(default)]
     pub decks: Vec<DeckFileConfig>,
+    /// Deck directory with a `decks.toml` manifest (see [`tables::MANIFEST`]).
+    #[serde(default)]
+    pub decks_dir: Option<std::path::PathBuf>,
     /// Accounts file (`id;kind;default_plan;allow_uk_surcharge;default_max_rate[;plan_override]`).
     #[serde(default)]
     pub accounts: Option<std::path::PathBuf>,
@@ -82,6 +85,7 @@ impl Config {
     pub fn rating(&self) -> RatingConfig {
         RatingConfig {
             decks: self.decks.clone(),
+            decks_dir: self.decks_dir.clone(),
             accounts: self.accounts.clone(),
             npanxx_states: self.npanxx_states.clone(),
             uk_surcharges: self.uk_surcharges.clone(),

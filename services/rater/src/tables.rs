@@ -137,6 +137,11 @@ pub struct DeckFileConfig {
 pub struct RatingConfig {
     #[serde(default)]
     pub decks: Vec<DeckFileConfig>,
+    /// A deck directory holding a `decks.toml` manifest (`[[decks]]` entries
+    /// whose paths are relative to the directory); its decks are loaded
+    /// after the inline `decks`.
+    #[serde(default)]
+    pub decks_dir: Option<PathBuf>,
     #[serde(default)]
     pub accounts: Option<PathBuf>,
     #[serde(default)]
@@ -145,6 +150,16 @@ pub struct RatingConfig {
     pub uk_surcharges: Option<PathBuf>,
     #[serde(default)]
     pub eea_countries: Option<PathBuf>,
+}
+
+/// File name of the manifest inside a deck directory.
+pub const MANIFEST: &str = "decks.toml";
+
+/// `decks.toml` in a deck directory.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeckManifest {
+    pub decks: Vec<DeckFileConfig>,
 }
 
 /// A version start or end.
@@ -197,12 +212,36 @@ impl RatingConfig {
     /// True when decks are configured (otherwise the rater runs in its
     /// pass-through mode, marking every call `no_rate_deck_loaded`).
     pub fn enabled(&self) -> bool {
-        !self.decks.is_empty()
+        !self.decks.is_empty() || self.decks_dir.is_some()
+    }
+
+    /// Folds the `decks_dir` manifest into `decks` (paths made relative to
+    /// `base` through the directory), so the rest of loading sees one list.
+    pub fn resolve(&self, base: &Path) -> anyhow::Result<RatingConfig> {
+        let mut out = self.clone();
+        if let Some(dir) = out.decks_dir.take() {
+            let full = if dir.is_absolute() { dir.clone() } else { base.join(&dir) };
+            let manifest = full.join(MANIFEST);
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("reading deck manifest {}", manifest.display()))?;
+            let m: DeckManifest = toml::from_str(&text)
+                .with_context(|| format!("parsing deck manifest {}", manifest.display()))?;
+            anyhow::ensure!(
+                !m.decks.is_empty(),
+                "deck manifest {} lists no [[decks]]",
+                manifest.display()
+            );
+            for mut d in m.decks {
+                d.path = dir.join(&d.path);
+                out.decks.push(d);
+            }
+        }
+        Ok(out)
     }
 
     /// Checks the configuration without touching the files.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.decks.is_empty() {
+        if !self.enabled() {
             anyhow::ensure!(
                 self.accounts.is_none()
                     && self.npanxx_states.is_none()
@@ -324,6 +363,7 @@ fn read(base: &Path, p: &Path, what: &str) -> anyhow::Result<(String, String)> {
 /// is an error; bad rows of lenient decks and of the accounts file are
 /// returned in the summary.
 pub fn load(cfg: &RatingConfig, base: &Path) -> anyhow::Result<(RatingTables, LoadSummary)> {
+    let cfg = &cfg.resolve(base)?;
     cfg.validate()?;
     let mut t = RatingTables::default();
     let mut sum = LoadSummary::default();
@@ -529,6 +569,7 @@ mod tests {
     fn cfg(decks: Vec<DeckFileConfig>) -> RatingConfig {
         RatingConfig {
             decks,
+            decks_dir: None,
             accounts: Some(tmp("acc.txt", "a1;wholesale;standard;no;\n")),
             npanxx_states: Some(tmp("np.txt", "212555;NY\n")),
             uk_surcharges: Some(tmp("uk.txt", "XX;fixed;0.1\n")),
@@ -631,6 +672,29 @@ mod tests {
     }
 
     #[test]
+    fn deck_directory_manifest_is_loaded_relative_to_the_directory() {
+        let dir = std::env::temp_dir().join(format!("rater-decks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("std.txt"), "44;UK;0.01;1;1\n").unwrap();
+        std::fs::write(
+            dir.join(MANIFEST),
+            "[[decks]]\npath = \"std.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"d1\"\neffective_from = \"2026-01-01\"\n",
+        )
+        .unwrap();
+        let mut c = cfg(vec![]);
+        c.decks_dir = Some(dir.clone());
+        assert!(c.enabled());
+        c.validate().unwrap();
+        let (t, sum) = load(&c, Path::new("/")).unwrap();
+        assert_eq!(sum.decks.len(), 1);
+        assert_eq!(sum.decks[0].deck_id, "d1");
+        assert_eq!(t.decks.total_rows(), 1);
+        // A manifest with an unknown key is refused, not half-read.
+        std::fs::write(dir.join(MANIFEST), "[[decks]]\npath = \"std.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"d1\"\neffective_from = \"2026-01-01\"\ncolour = 1\n").unwrap();
+        assert!(format!("{:#}", load(&c, Path::new("/")).unwrap_err()).contains("colour"));
+    }
+
+    #[test]
     fn missing_file_is_an_error_and_bad_rows_are_reported() {
         let e = load(
             &cfg(vec![deck(
@@ -690,7 +754,7 @@ mod tests {
         let text = std::fs::read_to_string(repo.join("deploy/local/config/rater.toml")).unwrap();
         let c: crate::Config = toml::from_str(&text).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.decks.len(), 7);
+        assert_eq!(c.rating().resolve(&repo).unwrap().decks.len(), 7);
         let bad = format!("{text}\nbogus = 1\n");
         assert!(toml::from_str::<crate::Config>(&bad).is_err());
     }

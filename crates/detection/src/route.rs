@@ -1,0 +1,879 @@
+//! Per-route FAS patterns over a sliding event-time window, the route pull
+//! decision and the credits for the suspect calls on a pulled route.
+//!
+//! A route is `trunk × breakout`: the same trunk can be honest on one
+//! destination and fake answers on another, and the honest trunks on the
+//! same breakout (its *peers*) are the best baseline there is, because they
+//! see the same callees, the same mobile networks and the same time of day.
+//!
+//! This module owns [`RouteMonitor`] (all route state), [`RouteConfig`],
+//! [`RouteAlert`] and [`Credit`].
+//!
+//! # Windows
+//! Event time is [`crate::event_ts_ms`]. Time is cut into epoch-aligned
+//! slices of `slide_ms`; the window of a call is the `window_ms /
+//! slide_ms` slices ending with the call's own slice. Aligned slices make
+//! `window_start_ms` (and so the alert id) depend only on the input, not on
+//! where a replay starts or on the processing clock. The window is
+//! re-evaluated on every call, so a route is pulled as soon as its window
+//! holds enough evidence, not at the end of the window.
+//!
+//! # Patterns (any `min_patterns` of them pull the route)
+//! Figures are over answered calls of the window unless said otherwise.
+//! The *baseline* is the route's peers in the same slices (other trunks on
+//! the breakout, pooled) when they have `min_peer_answered` answered calls,
+//! else the median of the route's own last clean aligned windows (at least
+//! `min_history_windows`), else none. A window is *clean* for history when
+//! none of the absolute FAS markers hold (CV above `uniform_acd_cv_max`,
+//! instant and silence rates below `rate_min`), so a route that was
+//! faking answers all along does not become its own excuse.
+//! - `uniform_acd`: coefficient of variation of answered durations
+//!   `<= uniform_acd_cv_max` and, with a baseline CV, `<=
+//!   uniform_acd_baseline_ratio × baseline CV`. Real conversations are
+//!   roughly exponential (CV ≈ 1); a switch that bills a fixed dead-air
+//!   length or hangs up on a timer produces near-constant durations.
+//! - `instant_answer_rate`: share of calls with the `instant_answer` signal
+//!   `>= rate_min` and `>= rate_baseline_multiple × baseline`, or `>=
+//!   rate_no_baseline_min` without baseline.
+//! - `silence_rate`: same rule on the share of calls with `media_silence` or
+//!   `no_far_end_media`, over the calls that have media stats (needs
+//!   `min_answered` of them).
+//! - `high_asr_low_acd`: ASR `>= asr_high_min` and `>= baseline ASR +
+//!   asr_baseline_margin`, and ACD `<= acd_baseline_ratio × baseline ACD`;
+//!   without baseline ASR `>= asr_high_no_baseline` and ACD `<=
+//!   acd_low_no_baseline_s`. Answering everything and then billing a few
+//!   seconds of nothing is the economic shape of FAS; honest short-call
+//!   (dialer) traffic has low ASR instead.
+//!
+//! # Pull and credits
+//! When a route first meets the rule, [`RouteMonitor::observe`] returns one
+//! [`RouteAlert`] (action `pull`) whose `credited` list holds a [`Credit`]
+//! for every call in that window whose *own* verdict was suspect. The route
+//! then stays pulled, and never alerts again, until
+//! [`RouteMonitor::restore`]. Every later suspect call seen on a pulled
+//! route (same window or any later one) is credited too, but has no new
+//! alert to travel with: those credits queue in the monitor and are handed
+//! out by [`RouteMonitor::take_credits`], carrying the `alert_id` of the
+//! pull that justifies them. The caller drains after each `observe`, so the
+//! queue holds at most the credits of one call. Calls that were not suspect
+//! on their own are never credited, whatever the route did; a credit is
+//! exactly the negated rated amount and only calls with a positive amount
+//! get one.
+//!
+//! Credit ids depend only on the `cdr_id`, so a CDR is credited at most once
+//! downstream even if it is redelivered; the monitor also drops duplicate
+//! suspect `cdr_id`s it still holds in its retained slices.
+//!
+//! # Memory
+//! Slices older than the window plus `allowed_lateness_ms` behind the
+//! event-time watermark (the newest slice seen) are dropped; calls that old
+//! no longer count in any window (they are still credited on a pulled
+//! route). A route with no retained slice, no pull and no traffic for
+//! `idle_route_ms` is forgotten with its history. A far-future timestamp
+//! moves the watermark and flushes the windows, so the caller should drop
+//! CDRs with implausible clocks before they get here.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::stable_id;
+use crate::signals::{has_media_stats, CallFacts, CallVerdict, FasSignal};
+use crate::{check_range, event_ts_ms, invalid, ConfigError};
+
+/// Reason string of every FAS credit.
+pub const CREDIT_REASON: &str = "fas_credit";
+/// Action of every route alert.
+pub const ACTION_PULL: &str = "pull";
+
+/// Pattern names as they appear in [`RouteAlert::patterns`].
+pub const PATTERN_UNIFORM_ACD: &str = "uniform_acd";
+pub const PATTERN_INSTANT_ANSWER_RATE: &str = "instant_answer_rate";
+pub const PATTERN_SILENCE_RATE: &str = "silence_rate";
+pub const PATTERN_HIGH_ASR_LOW_ACD: &str = "high_asr_low_acd";
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Window length (ms). Must be a multiple of `slide_ms`.
+    pub window_ms: i64,
+    /// Slice length (ms): the window slides in these steps.
+    pub slide_ms: i64,
+    /// How far behind the watermark a call may arrive and still count.
+    pub allowed_lateness_ms: i64,
+    /// Forget a route (and its history) after this long without traffic.
+    pub idle_route_ms: i64,
+    /// Answered calls the route needs in the window before any pattern is
+    /// judged (30 is where a CV or a rate stops being anecdote).
+    pub min_answered: u64,
+    /// Answered calls the pooled peers need to serve as baseline.
+    pub min_peer_answered: u64,
+    /// Clean aligned windows of own history kept per route.
+    pub history_windows: usize,
+    /// Clean windows needed before history serves as baseline.
+    pub min_history_windows: usize,
+    pub uniform_acd_cv_max: f64,
+    pub uniform_acd_baseline_ratio: f64,
+    pub rate_min: f64,
+    pub rate_baseline_multiple: f64,
+    pub rate_no_baseline_min: f64,
+    pub asr_high_min: f64,
+    pub asr_baseline_margin: f64,
+    pub acd_baseline_ratio: f64,
+    pub asr_high_no_baseline: f64,
+    pub acd_low_no_baseline_s: f64,
+    /// Patterns that must hold together to pull the route.
+    pub min_patterns: usize,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        Self {
+            window_ms: 15 * 60_000,
+            slide_ms: 60_000,
+            allowed_lateness_ms: 5 * 60_000,
+            idle_route_ms: 6 * 3_600_000,
+            min_answered: 30,
+            min_peer_answered: 30,
+            history_windows: 8,
+            min_history_windows: 2,
+            uniform_acd_cv_max: 0.15,
+            uniform_acd_baseline_ratio: 0.5,
+            rate_min: 0.5,
+            rate_baseline_multiple: 3.0,
+            rate_no_baseline_min: 0.7,
+            asr_high_min: 0.7,
+            asr_baseline_margin: 0.25,
+            acd_baseline_ratio: 0.5,
+            asr_high_no_baseline: 0.9,
+            acd_low_no_baseline_s: 20.0,
+            min_patterns: 1,
+        }
+    }
+}
+
+/// Slices per window are capped so one `observe` stays cheap.
+const MAX_SLICES_PER_WINDOW: i64 = 1440;
+
+impl RouteConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.slide_ms <= 0 {
+            return Err(invalid("slide_ms", "must be > 0"));
+        }
+        if self.window_ms <= 0 || self.window_ms % self.slide_ms != 0 {
+            return Err(invalid("window_ms", "must be a positive multiple of slide_ms"));
+        }
+        if self.window_ms / self.slide_ms > MAX_SLICES_PER_WINDOW {
+            return Err(invalid(
+                "window_ms",
+                format!("at most {MAX_SLICES_PER_WINDOW} slices per window"),
+            ));
+        }
+        if self.allowed_lateness_ms < 0 {
+            return Err(invalid("allowed_lateness_ms", "must be >= 0"));
+        }
+        if self.idle_route_ms < self.window_ms.saturating_add(self.allowed_lateness_ms) {
+            return Err(invalid(
+                "idle_route_ms",
+                "must be >= window_ms + allowed_lateness_ms",
+            ));
+        }
+        if self.min_answered < 2 {
+            return Err(invalid("min_answered", "must be >= 2 (a CV needs two calls)"));
+        }
+        if self.min_peer_answered < 1 {
+            return Err(invalid("min_peer_answered", "must be >= 1"));
+        }
+        if self.min_history_windows < 1 {
+            return Err(invalid("min_history_windows", "must be >= 1"));
+        }
+        if self.history_windows < self.min_history_windows {
+            return Err(invalid("history_windows", "must be >= min_history_windows"));
+        }
+        check_range("uniform_acd_cv_max", self.uniform_acd_cv_max, 0.0, f64::MAX)?;
+        check_range(
+            "uniform_acd_baseline_ratio",
+            self.uniform_acd_baseline_ratio,
+            0.0,
+            1.0,
+        )?;
+        check_range("rate_min", self.rate_min, 0.0, 1.0)?;
+        check_range(
+            "rate_baseline_multiple",
+            self.rate_baseline_multiple,
+            1.0,
+            f64::MAX,
+        )?;
+        check_range("rate_no_baseline_min", self.rate_no_baseline_min, 0.0, 1.0)?;
+        check_range("asr_high_min", self.asr_high_min, 0.0, 1.0)?;
+        check_range("asr_baseline_margin", self.asr_baseline_margin, 0.0, 1.0)?;
+        check_range("acd_baseline_ratio", self.acd_baseline_ratio, 0.0, 1.0)?;
+        check_range("asr_high_no_baseline", self.asr_high_no_baseline, 0.0, 1.0)?;
+        check_range(
+            "acd_low_no_baseline_s",
+            self.acd_low_no_baseline_s,
+            0.0,
+            f64::MAX,
+        )?;
+        if !(1..=4).contains(&self.min_patterns) {
+            return Err(invalid("min_patterns", "must be within 1..=4"));
+        }
+        Ok(())
+    }
+
+    fn slices_per_window(&self) -> i64 {
+        self.window_ms / self.slide_ms
+    }
+
+    fn lateness_slices(&self) -> i64 {
+        // Round up: a partial slice of lateness still needs the whole slice.
+        (self.allowed_lateness_ms + self.slide_ms - 1) / self.slide_ms
+    }
+}
+
+/// A money adjustment for one suspect call on a pulled route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credit {
+    /// `stable_id(cdr_id, "fas_credit")`: one credit per CDR, ever.
+    pub adjustment_id: String,
+    pub cdr_id: String,
+    pub account_id: String,
+    /// Negative: minus the rated amount of the call.
+    pub amount: Decimal,
+    /// Always [`CREDIT_REASON`].
+    pub reason: String,
+    /// The pull alert that justifies the credit.
+    pub alert_id: String,
+}
+
+/// A route crossed the FAS rule: pull it and credit its suspect calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteAlert {
+    /// `stable_id("fas_route_alert", trunk, breakout, window_start_ms)`.
+    pub alert_id: String,
+    pub trunk_id: String,
+    pub breakout: String,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    /// Pattern names (`uniform_acd`, …) in a fixed order.
+    pub patterns: Vec<String>,
+    pub evidence: BTreeMap<String, f64>,
+    /// Always [`ACTION_PULL`].
+    pub action: String,
+    pub credited: Vec<Credit>,
+}
+
+/// Gauges for the detector's metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteMonitorStats {
+    pub breakouts: usize,
+    pub routes: usize,
+    pub pulled: usize,
+    pub retained_slices: usize,
+    /// Calls too late to count in any window (cumulative).
+    pub late_calls: u64,
+    pub pending_credits: usize,
+}
+
+/// Additive per-slice counters. Durations are integer milliseconds in
+/// `i128`, so sums of squares are exact and peers can be computed as
+/// `breakout − route` without floating-point drift.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stats {
+    seizures: u64,
+    answered: u64,
+    dur_sum_ms: i128,
+    dur_sq_sum_ms: i128,
+    instant: u64,
+    media_known: u64,
+    silent: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.seizures += o.seizures;
+        self.answered += o.answered;
+        self.dur_sum_ms += o.dur_sum_ms;
+        self.dur_sq_sum_ms += o.dur_sq_sum_ms;
+        self.instant += o.instant;
+        self.media_known += o.media_known;
+        self.silent += o.silent;
+    }
+
+    fn minus(&self, o: &Stats) -> Stats {
+        Stats {
+            seizures: self.seizures.saturating_sub(o.seizures),
+            answered: self.answered.saturating_sub(o.answered),
+            dur_sum_ms: (self.dur_sum_ms - o.dur_sum_ms).max(0),
+            dur_sq_sum_ms: (self.dur_sq_sum_ms - o.dur_sq_sum_ms).max(0),
+            instant: self.instant.saturating_sub(o.instant),
+            media_known: self.media_known.saturating_sub(o.media_known),
+            silent: self.silent.saturating_sub(o.silent),
+        }
+    }
+
+    fn of_call(facts: &CallFacts, verdict: &CallVerdict) -> Stats {
+        let mut s = Stats {
+            seizures: 1,
+            ..Stats::default()
+        };
+        if facts.answered {
+            let d = i128::from(facts.duration_ms.max(0));
+            s.answered = 1;
+            s.dur_sum_ms = d;
+            s.dur_sq_sum_ms = d * d;
+            s.instant = u64::from(verdict.has(FasSignal::InstantAnswer));
+            s.media_known = u64::from(has_media_stats(facts));
+            s.silent = u64::from(s.media_known == 1 && verdict.signals.iter().any(|x| x.is_silence()));
+        }
+        s
+    }
+
+    fn asr(&self) -> Option<f64> {
+        (self.seizures > 0).then(|| self.answered as f64 / self.seizures as f64)
+    }
+
+    fn acd_s(&self) -> Option<f64> {
+        (self.answered > 0).then(|| self.dur_sum_ms as f64 / self.answered as f64 / 1000.0)
+    }
+
+    /// Population CV = sqrt(n·Σx² − (Σx)²) / Σx, exact up to the final
+    /// conversion. None when every duration is zero.
+    fn cv(&self) -> Option<f64> {
+        if self.answered < 2 || self.dur_sum_ms <= 0 {
+            return None;
+        }
+        let n = i128::from(self.answered);
+        let num = (n * self.dur_sq_sum_ms - self.dur_sum_ms * self.dur_sum_ms).max(0);
+        Some((num as f64).sqrt() / self.dur_sum_ms as f64)
+    }
+
+    fn instant_rate(&self) -> Option<f64> {
+        (self.answered > 0).then(|| self.instant as f64 / self.answered as f64)
+    }
+
+    fn silence_rate(&self) -> Option<f64> {
+        (self.media_known > 0).then(|| self.silent as f64 / self.media_known as f64)
+    }
+}
+
+/// A suspect call held for a possible credit.
+#[derive(Debug, Clone)]
+struct SuspectCall {
+    cdr_id: String,
+    account_id: String,
+    amount: Decimal,
+    credited: bool,
+}
+
+#[derive(Debug, Default)]
+struct Slice {
+    stats: Stats,
+    suspects: Vec<SuspectCall>,
+}
+
+/// Figures of one closed, clean aligned window of a route.
+#[derive(Debug, Clone, Copy)]
+struct WindowSummary {
+    asr: f64,
+    acd_s: f64,
+    cv: Option<f64>,
+    instant_rate: f64,
+    silence_rate: Option<f64>,
+}
+
+#[derive(Debug)]
+struct RouteState {
+    slices: BTreeMap<i64, Slice>,
+    /// Suspect cdr_ids present in `slices` (duplicate delivery guard).
+    suspect_ids: HashSet<String>,
+    history: VecDeque<WindowSummary>,
+    /// First aligned window index not yet summarised into `history`.
+    next_hist_window: i64,
+    last_slice: i64,
+    /// Slices up to and including this one are ignored by evaluation:
+    /// set by `restore` so the evidence that pulled the route does not pull
+    /// it again at once.
+    restored_through: Option<i64>,
+    /// The alert id of the pull, while pulled.
+    pulled: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct BreakoutState {
+    slices: BTreeMap<i64, Stats>,
+    routes: BTreeMap<String, RouteState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum BaselineKind {
+    Peers,
+    History,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    kind: BaselineKind,
+    asr: Option<f64>,
+    acd_s: Option<f64>,
+    cv: Option<f64>,
+    instant_rate: Option<f64>,
+    silence_rate: Option<f64>,
+}
+
+/// Owned state of every route. Feed it every scored call in (roughly)
+/// event-time order.
+#[derive(Debug)]
+pub struct RouteMonitor {
+    cfg: RouteConfig,
+    breakouts: BTreeMap<String, BreakoutState>,
+    /// Newest slice index seen.
+    watermark: Option<i64>,
+    pending: Vec<Credit>,
+    late_calls: u64,
+}
+
+impl RouteMonitor {
+    pub fn new(cfg: RouteConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        Ok(Self {
+            cfg,
+            breakouts: BTreeMap::new(),
+            watermark: None,
+            pending: Vec::new(),
+            late_calls: 0,
+        })
+    }
+
+    pub fn config(&self) -> &RouteConfig {
+        &self.cfg
+    }
+
+    /// Folds one call in and returns the alert if this call made its route
+    /// cross the rule. Post-pull credits go to [`Self::take_credits`].
+    pub fn observe(&mut self, facts: &CallFacts, verdict: &CallVerdict) -> Vec<RouteAlert> {
+        let slide = self.cfg.slide_ms;
+        let idx = event_ts_ms(facts).div_euclid(slide);
+        if self.watermark.is_none_or(|w| idx > w) {
+            self.watermark = Some(idx);
+            self.sweep(idx);
+        }
+        let floor = self.retention_floor();
+        let late = idx < floor;
+        if late {
+            self.late_calls += 1;
+        }
+
+        let cfg = self.cfg;
+        let bo = self.breakouts.entry(facts.breakout.clone()).or_default();
+        if !bo.routes.contains_key(&facts.trunk_id) {
+            bo.routes.insert(
+                facts.trunk_id.clone(),
+                RouteState {
+                    slices: BTreeMap::new(),
+                    suspect_ids: HashSet::new(),
+                    history: VecDeque::new(),
+                    next_hist_window: idx.div_euclid(cfg.slices_per_window()),
+                    last_slice: idx,
+                    restored_through: None,
+                    pulled: None,
+                },
+            );
+        }
+        let route = bo.routes.get_mut(&facts.trunk_id).expect("inserted above");
+        route.last_slice = route.last_slice.max(idx);
+
+        let creditable = verdict.suspect && facts.answered && facts.amount > Decimal::ZERO;
+        let duplicate = creditable && route.suspect_ids.contains(&facts.cdr_id);
+
+        // A pulled route never alerts again; its suspect calls are credited
+        // one by one against the pull's alert.
+        if let Some(alert_id) = route.pulled.clone() {
+            if creditable && !duplicate {
+                self.pending.push(credit(&facts.cdr_id, &facts.account_id, facts.amount, &alert_id));
+            }
+            if !late && !duplicate {
+                let stats = Stats::of_call(facts, verdict);
+                bo.slices.entry(idx).or_default().add(&stats);
+                let slice = route.slices.entry(idx).or_default();
+                slice.stats.add(&stats);
+                if creditable {
+                    route.suspect_ids.insert(facts.cdr_id.clone());
+                    slice.suspects.push(SuspectCall {
+                        cdr_id: facts.cdr_id.clone(),
+                        account_id: facts.account_id.clone(),
+                        amount: facts.amount,
+                        credited: true,
+                    });
+                }
+            }
+            return Vec::new();
+        }
+        if late || duplicate {
+            return Vec::new();
+        }
+
+        let stats = Stats::of_call(facts, verdict);
+        bo.slices.entry(idx).or_default().add(&stats);
+        let slice = route.slices.entry(idx).or_default();
+        slice.stats.add(&stats);
+        if creditable {
+            route.suspect_ids.insert(facts.cdr_id.clone());
+            slice.suspects.push(SuspectCall {
+                cdr_id: facts.cdr_id.clone(),
+                account_id: facts.account_id.clone(),
+                amount: facts.amount,
+                credited: false,
+            });
+        }
+
+        // Window of this call, clipped to slices after a restore.
+        let k = cfg.slices_per_window();
+        let lo = (idx - k + 1).max(route.restored_through.map_or(i64::MIN, |r| r + 1));
+        let hi = idx;
+        let mut own = Stats::default();
+        for (_, s) in route.slices.range(lo..=hi) {
+            own.add(&s.stats);
+        }
+        if own.answered < cfg.min_answered {
+            return Vec::new();
+        }
+        let peers = if facts.breakout.is_empty() {
+            // An unknown breakout is not a destination: no peers.
+            None
+        } else {
+            let mut all = Stats::default();
+            for (_, s) in bo.slices.range(lo..=hi) {
+                all.add(s);
+            }
+            Some(all.minus(&own))
+        };
+        let baseline = choose_baseline(&cfg, peers.as_ref(), &route.history);
+        let patterns = judge(&cfg, &own, baseline.as_ref());
+        if patterns.len() < cfg.min_patterns {
+            return Vec::new();
+        }
+
+        let window_start_ms = lo * cfg.slide_ms;
+        let window_end_ms = (hi + 1) * cfg.slide_ms;
+        let lo_s = window_start_ms.to_string();
+        let alert_id = stable_id(&["fas_route_alert", &facts.trunk_id, &facts.breakout, &lo_s]);
+        let mut credited = Vec::new();
+        for (_, s) in route.slices.range_mut(lo..=hi) {
+            for c in s.suspects.iter_mut().filter(|c| !c.credited) {
+                c.credited = true;
+                credited.push(credit(&c.cdr_id, &c.account_id, c.amount, &alert_id));
+            }
+        }
+        route.pulled = Some(alert_id.clone());
+
+        let mut evidence = BTreeMap::new();
+        put_stats(&mut evidence, "", &own);
+        evidence.insert("suspect_calls".into(), credited.len() as f64);
+        let credited_total: Decimal = credited.iter().map(|c| c.amount).sum();
+        evidence.insert(
+            "credited_amount".into(),
+            credited_total.to_f64().unwrap_or(0.0),
+        );
+        if let Some(p) = peers.filter(|p| p.seizures > 0) {
+            put_stats(&mut evidence, "peer_", &p);
+        }
+        if let Some(h) = history_baseline(&cfg, &route.history).or_else(|| {
+            // Report the history even when it was not enough to be used.
+            (!route.history.is_empty()).then(|| median_summary(&route.history))
+        }) {
+            evidence.insert("history_windows".into(), route.history.len() as f64);
+            put_opt(&mut evidence, "history_asr", h.asr);
+            put_opt(&mut evidence, "history_acd_s", h.acd_s);
+            put_opt(&mut evidence, "history_acd_cv", h.cv);
+            put_opt(&mut evidence, "history_instant_answer_rate", h.instant_rate);
+            put_opt(&mut evidence, "history_silence_rate", h.silence_rate);
+        }
+        let (bp, bh) = match baseline.map(|b| b.kind) {
+            Some(BaselineKind::Peers) => (1.0, 0.0),
+            Some(BaselineKind::History) => (0.0, 1.0),
+            None => (0.0, 0.0),
+        };
+        evidence.insert("baseline_peers".into(), bp);
+        evidence.insert("baseline_history".into(), bh);
+
+        vec![RouteAlert {
+            alert_id,
+            trunk_id: facts.trunk_id.clone(),
+            breakout: facts.breakout.clone(),
+            window_start_ms,
+            window_end_ms,
+            patterns: patterns.into_iter().map(str::to_string).collect(),
+            evidence,
+            action: ACTION_PULL.to_string(),
+            credited,
+        }]
+    }
+
+    /// Credits for suspect calls on already-pulled routes since the last
+    /// call. Drain after every [`Self::observe`].
+    pub fn take_credits(&mut self) -> Vec<Credit> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Puts a pulled route back into service. The evidence already in its
+    /// window is set aside (the route starts a fresh window after the
+    /// current watermark) so it is not pulled again by the calls that
+    /// pulled it. Returns false when the route was not pulled.
+    pub fn restore(&mut self, trunk_id: &str, breakout: &str) -> bool {
+        let watermark = self.watermark;
+        let Some(route) = self
+            .breakouts
+            .get_mut(breakout)
+            .and_then(|b| b.routes.get_mut(trunk_id))
+        else {
+            return false;
+        };
+        if route.pulled.take().is_none() {
+            return false;
+        }
+        route.restored_through = watermark.map(|w| w.max(route.last_slice));
+        true
+    }
+
+    pub fn is_pulled(&self, trunk_id: &str, breakout: &str) -> bool {
+        self.breakouts
+            .get(breakout)
+            .and_then(|b| b.routes.get(trunk_id))
+            .is_some_and(|r| r.pulled.is_some())
+    }
+
+    /// `(trunk_id, breakout, alert_id)` of every pulled route.
+    pub fn pulled_routes(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (bname, b) in &self.breakouts {
+            for (tname, r) in &b.routes {
+                if let Some(a) = &r.pulled {
+                    out.push((tname.clone(), bname.clone(), a.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn stats(&self) -> RouteMonitorStats {
+        let mut s = RouteMonitorStats {
+            breakouts: self.breakouts.len(),
+            late_calls: self.late_calls,
+            pending_credits: self.pending.len(),
+            ..Default::default()
+        };
+        for b in self.breakouts.values() {
+            s.retained_slices += b.slices.len();
+            for r in b.routes.values() {
+                s.routes += 1;
+                s.pulled += usize::from(r.pulled.is_some());
+                s.retained_slices += r.slices.len();
+            }
+        }
+        s
+    }
+
+    fn retention_floor(&self) -> i64 {
+        let keep = self.cfg.slices_per_window() + self.cfg.lateness_slices();
+        self.watermark.map_or(i64::MIN, |w| w.saturating_sub(keep - 1))
+    }
+
+    /// Runs when the watermark enters a new slice: summarise finished
+    /// aligned windows into history, drop expired slices, forget idle routes.
+    fn sweep(&mut self, watermark: i64) {
+        let cfg = self.cfg;
+        let k = cfg.slices_per_window();
+        let floor = self.retention_floor();
+        let idle_slices = cfg.idle_route_ms / cfg.slide_ms;
+        // Aligned window j (slices j·k ..= j·k+k−1) is final once its last
+        // slice plus the lateness allowance is at or behind the watermark:
+        // j·k + k − 1 + L <= watermark.
+        let last_final_window = (watermark - cfg.lateness_slices() - k + 1).div_euclid(k);
+        self.breakouts.retain(|_, bo| {
+            bo.routes.retain(|_, r| {
+                summarise_history(&cfg, r, last_final_window);
+                let keep = r.slices.split_off(&floor);
+                for (_, s) in std::mem::replace(&mut r.slices, keep) {
+                    for c in s.suspects {
+                        r.suspect_ids.remove(&c.cdr_id);
+                    }
+                }
+                let idle = watermark.saturating_sub(r.last_slice) > idle_slices;
+                !(r.slices.is_empty() && r.pulled.is_none() && idle)
+            });
+            bo.slices = bo.slices.split_off(&floor);
+            !(bo.routes.is_empty() && bo.slices.is_empty())
+        });
+    }
+}
+
+fn credit(cdr_id: &str, account_id: &str, amount: Decimal, alert_id: &str) -> Credit {
+    Credit {
+        adjustment_id: stable_id(&[cdr_id, CREDIT_REASON]),
+        cdr_id: cdr_id.to_string(),
+        account_id: account_id.to_string(),
+        amount: -amount,
+        reason: CREDIT_REASON.to_string(),
+        alert_id: alert_id.to_string(),
+    }
+}
+
+/// Summarises every finished aligned window of `r` up to `last_final`.
+fn summarise_history(cfg: &RouteConfig, r: &mut RouteState, last_final: i64) {
+    let k = cfg.slices_per_window();
+    let mut j = r.next_hist_window;
+    while j <= last_final {
+        // Skip empty windows in one step (an idle route may be far behind).
+        let Some((&first, _)) = r.slices.range(j * k..).next() else {
+            j = last_final + 1;
+            break;
+        };
+        j = first.div_euclid(k);
+        if j > last_final {
+            break;
+        }
+        let mut st = Stats::default();
+        for (_, s) in r.slices.range(j * k..(j + 1) * k) {
+            st.add(&s.stats);
+        }
+        if st.answered >= cfg.min_answered && is_clean(cfg, &st) {
+            r.history.push_back(WindowSummary {
+                asr: st.asr().unwrap_or(0.0),
+                acd_s: st.acd_s().unwrap_or(0.0),
+                cv: st.cv(),
+                instant_rate: st.instant_rate().unwrap_or(0.0),
+                silence_rate: st.silence_rate(),
+            });
+            while r.history.len() > cfg.history_windows {
+                r.history.pop_front();
+            }
+        }
+        j += 1;
+    }
+    r.next_hist_window = r.next_hist_window.max(j);
+}
+
+/// A window may serve as own history only if no absolute FAS marker holds.
+fn is_clean(cfg: &RouteConfig, st: &Stats) -> bool {
+    st.cv().is_none_or(|cv| cv > cfg.uniform_acd_cv_max)
+        && st.instant_rate().is_none_or(|r| r < cfg.rate_min)
+        && st.silence_rate().is_none_or(|r| r < cfg.rate_min)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn median_summary(h: &VecDeque<WindowSummary>) -> Baseline {
+    Baseline {
+        kind: BaselineKind::History,
+        asr: median(h.iter().map(|w| w.asr).collect()),
+        acd_s: median(h.iter().map(|w| w.acd_s).collect()),
+        cv: median(h.iter().filter_map(|w| w.cv).collect()),
+        instant_rate: median(h.iter().map(|w| w.instant_rate).collect()),
+        silence_rate: median(h.iter().filter_map(|w| w.silence_rate).collect()),
+    }
+}
+
+fn history_baseline(cfg: &RouteConfig, h: &VecDeque<WindowSummary>) -> Option<Baseline> {
+    (h.len() >= cfg.min_history_windows).then(|| median_summary(h))
+}
+
+fn choose_baseline(
+    cfg: &RouteConfig,
+    peers: Option<&Stats>,
+    history: &VecDeque<WindowSummary>,
+) -> Option<Baseline> {
+    if let Some(p) = peers.filter(|p| p.answered >= cfg.min_peer_answered) {
+        return Some(Baseline {
+            kind: BaselineKind::Peers,
+            asr: p.asr(),
+            acd_s: p.acd_s(),
+            cv: p.cv(),
+            instant_rate: p.instant_rate(),
+            // A silence rate over a handful of measured calls is no baseline.
+            silence_rate: p
+                .silence_rate()
+                .filter(|_| p.media_known >= cfg.min_peer_answered),
+        });
+    }
+    history_baseline(cfg, history)
+}
+
+/// The rate rule shared by `instant_answer_rate` and `silence_rate`.
+fn rate_far_above(cfg: &RouteConfig, rate: f64, baseline: Option<f64>) -> bool {
+    match baseline {
+        Some(b) => rate >= cfg.rate_min && rate >= cfg.rate_baseline_multiple * b,
+        None => rate >= cfg.rate_no_baseline_min,
+    }
+}
+
+/// Patterns that hold for `own` against `baseline`, in a fixed order.
+fn judge(cfg: &RouteConfig, own: &Stats, baseline: Option<&Baseline>) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if let Some(cv) = own.cv() {
+        let below_baseline = match baseline.and_then(|b| b.cv) {
+            Some(bcv) => cv <= cfg.uniform_acd_baseline_ratio * bcv,
+            None => true,
+        };
+        if cv <= cfg.uniform_acd_cv_max && below_baseline {
+            out.push(PATTERN_UNIFORM_ACD);
+        }
+    }
+    if let Some(r) = own.instant_rate() {
+        if rate_far_above(cfg, r, baseline.and_then(|b| b.instant_rate)) {
+            out.push(PATTERN_INSTANT_ANSWER_RATE);
+        }
+    }
+    if own.media_known >= cfg.min_answered {
+        if let Some(r) = own.silence_rate() {
+            if rate_far_above(cfg, r, baseline.and_then(|b| b.silence_rate)) {
+                out.push(PATTERN_SILENCE_RATE);
+            }
+        }
+    }
+    if let (Some(asr), Some(acd)) = (own.asr(), own.acd_s()) {
+        let hit = match baseline.and_then(|b| b.asr.zip(b.acd_s)) {
+            Some((basr, bacd)) => {
+                asr >= cfg.asr_high_min
+                    && asr >= basr + cfg.asr_baseline_margin
+                    && acd <= cfg.acd_baseline_ratio * bacd
+            }
+            None => asr >= cfg.asr_high_no_baseline && acd <= cfg.acd_low_no_baseline_s,
+        };
+        if hit {
+            out.push(PATTERN_HIGH_ASR_LOW_ACD);
+        }
+    }
+    out
+}
+
+fn put_opt(ev: &mut BTreeMap<String, f64>, key: &str, v: Option<f64>) {
+    if let Some(v) = v.filter(|v| v.is_finite()) {
+        ev.insert(key.to_string(), v);
+    }
+}
+
+fn put_stats(ev: &mut BTreeMap<String, f64>, prefix: &str, s: &Stats) {
+    let k = |n: &str| format!("{prefix}{n}");
+    ev.insert(k("seizures"), s.seizures as f64);
+    ev.insert(k("answered"), s.answered as f64);
+    ev.insert(k("media_known"), s.media_known as f64);
+    put_opt(ev, &k("asr"), s.asr());
+    put_opt(ev, &k("acd_s"), s.acd_s());
+    put_opt(ev, &k("acd_cv"), s.cv());
+    put_opt(ev, &k("instant_answer_rate"), s.instant_rate());
+    put_opt(ev, &k("silence_rate"), s.silence_rate());
+}
