@@ -8,6 +8,7 @@ pub mod config;
 pub mod metrics;
 pub mod runtime;
 pub mod stage;
+pub mod table;
 pub mod telemetry;
 
 pub use config::{load_config, KafkaConfig};

@@ -9,6 +9,22 @@ pub const CDRS_RATED: &str = "cdrs.rated";
 pub const CDRS_SCORED: &str = "cdrs.scored";
 pub const KPI_MINUTE: &str = "kpi.minute";
 pub const PIPELINE_DLQ: &str = "pipeline.dlq";
+/// Enricher LRN decisions by cdr_id (compacted): a replayed call gets the
+/// fee its first copy got, whatever the cache holds after a restart.
+pub const LRN_DECISIONS: &str = "lrn.decisions";
+/// Account rating-category changes (compacted, keyed by change id).
+pub const ACCOUNTS_PLAN_CHANGES: &str = "accounts.plan-changes";
+/// Account traffic-profile alerts (undeclared dialer traffic).
+pub const ACCOUNTS_ALERTS: &str = "accounts.alerts";
+/// Route FAS alerts (route pulled).
+pub const ROUTES_ALERTS: &str = "routes.alerts";
+/// Route status changes: pulls by the detector, restores by operators.
+pub const ROUTES_STATUS: &str = "routes.status";
+/// Credits and other adjustments referencing a CDR.
+pub const BILLING_ADJUSTMENTS: &str = "billing.adjustments";
+
+/// Topics whose records are state keyed by id (cleanup.policy=compact).
+pub const COMPACTED: &[&str] = &[LRN_DECISIONS, ACCOUNTS_PLAN_CHANGES, ROUTES_STATUS];
 
 /// Every topic the pipeline uses with its partition count. Partition counts
 /// bound consumer parallelism, so they are explicit rather than broker defaults.
@@ -21,4 +37,10 @@ pub const ALL: &[(&str, i32)] = &[
     (CDRS_SCORED, 4),
     (KPI_MINUTE, 2),
     (PIPELINE_DLQ, 1),
+    (LRN_DECISIONS, 4),
+    (ACCOUNTS_PLAN_CHANGES, 1),
+    (ACCOUNTS_ALERTS, 1),
+    (ROUTES_ALERTS, 1),
+    (ROUTES_STATUS, 1),
+    (BILLING_ADJUSTMENTS, 2),
 ];

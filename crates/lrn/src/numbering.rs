@@ -227,7 +227,7 @@ pub fn normalize(raw: &str) -> Result<E164, NumberError> {
         rest
     } else if let Some(rest) = digits.strip_prefix("011") {
         rest
-    } else if is_nanp_national(digits.as_bytes()) {
+    } else if is_nanp_national(digits.as_bytes()) && !international_not_nanp(&digits) {
         digits.insert(0, '1');
         digits.as_str()
     } else {
@@ -235,6 +235,21 @@ pub fn normalize(raw: &str) -> Result<E164, NumberError> {
     };
     check_e164_shape(d)?;
     Ok(E164(d.to_string()))
+}
+
+/// Ten bare digits can be a NANP national number (NPA-NXX-XXXX) or an
+/// international one without `+` (Suriname `597 612 3456`). Read them as
+/// international only when the numbering data says so: valid under their
+/// own country code and not valid as `+1` (so 212-555-0199, which is not a
+/// valid Moroccan number, stays NANP, and unknown cases keep the NANP
+/// reading switches in North America use).
+fn international_not_nanp(digits: &str) -> bool {
+    let valid = |s: String| {
+        phonenumber::parse(None, s)
+            .map(|p| phonenumber::is_valid(&p))
+            .unwrap_or(false)
+    };
+    valid(format!("+{digits}")) && !valid(format!("+1{digits}"))
 }
 
 /// Caller-id check: the normalised number (when usable) and its status.
@@ -835,5 +850,18 @@ mod tests {
             NpaNxxTable::load(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/npanxx.txt")).unwrap();
         assert!(errs.is_empty(), "{errs:?}");
         assert!(t.len() >= 10);
+    }
+
+    #[test]
+    fn ten_bare_digits_are_nanp_unless_the_numbering_data_says_otherwise() {
+        // Suriname mobile without `+`: 597 is no NANP area code.
+        assert_eq!(normalize("5978123456").unwrap().digits(), "5978123456");
+        // Valid nowhere: the NANP reading stays (what North American
+        // switches mean by ten digits).
+        assert_eq!(normalize("5976123456").unwrap().digits(), "15976123456");
+        // Fictional-exchange US numbers stay NANP.
+        assert_eq!(normalize("2125550199").unwrap().digits(), "12125550199");
+        assert_eq!(normalize("3105550123").unwrap().digits(), "13105550123");
+        assert_eq!(normalize("4155552671").unwrap().digits(), "14155552671");
     }
 }

@@ -25,7 +25,14 @@ pub async fn create(kafka: &KafkaConfig, wanted: &[(&str, i32)]) -> anyhow::Resu
     let admin: AdminClient<DefaultClientContext> = c.create().context("creating admin client")?;
     let topics: Vec<NewTopic> = wanted
         .iter()
-        .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1)))
+        .map(|(name, parts)| {
+            let t = NewTopic::new(name, *parts, TopicReplication::Fixed(1));
+            if cdr_model::topics::COMPACTED.contains(name) {
+                t.set("cleanup.policy", "compact")
+            } else {
+                t
+            }
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin

@@ -39,15 +39,21 @@
 //! Copies of one `cdr_id` inside a batch are resolved one after the other, so
 //! they also agree.
 //!
-//! **Known limitation:** the memo is volatile. After a restart, or when the
-//! partition moves to another instance, a re-delivered call is resolved
-//! afresh against a cold cache: it is normally a new dip (a real lookup,
-//! charged again on that copy), where the first copy may have been a cache
-//! hit at fee 0 — or the reverse. Downstream keeps one row per `cdr_id`, so
-//! the call is charged at most one fee, but which fee depends on which copy
-//! wins. Making this exact needs the decision persisted (e.g. a compacted
-//! `cdr_id → EnrichmentRecord` topic read at start-up, or the rater passing
-//! the stored record back).
+//! The memo is also durable: every fresh decision is produced to the
+//! compacted topic `lrn.decisions` (key `cdr_id`, value the JSON
+//! [`lrn::EnrichmentRecord`] with its decision time) and acknowledged
+//! *before* the enriched call is produced and the input offset committed.
+//! At start-up the enricher reads that topic back into the memo (decisions
+//! younger than the cache TTL), so a call re-delivered after a crash, a
+//! restart or a rebalance to another instance carries exactly the fee its
+//! first copy carried, whatever the new instance's cache holds.
+//!
+//! # Output key
+//! `calls.enriched` is keyed by `account_id`: the rater keeps per-account
+//! state (the conformance window that downgrades wholesale accounts), which
+//! is only exact when one instance sees all of an account's calls. The LRN
+//! affinity lives one hop earlier: the assembler keys `calls.assembled` by
+//! dialed number, so one number's lookups stay on one enricher's cache.
 
 pub mod config;
 pub mod core;
@@ -80,7 +86,7 @@ pub const SERVICE: &str = "enricher";
 /// One enriched call and how its LRN decision was reached.
 #[derive(Debug, Clone)]
 pub struct Enriched {
-    /// Kafka key: the normalised dialed number (or the `cdr_id`).
+    /// Kafka key: the account id (see "Output key" above).
     pub key: String,
     pub call: EnrichedCall,
     /// The LRN decision recorded on the call.
@@ -122,6 +128,13 @@ impl Enricher {
             cache: LrnCache::new(source, cache_cfg),
             table: Arc::new(table),
             memo,
+        }
+    }
+
+    /// Puts a persisted decision back into the replay memo (start-up).
+    pub fn remember(&self, cdr_id: &str, rec: EnrichmentRecord) {
+        if let Some(m) = &self.memo {
+            m.insert(cdr_id.to_string(), rec);
         }
     }
 
@@ -196,7 +209,8 @@ impl Enricher {
                     (rec, replayed)
                 }
             };
-        let (key, call) = core::build(call, &numbers, &record, &self.table);
+        let (_, call) = core::build(call, &numbers, &record, &self.table);
+        let key = call.call.account_id.clone();
         Enriched {
             key,
             call,
@@ -240,6 +254,38 @@ impl Enricher {
     }
 }
 
+/// A persisted LRN decision (value of `lrn.decisions`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Decision {
+    pub record: EnrichmentRecord,
+    pub decided_at_ms: i64,
+}
+
+/// Reads `lrn.decisions` into the replay memo; returns how many were kept.
+/// Decisions older than the cache TTL are skipped: a copy re-delivered that
+/// late would have found an expired cache entry anyway.
+async fn restore_decisions(config: &Config, enricher: &Enricher) -> anyhow::Result<usize> {
+    let lrn_cfg = config.lrn.as_ref().expect("validated");
+    let table = cdr_kafka::table::TopicTable::open(&config.kafka, SERVICE, topics::LRN_DECISIONS)?;
+    let msgs = table.read_to_end(Duration::from_secs(120)).await?;
+    let oldest = cdr_kafka::now_ms() - (lrn_cfg.cache_ttl_secs as i64) * 1000;
+    let mut kept = 0;
+    for m in msgs {
+        let (Some(k), Some(v)) = (m.key(), m.payload()) else {
+            continue;
+        };
+        match serde_json::from_slice::<Decision>(v) {
+            Ok(d) if d.decided_at_ms >= oldest => {
+                enricher.remember(&String::from_utf8_lossy(k), d.record);
+                kept += 1;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(offset = m.offset(), error = %e, "unreadable LRN decision skipped"),
+        }
+    }
+    Ok(kept)
+}
+
 fn observe(m: &EnricherMetrics, e: &Enriched) {
     if let Some(t) = &e.call.enrichment.callee_number_type {
         m.calls_by_type.with_label_values(&[t]).inc();
@@ -266,6 +312,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let enricher = Enricher::from_config(lrn_cfg)?;
     let metrics = StageMetrics::new(SERVICE);
     let em = EnricherMetrics::new(&metrics.registry);
+    let restored = restore_decisions(&config, &enricher).await?;
+    tracing::info!(restored, "LRN decisions restored from {}", topics::LRN_DECISIONS);
     let (consumer, producer) = runtime::start_stage(
         &config.kafka,
         SERVICE,
@@ -314,6 +362,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let enriched = enricher
             .enrich_batch(calls, config.lookup_concurrency)
             .await;
+        // Decisions first: once the enriched copy exists downstream, its fee
+        // must be recoverable on any replay.
+        let now = cdr_kafka::now_ms();
+        let mut acks = Vec::new();
+        for e in enriched.iter().filter(|e| !e.replayed && e.record.source.is_some()) {
+            let d = Decision {
+                record: e.record.clone(),
+                decided_at_ms: now,
+            };
+            let v = serde_json::to_vec(&d).context("encoding LRN decision")?;
+            acks.push(
+                runtime::send(&producer, topics::LRN_DECISIONS, e.call.call.cdr_id.as_bytes(), &v)
+                    .await?,
+            );
+        }
+        runtime::await_acks(acks).await?;
         for (e, i) in enriched.into_iter().zip(idx) {
             observe(&em, &e);
             match output.encode(&e.call) {

@@ -1,0 +1,110 @@
+//! Topics read as tables: a consumer outside any group that reads every
+//! partition of a (compacted) topic from the beginning. Services use it to
+//! rebuild small durable state at start-up (the enricher's LRN decisions, the
+//! rater's account plan changes) and, for state that changes while they run,
+//! to keep following the topic.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+
+/// A reader positioned at the beginning of every partition of one topic.
+pub struct TopicTable {
+    consumer: StreamConsumer,
+    topic: String,
+}
+
+impl TopicTable {
+    /// Opens `topic` from the beginning. No group offsets are used or
+    /// committed: the whole topic is the state.
+    pub fn open(cfg: &KafkaConfig, client_id: &str, topic: &str) -> anyhow::Result<TopicTable> {
+        let mut c = rdkafka::config::ClientConfig::new();
+        c.set("bootstrap.servers", &cfg.brokers)
+            .set("client.id", client_id)
+            // Required by librdkafka for a consumer; never joined (assign only).
+            .set("group.id", format!("{client_id}-table-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        for (k, v) in &cfg.properties {
+            c.set(k, v);
+        }
+        let consumer: StreamConsumer = c.create().context("creating table consumer")?;
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("metadata of {topic}"))?;
+        let parts: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        anyhow::ensure!(!parts.is_empty(), "topic {topic} has no partitions (not created?)");
+        let mut tpl = TopicPartitionList::new();
+        for p in &parts {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl).context("assigning table partitions")?;
+        Ok(TopicTable {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Reads until every partition reaches the high watermark it had when
+    /// this call started; returns the records in per-partition order.
+    pub async fn read_to_end(&self, timeout: Duration) -> anyhow::Result<Vec<OwnedMessage>> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
+        let mut pending: HashMap<i32, i64> = HashMap::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                let (lo, hi) = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))
+                    .with_context(|| format!("watermarks of {}/{}", self.topic, p.id()))?;
+                if hi > lo {
+                    pending.insert(p.id(), hi);
+                }
+            }
+        }
+        let started = Instant::now();
+        let mut out = Vec::new();
+        while !pending.is_empty() {
+            let left = timeout.saturating_sub(started.elapsed());
+            anyhow::ensure!(
+                !left.is_zero(),
+                "reading {} to its end timed out after {timeout:?} ({} partitions unfinished)",
+                self.topic,
+                pending.len()
+            );
+            let m = match tokio::time::timeout(left, self.consumer.recv()).await {
+                Ok(r) => r.with_context(|| format!("reading {}", self.topic))?,
+                Err(_) => continue,
+            };
+            let (p, o) = (m.partition(), m.offset());
+            out.push(m.detach());
+            if pending.get(&p).is_some_and(|hi| o + 1 >= *hi) {
+                pending.remove(&p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next record written after the initial read (for following a topic).
+    pub async fn next(&self) -> anyhow::Result<OwnedMessage> {
+        let m = self
+            .consumer
+            .recv()
+            .await
+            .with_context(|| format!("following {}", self.topic))?;
+        Ok(m.detach())
+    }
+}

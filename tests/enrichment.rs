@@ -1,0 +1,142 @@
+//! End-to-end LRN enrichment against the real stack: three calls to one
+//! ported number pay one dip, are rated by the LRN's NPA-NXX, and keep their
+//! fees when re-delivered after the enricher restarts with a cold cache.
+// Each test runs on its own runtime and thread; the std guard serialises
+// them across threads on purpose (they share one stack and its services).
+#![allow(clippy::await_holding_lock)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use cdr_e2e::*;
+use cdr_model::avro::Codec;
+use cdr_model::call::AssembledCall;
+use clickhouse::Row;
+use serde::Deserialize;
+
+/// Ported in deploy/local/data/lrn/ported.txt: 212-555-0199 -> LRN 212-556-9999.
+const PORTED: &str = "12125550199";
+
+fn call(run: &str, i: i64, start_ms: i64) -> AssembledCall {
+    let call_id = format!("{run}-{i}");
+    let setup = start_ms + i * 2_000;
+    AssembledCall {
+        cdr_id: cdr_model::ids::cdr_id("sw-lrn", &call_id),
+        call_id,
+        switch_id: "sw-lrn".into(),
+        account_id: "acc-1001".into(),
+        direction: "outbound".into(),
+        cli: Some("+12125550100".into()),
+        dialed: PORTED.into(),
+        trunk_id: Some("trk-1".into()),
+        setup_ts_ms: setup,
+        progress_ts_ms: Some(setup + 800),
+        progress_code: Some(180),
+        answer_ts_ms: Some(setup + 3_000),
+        end_ts_ms: Some(setup + 63_000),
+        final_sip_code: Some(200),
+        disposition: "answered".into(),
+        duration_ms: 60_000,
+        billable_seconds: 60,
+        pdd_ms: Some(800),
+        headers: HashMap::new(),
+        source_ip: None,
+        behind_nat: false,
+        codec: None,
+        media: None,
+        flags: vec![],
+        event_count: 4,
+        assembled_at_ms: setup + 63_000,
+    }
+}
+
+async fn publish(calls: &[AssembledCall]) {
+    let codec: Codec<AssembledCall> = Codec::new();
+    let producer = cdr_kafka::runtime::producer(&kafka(), "e2e-lrn").unwrap();
+    let mut acks = Vec::new();
+    for c in calls {
+        let v = codec.encode(c).unwrap();
+        acks.push(
+            cdr_kafka::runtime::send(&producer, cdr_model::topics::CALLS_ASSEMBLED, c.dialed.as_bytes(), &v)
+                .await
+                .unwrap(),
+        );
+    }
+    cdr_kafka::runtime::await_acks(acks).await.unwrap();
+}
+
+#[derive(Row, Deserialize, Debug, Clone, PartialEq)]
+struct Seen {
+    call_id: String,
+    lrn: Option<String>,
+    ported: bool,
+    lrn_source: String,
+    fee: String,
+    matched_prefix: Option<String>,
+}
+
+async fn rows(run: &str, want: usize) -> Vec<Seen> {
+    let client = clickhouse().client();
+    let started = Instant::now();
+    loop {
+        let r: Vec<Seen> = client
+            .query("SELECT call_id, lrn, ported, lrn_source, toString(lrn_fee) AS fee, matched_prefix FROM rated_cdrs WHERE call_id LIKE ? ORDER BY call_id, inserted_at")
+            .bind(format!("{run}-%"))
+            .fetch_all()
+            .await
+            .unwrap_or_default();
+        if r.len() >= want {
+            return r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {} of {want} rows for {run}: {r:?}",
+            r.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dip_per_ported_number_and_fees_survive_a_cold_restart() {
+    let _g = stack();
+    // A cold cache for this test: whatever earlier tests dipped is forgotten.
+    kill9("enricher");
+    restart("enricher");
+    let run = unique_run("lrn");
+    let start = cdr_kafka::now_ms() - 600_000;
+    let calls: Vec<_> = (0..3).map(|i| call(&run, i, start)).collect();
+    publish(&calls).await;
+    let first = rows(&run, 3).await;
+    let fees: Vec<&str> = first.iter().map(|r| r.fee.as_str()).collect();
+    assert_eq!(fees, ["0.0003", "0", "0"], "{first:?}");
+    let sources: Vec<&str> = first.iter().map(|r| r.lrn_source.as_str()).collect();
+    assert_eq!(sources, ["dip", "cache", "cache"]);
+    for r in &first {
+        assert!(r.ported, "{r:?}");
+        assert_eq!(r.lrn.as_deref(), Some("2125569999"));
+        // Rated on the LRN's NPA-NXX (212-556), not the dialed 212-555.
+        assert_eq!(r.matched_prefix.as_deref(), Some("1212556"), "{r:?}");
+    }
+
+    // Cold restart, then the same calls again in reverse order: without the
+    // persisted decisions the last call would now be the dip.
+    kill9("enricher");
+    restart("enricher");
+    let mut again = calls.clone();
+    again.reverse();
+    publish(&again).await;
+    let all = rows(&run, 6).await;
+    let mut by_call: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for r in &all {
+        by_call.entry(r.call_id.as_str()).or_default().push(r);
+    }
+    assert_eq!(by_call.len(), 3);
+    for (id, copies) in by_call {
+        assert!(copies.len() >= 2, "{id}: {copies:?}");
+        assert!(
+            copies.iter().all(|c| *c == copies[0]),
+            "re-delivered copies of {id} disagree: {copies:?}"
+        );
+    }
+}
