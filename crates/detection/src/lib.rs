@@ -26,9 +26,7 @@ pub mod signals;
 
 mod ids;
 
-pub use profile::{
-    AccountAlert, ProfileConfig, ProfileMonitor, ProfileSnapshot, TrafficProfile,
-};
+pub use profile::{AccountAlert, ProfileConfig, ProfileMonitor, ProfileSnapshot, TrafficProfile};
 pub use route::{Credit, RouteAlert, RouteConfig, RouteMonitor, RouteMonitorStats};
 pub use signals::{evaluate_call, CallFacts, CallVerdict, FasConfig, FasSignal, SignalWeights};
 
@@ -48,7 +46,12 @@ pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigE
 }
 
 /// Checks a ratio/weight style value: finite and within `[lo, hi]`.
-pub(crate) fn check_range(field: &'static str, v: f64, lo: f64, hi: f64) -> Result<(), ConfigError> {
+pub(crate) fn check_range(
+    field: &'static str,
+    v: f64,
+    lo: f64,
+    hi: f64,
+) -> Result<(), ConfigError> {
     if !v.is_finite() || v < lo || v > hi {
         return Err(invalid(field, format!("{v} is not within [{lo}, {hi}]")));
     }

@@ -163,7 +163,10 @@ impl RouteConfig {
             return Err(invalid("slide_ms", "must be > 0"));
         }
         if self.window_ms <= 0 || self.window_ms % self.slide_ms != 0 {
-            return Err(invalid("window_ms", "must be a positive multiple of slide_ms"));
+            return Err(invalid(
+                "window_ms",
+                "must be a positive multiple of slide_ms",
+            ));
         }
         if self.window_ms / self.slide_ms > MAX_SLICES_PER_WINDOW {
             return Err(invalid(
@@ -181,7 +184,10 @@ impl RouteConfig {
             ));
         }
         if self.min_answered < 2 {
-            return Err(invalid("min_answered", "must be >= 2 (a CV needs two calls)"));
+            return Err(invalid(
+                "min_answered",
+                "must be >= 2 (a CV needs two calls)",
+            ));
         }
         if self.min_peer_answered < 1 {
             return Err(invalid("min_peer_answered", "must be >= 1"));
@@ -289,6 +295,8 @@ struct Stats {
     instant: u64,
     media_known: u64,
     silent: u64,
+    /// Calls whose own verdict was suspect.
+    suspect: u64,
 }
 
 impl Stats {
@@ -300,6 +308,7 @@ impl Stats {
         self.instant += o.instant;
         self.media_known += o.media_known;
         self.silent += o.silent;
+        self.suspect += o.suspect;
     }
 
     fn minus(&self, o: &Stats) -> Stats {
@@ -311,6 +320,7 @@ impl Stats {
             instant: self.instant.saturating_sub(o.instant),
             media_known: self.media_known.saturating_sub(o.media_known),
             silent: self.silent.saturating_sub(o.silent),
+            suspect: self.suspect.saturating_sub(o.suspect),
         }
     }
 
@@ -326,7 +336,9 @@ impl Stats {
             s.dur_sq_sum_ms = d * d;
             s.instant = u64::from(verdict.has(FasSignal::InstantAnswer));
             s.media_known = u64::from(has_media_stats(facts));
-            s.silent = u64::from(s.media_known == 1 && verdict.signals.iter().any(|x| x.is_silence()));
+            s.suspect = u64::from(verdict.suspect);
+            s.silent =
+                u64::from(s.media_known == 1 && verdict.signals.iter().any(|x| x.is_silence()));
         }
         s
     }
@@ -492,7 +504,12 @@ impl RouteMonitor {
         // one by one against the pull's alert.
         if let Some(alert_id) = route.pulled.clone() {
             if creditable && !duplicate {
-                self.pending.push(credit(&facts.cdr_id, &facts.account_id, facts.amount, &alert_id));
+                self.pending.push(credit(
+                    &facts.cdr_id,
+                    &facts.account_id,
+                    facts.amount,
+                    &alert_id,
+                ));
             }
             if !late && !duplicate {
                 let stats = Stats::of_call(facts, verdict);
@@ -533,6 +550,10 @@ impl RouteMonitor {
         let k = cfg.slices_per_window();
         let lo = (idx - k + 1).max(route.restored_through.map_or(i64::MIN, |r| r + 1));
         let hi = idx;
+        if lo > hi {
+            // The call belongs to slices set aside by a restore.
+            return Vec::new();
+        }
         let mut own = Stats::default();
         for (_, s) in route.slices.range(lo..=hi) {
             own.add(&s.stats);
@@ -556,8 +577,8 @@ impl RouteMonitor {
             return Vec::new();
         }
 
-        let window_start_ms = lo * cfg.slide_ms;
-        let window_end_ms = (hi + 1) * cfg.slide_ms;
+        let window_start_ms = lo.saturating_mul(cfg.slide_ms);
+        let window_end_ms = (hi + 1).saturating_mul(cfg.slide_ms);
         let lo_s = window_start_ms.to_string();
         let alert_id = stable_id(&["fas_route_alert", &facts.trunk_id, &facts.breakout, &lo_s]);
         let mut credited = Vec::new();
@@ -571,7 +592,7 @@ impl RouteMonitor {
 
         let mut evidence = BTreeMap::new();
         put_stats(&mut evidence, "", &own);
-        evidence.insert("suspect_calls".into(), credited.len() as f64);
+        evidence.insert("credited_calls".into(), credited.len() as f64);
         let credited_total: Decimal = credited.iter().map(|c| c.amount).sum();
         evidence.insert(
             "credited_amount".into(),
@@ -678,20 +699,17 @@ impl RouteMonitor {
 
     fn retention_floor(&self) -> i64 {
         let keep = self.cfg.slices_per_window() + self.cfg.lateness_slices();
-        self.watermark.map_or(i64::MIN, |w| w.saturating_sub(keep - 1))
+        self.watermark
+            .map_or(i64::MIN, |w| w.saturating_sub(keep - 1))
     }
 
     /// Runs when the watermark enters a new slice: summarise finished
     /// aligned windows into history, drop expired slices, forget idle routes.
     fn sweep(&mut self, watermark: i64) {
         let cfg = self.cfg;
-        let k = cfg.slices_per_window();
         let floor = self.retention_floor();
         let idle_slices = cfg.idle_route_ms / cfg.slide_ms;
-        // Aligned window j (slices j·k ..= j·k+k−1) is final once its last
-        // slice plus the lateness allowance is at or behind the watermark:
-        // j·k + k − 1 + L <= watermark.
-        let last_final_window = (watermark - cfg.lateness_slices() - k + 1).div_euclid(k);
+        let last_final_window = last_final_window(&cfg, watermark);
         self.breakouts.retain(|_, bo| {
             bo.routes.retain(|_, r| {
                 summarise_history(&cfg, r, last_final_window);
@@ -719,6 +737,14 @@ fn credit(cdr_id: &str, account_id: &str, amount: Decimal, alert_id: &str) -> Cr
         reason: CREDIT_REASON.to_string(),
         alert_id: alert_id.to_string(),
     }
+}
+
+/// Aligned window j (slices j·k ..= j·k+k−1) is final once its last slice
+/// plus the lateness allowance is at or behind the watermark:
+/// j·k + k − 1 + L <= watermark.
+fn last_final_window(cfg: &RouteConfig, watermark: i64) -> i64 {
+    let k = cfg.slices_per_window();
+    (watermark - cfg.lateness_slices() - k + 1).div_euclid(k)
 }
 
 /// Summarises every finished aligned window of `r` up to `last_final`.
@@ -871,9 +897,117 @@ fn put_stats(ev: &mut BTreeMap<String, f64>, prefix: &str, s: &Stats) {
     ev.insert(k("seizures"), s.seizures as f64);
     ev.insert(k("answered"), s.answered as f64);
     ev.insert(k("media_known"), s.media_known as f64);
+    ev.insert(k("suspect_calls"), s.suspect as f64);
     put_opt(ev, &k("asr"), s.asr());
     put_opt(ev, &k("acd_s"), s.acd_s());
     put_opt(ev, &k("acd_cv"), s.cv());
     put_opt(ev, &k("instant_answer_rate"), s.instant_rate());
     put_opt(ev, &k("silence_rate"), s.silence_rate());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats_of(durations_ms: &[i64]) -> Stats {
+        let mut s = Stats::default();
+        for d in durations_ms {
+            let d = i128::from(*d);
+            s.add(&Stats {
+                seizures: 1,
+                answered: 1,
+                dur_sum_ms: d,
+                dur_sq_sum_ms: d * d,
+                ..Stats::default()
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn cv_is_the_population_coefficient_of_variation() {
+        // 1, 2, 3 s: mean 2, population sd sqrt(2/3).
+        let s = stats_of(&[1000, 2000, 3000]);
+        assert!((s.cv().unwrap() - (2.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12);
+        assert_eq!(stats_of(&[5000; 10]).cv(), Some(0.0));
+        assert_eq!(stats_of(&[0, 0, 0]).cv(), None);
+        assert_eq!(stats_of(&[1000]).cv(), None);
+        assert_eq!(s.acd_s(), Some(2.0));
+        assert_eq!(s.asr(), Some(1.0));
+    }
+
+    #[test]
+    fn peers_by_subtraction_are_exact() {
+        let route = stats_of(&[30_000, 31_000, 29_000]);
+        let peers = stats_of(&[10_000, 200_000, 45_000, 7_000]);
+        let mut all = route;
+        all.add(&peers);
+        assert_eq!(all.minus(&route), peers);
+    }
+
+    #[test]
+    fn history_window_finality() {
+        let cfg = RouteConfig::default(); // k = 15, lateness 5 slices
+        let mut r = RouteState {
+            slices: BTreeMap::new(),
+            suspect_ids: HashSet::new(),
+            history: VecDeque::new(),
+            next_hist_window: 0,
+            last_slice: 0,
+            restored_through: None,
+            pulled: None,
+        };
+        // 40 answered calls with natural spread in window 0 (slices 0..15).
+        for i in 0..40i64 {
+            let d = i128::from(1000 + (i * i * 997) % 200_000);
+            r.slices.entry(i % 15).or_default().stats.add(&Stats {
+                seizures: 2,
+                answered: 1,
+                dur_sum_ms: d,
+                dur_sq_sum_ms: d * d,
+                ..Stats::default()
+            });
+        }
+        let last_final = |w: i64| last_final_window(&cfg, w);
+        assert_eq!(last_final(18), -1, "window 0 still open for late calls");
+        assert_eq!(last_final(19), 0);
+        summarise_history(&cfg, &mut r, last_final(18));
+        assert!(r.history.is_empty());
+        summarise_history(&cfg, &mut r, last_final(19));
+        assert_eq!(r.history.len(), 1);
+        assert!((r.history[0].asr - 0.5).abs() < 1e-12);
+        // Summarised once only.
+        summarise_history(&cfg, &mut r, last_final(100));
+        assert_eq!(r.history.len(), 1);
+        assert_eq!(r.next_hist_window, last_final(100) + 1);
+    }
+
+    #[test]
+    fn dirty_windows_do_not_become_history() {
+        let cfg = RouteConfig::default();
+        let uniform = stats_of(&[30_000; 40]);
+        assert!(!is_clean(&cfg, &uniform));
+        let natural = stats_of(&[1_000, 90_000, 15_000, 300_000, 45_000]);
+        assert!(is_clean(&cfg, &natural));
+    }
+
+    #[test]
+    fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
+        use serde::de::value::{Error as DeError, MapDeserializer};
+        let empty = MapDeserializer::<_, DeError>::new(Vec::<(&str, f64)>::new().into_iter());
+        assert_eq!(
+            RouteConfig::deserialize(empty).unwrap(),
+            RouteConfig::default()
+        );
+        let typo = MapDeserializer::<_, DeError>::new(vec![("rate_minimum", 0.4f64)].into_iter());
+        let err = RouteConfig::deserialize(typo).unwrap_err();
+        assert!(err.to_string().contains("rate_minimum"), "{err}");
+    }
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
 }

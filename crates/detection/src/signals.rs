@@ -270,7 +270,12 @@ impl FasConfig {
         if self.progress_answer_gap_ms < 0 {
             return Err(invalid("progress_answer_gap_ms", "must be >= 0"));
         }
-        check_range("silence_ratio_threshold", self.silence_ratio_threshold, 0.0, 1.0)?;
+        check_range(
+            "silence_ratio_threshold",
+            self.silence_ratio_threshold,
+            0.0,
+            1.0,
+        )?;
         if self.min_rtp_packets < 1 {
             // 0 would make the signal impossible; say so instead of silently
             // disabling it (set its weight to 0 to disable).
@@ -330,7 +335,10 @@ impl CallVerdict {
     }
 
     pub fn signal_names(&self) -> Vec<String> {
-        self.signals.iter().map(|s| s.as_str().to_string()).collect()
+        self.signals
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect()
     }
 }
 
@@ -751,36 +759,41 @@ mod tests {
 
     #[test]
     fn config_validation_names_the_field() {
-        assert_eq!(FasConfig::default().validate(), Ok(()));
+        let bad = |f: fn(&mut FasConfig)| {
+            let mut c = FasConfig::default();
+            f(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { field, .. }) => field,
+                Ok(()) => "ok",
+            }
+        };
+        assert_eq!(bad(|_| {}), "ok");
+        assert_eq!(
+            bad(|c| c.weights.media_silence = 1.5),
+            "weights.media_silence"
+        );
+        assert_eq!(bad(|c| c.call_threshold = 0.0), "call_threshold");
+        assert_eq!(
+            bad(|c| {
+                c.ringback_silence_min = 0.9;
+                c.ringback_silence_max = 0.8;
+            }),
+            "ringback_silence_min"
+        );
+        assert_eq!(
+            bad(|c| c.silence_ratio_threshold = f64::NAN),
+            "silence_ratio_threshold"
+        );
+        assert_eq!(bad(|c| c.min_rtp_packets = 0), "min_rtp_packets");
+        assert_eq!(bad(|c| c.instant_answer_ms = -1), "instant_answer_ms");
+        assert_eq!(
+            bad(|c| c.early_media_rate_tolerance = 0.5),
+            "early_media_rate_tolerance"
+        );
         let mut c = FasConfig::default();
         c.weights.media_silence = 1.5;
         let err = c.validate().unwrap_err();
         assert!(err.to_string().contains("weights.media_silence"), "{err}");
-        let mut c = FasConfig::default();
-        c.call_threshold = 0.0;
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::Invalid { field: "call_threshold", .. })
-        ));
-        let mut c = FasConfig::default();
-        c.ringback_silence_min = 0.9;
-        c.ringback_silence_max = 0.8;
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::Invalid { field: "ringback_silence_min", .. })
-        ));
-        let mut c = FasConfig::default();
-        c.silence_ratio_threshold = f64::NAN;
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::Invalid { field: "silence_ratio_threshold", .. })
-        ));
-        let mut c = FasConfig::default();
-        c.min_rtp_packets = 0;
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::Invalid { field: "min_rtp_packets", .. })
-        ));
     }
 
     #[test]
@@ -793,8 +806,7 @@ mod tests {
         let one = MapDeserializer::<_, DeError>::new(vec![("call_threshold", 0.7f64)].into_iter());
         assert_eq!(FasConfig::deserialize(one).unwrap().call_threshold, 0.7);
 
-        let typo =
-            MapDeserializer::<_, DeError>::new(vec![("call_treshold", 0.7f64)].into_iter());
+        let typo = MapDeserializer::<_, DeError>::new(vec![("call_treshold", 0.7f64)].into_iter());
         let err = FasConfig::deserialize(typo).unwrap_err();
         assert!(err.to_string().contains("call_treshold"), "{err}");
     }
