@@ -5,6 +5,7 @@
 use std::str::FromStr;
 
 use cdr_model::call::{KpiMinute, RatedCdr};
+use cdr_model::control::{AccountAlertEvent, Adjustment, PlanChange, RouteAlertEvent, RouteStatusEvent};
 use cdr_model::dlq::DeadLetter;
 use clickhouse::Row;
 use rust_decimal::Decimal;
@@ -253,6 +254,15 @@ pub struct KpiMinuteRow {
     pub billed_seconds: i64,
     pub amount: i128,
     pub version: u64,
+    pub ner_ok: i64,
+    pub pdd_p95_ms: i64,
+    pub mos_sum: f64,
+    pub mos_count: i64,
+    pub jitter_sum: f64,
+    pub jitter_count: i64,
+    pub loss_sum: f64,
+    pub loss_count: i64,
+    pub lrn_fee: i128,
 }
 
 impl KpiMinuteRow {
@@ -277,6 +287,15 @@ impl KpiMinuteRow {
             billed_seconds: k.billed_seconds,
             amount: dec18("amount", &k.amount)?,
             version: k.version.max(0) as u64,
+            ner_ok: k.ner_ok,
+            pdd_p95_ms: k.pdd_p95_ms,
+            mos_sum: k.mos_sum,
+            mos_count: k.mos_count,
+            jitter_sum: k.jitter_sum,
+            jitter_count: k.jitter_count,
+            loss_sum: k.loss_sum,
+            loss_count: k.loss_count,
+            lrn_fee: dec18("lrn_fee", &k.lrn_fee)?,
         })
     }
 }
@@ -320,6 +339,170 @@ pub struct RateDeckLineRow {
     pub obr_tier: Option<String>,
     pub source_line: u64,
     pub published_at: i64,
+}
+
+/// `cdr.account_plan_changes`.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct PlanChangeRow {
+    pub change_id: String,
+    pub account_id: String,
+    pub old_plan: String,
+    pub new_plan: String,
+    pub reason: String,
+    pub asr: Option<f64>,
+    pub acd_s: Option<f64>,
+    pub sample_seizures: u64,
+    pub window_secs: u64,
+    pub decided_at: i64,
+    pub source: String,
+    pub actor: String,
+}
+
+impl From<&PlanChange> for PlanChangeRow {
+    fn from(p: &PlanChange) -> Self {
+        PlanChangeRow {
+            change_id: p.change_id.clone(),
+            account_id: p.account_id.clone(),
+            old_plan: p.old_plan.clone(),
+            new_plan: p.new_plan.clone(),
+            reason: p.reason.clone(),
+            asr: p.asr,
+            acd_s: p.acd_s,
+            sample_seizures: p.sample_seizures.max(0) as u64,
+            window_secs: p.window_secs.max(0) as u64,
+            decided_at: p.decided_at_ms,
+            source: p.source.clone(),
+            actor: p.actor.clone(),
+        }
+    }
+}
+
+fn sorted_map(m: &std::collections::HashMap<String, f64>) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// `cdr.route_alerts`.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct RouteAlertRow {
+    pub alert_id: String,
+    pub trunk_id: String,
+    pub breakout: String,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub patterns: Vec<String>,
+    pub evidence: Vec<(String, f64)>,
+    pub action: String,
+    pub credited_calls: u64,
+    pub credited_amount: i128,
+    pub raised_at: i64,
+}
+
+impl RouteAlertRow {
+    pub fn from_record(a: &RouteAlertEvent) -> Result<Self, BadDecimal> {
+        Ok(RouteAlertRow {
+            alert_id: a.alert_id.clone(),
+            trunk_id: a.trunk_id.clone(),
+            breakout: a.breakout.clone(),
+            window_start: a.window_start_ms,
+            window_end: a.window_end_ms,
+            patterns: a.patterns.clone(),
+            evidence: sorted_map(&a.evidence),
+            action: a.action.clone(),
+            credited_calls: a.credited_calls.max(0) as u64,
+            credited_amount: dec18("credited_amount", &a.credited_amount)?,
+            raised_at: a.raised_at_ms,
+        })
+    }
+}
+
+/// `cdr.route_status`.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct RouteStatusRow {
+    pub event_id: String,
+    pub trunk_id: String,
+    pub breakout: String,
+    pub status: String,
+    pub reason: String,
+    pub alert_id: Option<String>,
+    pub actor: String,
+    pub changed_at: i64,
+}
+
+impl From<&RouteStatusEvent> for RouteStatusRow {
+    fn from(e: &RouteStatusEvent) -> Self {
+        RouteStatusRow {
+            event_id: e.event_id.clone(),
+            trunk_id: e.trunk_id.clone(),
+            breakout: e.breakout.clone(),
+            status: e.status.clone(),
+            reason: e.reason.clone(),
+            alert_id: e.alert_id.clone(),
+            actor: e.actor.clone(),
+            changed_at: e.changed_at_ms,
+        }
+    }
+}
+
+/// `cdr.adjustments`.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct AdjustmentRow {
+    pub adjustment_id: String,
+    pub cdr_id: String,
+    pub account_id: String,
+    pub amount: i128,
+    pub currency: String,
+    pub reason: String,
+    pub alert_id: Option<String>,
+    pub call_setup_ts: i64,
+    pub created_at: i64,
+}
+
+impl AdjustmentRow {
+    pub fn from_record(a: &Adjustment) -> Result<Self, BadDecimal> {
+        Ok(AdjustmentRow {
+            adjustment_id: a.adjustment_id.clone(),
+            cdr_id: a.cdr_id.clone(),
+            account_id: a.account_id.clone(),
+            amount: dec18("amount", &a.amount)?,
+            currency: a.currency.clone(),
+            reason: a.reason.clone(),
+            alert_id: a.alert_id.clone(),
+            call_setup_ts: a.call_setup_ts_ms,
+            created_at: a.created_at_ms,
+        })
+    }
+}
+
+/// `cdr.account_alerts`.
+#[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
+pub struct AccountAlertRow {
+    pub alert_id: String,
+    pub account_id: String,
+    pub kind: String,
+    pub declared: String,
+    pub observed: String,
+    pub evidence: Vec<(String, f64)>,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub raised_at: i64,
+}
+
+impl From<&AccountAlertEvent> for AccountAlertRow {
+    fn from(a: &AccountAlertEvent) -> Self {
+        AccountAlertRow {
+            alert_id: a.alert_id.clone(),
+            account_id: a.account_id.clone(),
+            kind: a.kind.clone(),
+            declared: a.declared.clone(),
+            observed: a.observed.clone(),
+            evidence: sorted_map(&a.evidence),
+            window_start: a.window_start_ms,
+            window_end: a.window_end_ms,
+            raised_at: a.raised_at_ms,
+        }
+    }
 }
 
 /// Exact `Decimal` -> Decimal(38, 18) scaled integer.

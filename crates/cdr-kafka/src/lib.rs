@@ -12,6 +12,8 @@ pub mod table;
 pub mod telemetry;
 
 pub use config::{load_config, KafkaConfig};
+pub use rdkafka::message::OwnedMessage;
+pub use rdkafka::Message;
 pub use tokio_util::sync::CancellationToken;
 
 /// Wall-clock milliseconds since the epoch.

@@ -97,6 +97,26 @@ pub fn all_schemas() -> Vec<(&'static str, String)> {
         ("calls.enriched", Codec::<EnrichedCall>::new().schema_json()),
         ("cdrs.rated", Codec::<RatedCdr>::new().schema_json()),
         ("kpi.minute", Codec::<KpiMinute>::new().schema_json()),
+        (
+            "accounts.plan-changes",
+            Codec::<crate::control::PlanChange>::new().schema_json(),
+        ),
+        (
+            "routes.alerts",
+            Codec::<crate::control::RouteAlertEvent>::new().schema_json(),
+        ),
+        (
+            "routes.status",
+            Codec::<crate::control::RouteStatusEvent>::new().schema_json(),
+        ),
+        (
+            "billing.adjustments",
+            Codec::<crate::control::Adjustment>::new().schema_json(),
+        ),
+        (
+            "accounts.alerts",
+            Codec::<crate::control::AccountAlertEvent>::new().schema_json(),
+        ),
     ]
 }
 

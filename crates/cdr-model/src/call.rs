@@ -199,4 +199,16 @@ pub struct KpiMinute {
     pub amount: String,
     /// Seizures folded in: a complete recomputation has the highest version.
     pub version: i64,
+    /// Answered + user busy + ring no answer + terminal rejections (NER numerator).
+    pub ner_ok: i64,
+    /// p95 of PDD within this bucket (0 when no PDD was measured).
+    pub pdd_p95_ms: i64,
+    pub mos_sum: f64,
+    pub mos_count: i64,
+    pub jitter_sum: f64,
+    pub jitter_count: i64,
+    pub loss_sum: f64,
+    pub loss_count: i64,
+    /// Decimal string: LRN dip fees of the bucket's calls.
+    pub lrn_fee: String,
 }

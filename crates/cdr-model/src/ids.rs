@@ -23,6 +23,12 @@ pub fn bucket_id(parts: &[&str]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// Id of any derived record (plan change, route status event, ...) from
+/// its identifying parts; same construction as [`bucket_id`].
+pub fn stable_id(parts: &[&str]) -> String {
+    bucket_id(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 pub mod avro;
 pub mod call;
+pub mod control;
 pub mod dlq;
 pub mod event;
 pub mod ids;

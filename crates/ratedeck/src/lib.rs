@@ -12,6 +12,7 @@
 //! Money is `rust_decimal::Decimal` everywhere (never floats); per-call
 //! amounts stay unrounded and only [`rate::invoice_total`] rounds.
 
+pub mod conformance;
 pub mod deck;
 pub mod prefix;
 pub mod rate;

@@ -119,6 +119,10 @@ pub struct RatingContext<'a> {
     pub npanxx: &'a NpaNxxStates,
     pub uk_surcharges: &'a UkSurcharges,
     pub eea: &'a EeaCountries,
+    /// Rating-category changes (automatic downgrades, operator changes)
+    /// with their effective instants; they override the accounts file for
+    /// calls answered at or after them.
+    pub plans: &'a crate::conformance::PlanHistory,
 }
 
 /// US48 jurisdiction.
@@ -437,12 +441,21 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
 
     // Retail wins over any dial prefix: NAT and downgrade are commercial
     // decisions the caller cannot dial around.
-    let downgraded =
-        acct.kind == AccountKind::Wholesale && acct.plan_override == Some(Plan::Retail);
-    let retail = acct.kind == AccountKind::Retail || downgraded || input.behind_nat;
+    let from_history = input
+        .answer_ts
+        .and_then(|at| ctx.plans.category_at(&input.account_id, at));
+    let kind = match from_history {
+        Some(k) => k,
+        None if acct.kind == AccountKind::Wholesale && acct.plan_override == Some(Plan::Retail) => {
+            AccountKind::Retail
+        }
+        None => acct.kind,
+    };
+    let downgraded = acct.kind == AccountKind::Wholesale && kind == AccountKind::Retail;
+    let retail = kind == AccountKind::Retail || input.behind_nat;
     if downgraded {
         out.flags.insert(Flag::DowngradedToRetail);
-    } else if input.behind_nat && acct.kind == AccountKind::Wholesale {
+    } else if input.behind_nat && kind == AccountKind::Wholesale {
         out.flags.insert(Flag::BehindNatRetail);
     }
     let plan = if retail {
@@ -450,7 +463,10 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     } else {
         match select {
             DialSelect::Plan(p) => p,
-            _ => acct.plan_override.unwrap_or(acct.default_plan),
+            _ => acct
+                .plan_override
+                .filter(|p| *p != Plan::Retail)
+                .unwrap_or(acct.default_plan),
         }
     };
     out.plan = Some(plan);

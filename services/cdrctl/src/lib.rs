@@ -2,9 +2,11 @@
 //! function here (the binary only parses arguments), so the end-to-end tests
 //! call the same code the operator runs.
 
+pub mod control;
 pub mod deck;
 pub mod rate;
 pub mod report;
+pub mod scenarios;
 pub mod simulate;
 pub mod topics;
 

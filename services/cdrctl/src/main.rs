@@ -113,6 +113,16 @@ enum Cmd {
         /// Calls, one JSON object per line.
         calls: PathBuf,
     },
+    /// Account operations.
+    Account {
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+    /// Route operations.
+    Route {
+        #[command(subcommand)]
+        cmd: RouteCmd,
+    },
     /// Rate deck operations.
     Deck {
         #[command(subcommand)]
@@ -125,6 +135,49 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         size: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Switch an account's rating category (`wholesale` | `retail`),
+    /// effective now (or --at): the only way back to wholesale after an
+    /// automatic downgrade. Emits to `accounts.plan-changes`.
+    SetPlan {
+        account: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long, default_value = "operator decision")]
+        reason: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+        /// Effective instant (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RouteCmd {
+    /// Lift a FAS pull of a route (trunk x breakout), with an audit row.
+    Restore {
+        #[arg(long)]
+        trunk: String,
+        #[arg(long)]
+        breakout: String,
+        #[arg(long, default_value = "restored by operator")]
+        reason: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+    },
+}
+
+fn at_ms(at: Option<String>) -> anyhow::Result<i64> {
+    Ok(match at {
+        Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .with_context(|| format!("--at `{s}` is not RFC 3339"))?
+            .timestamp_millis(),
+        None => cdr_kafka::now_ms(),
+    })
 }
 
 #[derive(Subcommand)]
@@ -356,6 +409,38 @@ async fn main() -> anyhow::Result<()> {
             let (versions, rows) =
                 cdrctl::deck::publish(&ch.client(), &rater_config, &base).await?;
             println!("published {versions} deck versions, {rows} rows to ClickHouse");
+        }
+        Cmd::Account {
+            cmd:
+                AccountCmd::SetPlan {
+                    account,
+                    plan,
+                    reason,
+                    actor,
+                    at,
+                },
+        } => {
+            let c = cdrctl::control::plan_change(&account, &plan, &reason, &actor, at_ms(at)?)?;
+            cdrctl::control::publish_plan_change(&kafka, &c).await?;
+            println!(
+                "account {account}: {} from {} (change {})",
+                c.new_plan,
+                chrono::DateTime::from_timestamp_millis(c.decided_at_ms).unwrap_or_default(),
+                c.change_id
+            );
+        }
+        Cmd::Route {
+            cmd:
+                RouteCmd::Restore {
+                    trunk,
+                    breakout,
+                    reason,
+                    actor,
+                },
+        } => {
+            let e = cdrctl::control::route_restore(&trunk, &breakout, &reason, &actor, cdr_kafka::now_ms());
+            cdrctl::control::publish_route_status(&kafka, &e).await?;
+            println!("route {trunk} / {breakout}: restored (event {})", e.event_id);
         }
         Cmd::BenchBroker { messages, size } => {
             let (p, c) = cdrctl::bench_broker(&kafka, messages, size).await?;

@@ -1,4 +1,4 @@
-//! Enricher binary: config, tracing, metrics, then [`detector::run`].
+//! Detector binary: config, tracing, metrics, then [`detector::run`].
 
 use std::path::PathBuf;
 

@@ -49,7 +49,7 @@ struct Bucket {
     first_offset: i64,
     last_offset: i64,
     agg: KpiMinute,
-    amount: Decimal,
+    acc: Exact,
     dirty: bool,
     finalised_at_wall: Option<i64>,
 }
@@ -60,10 +60,76 @@ pub fn minute_of(cdr: &RatedCdr) -> i64 {
     t - t.rem_euclid(60_000)
 }
 
+/// Final SIP answers that mean the network delivered the call to the far
+/// end, which rejected it (number gone, address incomplete, busy or
+/// declined everywhere). With answered, user busy and ring-no-answer they
+/// make up the NER numerator (ITU-T E.425 / GSMA IR.42); network failures
+/// (5xx, 408) and caller abandons (487) do not.
+pub const TERMINAL_REJECTIONS: &[i32] = &[404, 410, 484, 485, 600, 603, 604];
+
+/// The parts of a bucket kept exactly and finished at flush: money in
+/// `Decimal`, PDDs for the bucket's p95.
+#[derive(Debug, Clone, Default)]
+pub struct Exact {
+    pub amount: Decimal,
+    pub lrn_fee: Decimal,
+    pub pdds: Vec<i64>,
+}
+
+impl Exact {
+    /// Writes the exact parts into the record.
+    pub fn finish(&self, agg: &mut KpiMinute) {
+        agg.amount = self.amount.normalize().to_string();
+        agg.lrn_fee = self.lrn_fee.normalize().to_string();
+        agg.pdd_p95_ms = p95(&self.pdds);
+    }
+}
+
+/// Nearest-rank 95th percentile (0 for no samples).
+pub fn p95(values: &[i64]) -> i64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    let rank = (v.len() * 95).div_ceil(100);
+    v[rank.max(1) - 1]
+}
+
+/// Whether a call counts towards NER.
+pub fn ner_ok(cdr: &RatedCdr) -> bool {
+    match cdr.call.disposition.as_str() {
+        "answered" | "busy" | "no_answer" => true,
+        "failed" => cdr
+            .call
+            .final_sip_code
+            .is_some_and(|c| TERMINAL_REJECTIONS.contains(&c)),
+        _ => false,
+    }
+}
+
 /// Adds one CDR to a bucket's counters.
-pub fn fold(agg: &mut KpiMinute, amount: &mut Decimal, cdr: &RatedCdr, short_call_ms: i64) {
+pub fn fold(agg: &mut KpiMinute, acc: &mut Exact, cdr: &RatedCdr, short_call_ms: i64) {
     let c = &cdr.call;
     agg.seizures += 1;
+    if ner_ok(cdr) {
+        agg.ner_ok += 1;
+    }
+    if let Some(m) = &c.media {
+        if let Some(v) = m.mos {
+            agg.mos_sum += v;
+            agg.mos_count += 1;
+        }
+        if let Some(v) = m.jitter_ms {
+            agg.jitter_sum += v;
+            agg.jitter_count += 1;
+        }
+        if let Some(v) = m.loss_pct {
+            agg.loss_sum += v;
+            agg.loss_count += 1;
+        }
+    }
+    acc.lrn_fee += Decimal::from_str(&cdr.rating.lrn_fee).unwrap_or_default();
     match c.disposition.as_str() {
         "answered" => {
             agg.answered += 1;
@@ -81,9 +147,10 @@ pub fn fold(agg: &mut KpiMinute, amount: &mut Decimal, cdr: &RatedCdr, short_cal
     if let Some(p) = c.pdd_ms {
         agg.pdd_sum_ms += p;
         agg.pdd_count += 1;
+        acc.pdds.push(p);
     }
     agg.billed_seconds += cdr.rating.billed_seconds;
-    *amount += Decimal::from_str(&cdr.rating.amount).unwrap_or_default();
+    acc.amount += Decimal::from_str(&cdr.rating.amount).unwrap_or_default();
     agg.version = agg.seizures;
 }
 
@@ -159,6 +226,7 @@ impl KpiAggregator {
                     trunk_id: key.trunk.clone(),
                     destination: key.destination.clone(),
                     amount: "0".into(),
+                    lrn_fee: "0".into(),
                     ..Default::default()
                 };
                 let b = Bucket {
@@ -166,7 +234,7 @@ impl KpiAggregator {
                     first_offset: offset,
                     last_offset: offset,
                     agg,
-                    amount: Decimal::ZERO,
+                    acc: Exact::default(),
                     dirty: false,
                     finalised_at_wall: None,
                 };
@@ -182,7 +250,7 @@ impl KpiAggregator {
         tracker.touch(b.id_key, offset, true);
         b.last_offset = b.last_offset.max(offset);
         debug_assert!(b.first_offset <= b.last_offset);
-        fold(&mut b.agg, &mut b.amount, cdr, self.cfg.short_call_ms);
+        fold(&mut b.agg, &mut b.acc, cdr, self.cfg.short_call_ms);
         b.dirty = true;
     }
 
@@ -200,7 +268,7 @@ impl KpiAggregator {
                 .unwrap_or(wall_ms);
             if b.dirty {
                 let mut agg = b.agg.clone();
-                agg.amount = b.amount.normalize().to_string();
+                b.acc.finish(&mut agg);
                 out.push(agg);
                 b.dirty = false;
             }
@@ -265,5 +333,20 @@ impl KpiAggregator {
             .iter()
             .filter_map(|(p, t)| t.committable().map(|c| (*p, c)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p95_is_nearest_rank() {
+        assert_eq!(p95(&[]), 0);
+        assert_eq!(p95(&[7]), 7);
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(p95(&v), 95);
+        let v: Vec<i64> = (1..=20).rev().collect();
+        assert_eq!(p95(&v), 19);
     }
 }

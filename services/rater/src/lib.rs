@@ -8,6 +8,7 @@
 //! `[[decks]]` configured the rater falls back to marking every call
 //! `unrated` with reason `no_rate_deck_loaded`.
 
+pub mod conformance;
 pub mod rating;
 pub mod tables;
 
@@ -17,9 +18,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
-use cdr_kafka::stage::{run_stateless, AvroMap, BatchSpec, Reject};
+use cdr_kafka::stage::{run_stateless, BatchSpec, Outcome, Output, Processor, Reject};
 use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
+use cdr_model::avro::Codec;
 use cdr_model::call::{EnrichedCall, RatedCdr};
+use cdr_model::control::PlanChange;
+use cdr_kafka::Message;
 use cdr_model::topics;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use serde::Deserialize;
@@ -59,6 +63,9 @@ pub struct Config {
     /// Optional EEA country list (default EU-27 + IS, LI, NO).
     #[serde(default)]
     pub eea_countries: Option<std::path::PathBuf>,
+    /// Wholesale conformance rule (ASR/ACD window, minimum sample).
+    #[serde(default)]
+    pub conformance: ratedeck::conformance::ConformanceConfig,
 }
 
 fn default_metrics() -> SocketAddr {
@@ -78,6 +85,7 @@ impl Config {
             self.batch_max_records > 0,
             "batch_max_records must be positive"
         );
+        self.conformance.validate()?;
         self.rating().validate()
     }
 
@@ -133,6 +141,7 @@ struct RaterMetrics {
     rows_rejected: IntCounterVec,
     deck_rows: IntGaugeVec,
     calls: IntCounterVec,
+    downgrades: prometheus::IntCounter,
 }
 
 impl RaterMetrics {
@@ -160,11 +169,17 @@ impl RaterMetrics {
         )?;
         registry.register(Box::new(rows_rejected.clone()))?;
         registry.register(Box::new(deck_rows.clone()))?;
+        let downgrades = prometheus::IntCounter::new(
+            "cdr_rater_account_downgrades_total",
+            "Wholesale accounts switched to retail by the conformance monitor",
+        )?;
         registry.register(Box::new(calls.clone()))?;
+        registry.register(Box::new(downgrades.clone()))?;
         Ok(RaterMetrics {
             rows_rejected,
             deck_rows,
             calls,
+            downgrades,
         })
     }
 }
@@ -226,20 +241,52 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         max_records: config.batch_max_records,
         linger: Duration::from_millis(config.batch_linger_ms),
     };
-    let calls = rm.calls.clone();
-    let processor = AvroMap::new(topics::CDRS_RATED, move |call: EnrichedCall| {
-        let (key, cdr) = match &tables {
-            Some(t) => rate_keyed(call, &t.context())?,
-            None => rate(call)?,
-        };
-        calls
-            .with_label_values(&[
-                cdr.rating.status.as_str(),
-                cdr.rating.unrated_reason.as_deref().unwrap_or(""),
-            ])
-            .inc();
-        Ok((key, cdr))
+    // Account categories decided so far (by any rater instance or an
+    // operator) before the first call is rated, then followed while running.
+    let table = cdr_kafka::table::TopicTable::open(
+        &config.kafka,
+        SERVICE,
+        topics::ACCOUNTS_PLAN_CHANGES,
+    )?;
+    let codec: Codec<PlanChange> = Codec::new();
+    let mut initial = Vec::new();
+    for m in table.read_to_end(Duration::from_secs(120)).await? {
+        match codec.decode(m.payload().unwrap_or_default()) {
+            Ok(c) => initial.push(c),
+            Err(e) => tracing::warn!(offset = m.offset(), error = %e, "unreadable plan change skipped"),
+        }
+    }
+    tracing::info!(changes = initial.len(), "account plan changes restored");
+    let (tx, rx) = tokio::sync::mpsc::channel::<PlanChange>(1024);
+    let follow_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let codec: Codec<PlanChange> = Codec::new();
+        loop {
+            let m = tokio::select! {
+                _ = follow_shutdown.cancelled() => return,
+                m = table.next() => m,
+            };
+            match m {
+                Ok(m) => match codec.decode(m.payload().unwrap_or_default()) {
+                    Ok(c) => {
+                        if tx.send(c).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable plan change skipped"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "following plan changes");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     });
+    let monitor = ratedeck::conformance::ConformanceMonitor::new(config.conformance.clone())?;
+    let mut processor = RaterProcessor::new(tables, monitor, rx, rm);
+    for c in initial {
+        processor.apply(&c);
+    }
     run_stateless(
         SERVICE,
         consumer,
@@ -251,4 +298,121 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown,
     )
     .await
+}
+
+/// Kafka key of a rated CDR: its route (termination trunk and breakout), so
+/// one detector instance sees every call of a route.
+pub fn route_key(cdr: &RatedCdr) -> String {
+    format!(
+        "{}|{}",
+        cdr.call.trunk_id.as_deref().unwrap_or(""),
+        cdr.rating.destination.as_deref().unwrap_or("")
+    )
+}
+
+/// The rater's stage: rate, feed the conformance monitor, emit downgrades.
+struct RaterProcessor {
+    tables: Option<RatingTables>,
+    monitor: ratedeck::conformance::ConformanceMonitor,
+    changes: tokio::sync::mpsc::Receiver<PlanChange>,
+    input: Codec<EnrichedCall>,
+    output: Codec<RatedCdr>,
+    change_codec: Codec<PlanChange>,
+    metrics: RaterMetrics,
+}
+
+impl RaterProcessor {
+    fn new(
+        tables: Option<RatingTables>,
+        monitor: ratedeck::conformance::ConformanceMonitor,
+        changes: tokio::sync::mpsc::Receiver<PlanChange>,
+        metrics: RaterMetrics,
+    ) -> Self {
+        RaterProcessor {
+            tables,
+            monitor,
+            changes,
+            input: Codec::new(),
+            output: Codec::new(),
+            change_codec: Codec::new(),
+            metrics,
+        }
+    }
+
+    /// Records a plan change (idempotent by change id).
+    fn apply(&mut self, c: &PlanChange) {
+        let Some(t) = self.tables.as_mut() else {
+            return;
+        };
+        let Some(kind) = conformance::category(&c.new_plan) else {
+            tracing::warn!(change_id = %c.change_id, new_plan = %c.new_plan, "plan change with an unknown plan ignored");
+            return;
+        };
+        let at = chrono::DateTime::from_timestamp_millis(c.decided_at_ms).unwrap_or_default();
+        if t.plans.record(&c.account_id, at, kind, &c.change_id) {
+            self.monitor.reset(&c.account_id);
+            tracing::info!(account = %c.account_id, new_plan = %c.new_plan, source = %c.source, "account plan change applied");
+        }
+    }
+}
+
+impl Processor for RaterProcessor {
+    fn process(&mut self, _topic: &str, _key: Option<&[u8]>, payload: &[u8]) -> Outcome {
+        while let Ok(c) = self.changes.try_recv() {
+            self.apply(&c);
+        }
+        let call: EnrichedCall = match self.input.decode(payload) {
+            Ok(c) => c,
+            Err(e) => {
+                return Outcome::Reject {
+                    reason: "bad_avro",
+                    field: None,
+                    message: e.to_string(),
+                }
+            }
+        };
+        let mut outs = Vec::with_capacity(2);
+        let cdr = match &self.tables {
+            Some(t) => rate_call(call, &t.context()),
+            None => unrated_no_decks(call),
+        };
+        self.metrics
+            .calls
+            .with_label_values(&[
+                cdr.rating.status.as_str(),
+                cdr.rating.unrated_reason.as_deref().unwrap_or(""),
+            ])
+            .inc();
+        if let Some(t) = &self.tables {
+            if let Some(d) = conformance::observe(&mut self.monitor, t, &cdr) {
+                let change = conformance::downgrade_event(&d);
+                self.apply(&change);
+                self.metrics.downgrades.inc();
+                tracing::warn!(account = %d.account_id, asr = d.asr, acd_s = d.acd_s, seizures = d.seizures, "wholesale account downgraded to retail");
+                match self.change_codec.encode(&change) {
+                    Ok(bytes) => outs.push(Output {
+                        topic: topics::ACCOUNTS_PLAN_CHANGES.to_string(),
+                        key: change.account_id.clone().into_bytes(),
+                        payload: bytes,
+                    }),
+                    Err(e) => tracing::error!(error = %e, "encoding plan change"),
+                }
+            }
+        }
+        match self.output.encode(&cdr) {
+            Ok(bytes) => outs.push(Output {
+                topic: topics::CDRS_RATED.to_string(),
+                key: route_key(&cdr).into_bytes(),
+                payload: bytes,
+            }),
+            Err(e) => {
+                return Outcome::Reject {
+                    reason: "encode_failed",
+                    field: None,
+                    message: e.to_string(),
+                }
+            }
+        }
+        Outcome::Emit(outs)
+    }
 }

@@ -332,6 +332,7 @@ pub struct RatingTables {
     pub npanxx: NpaNxxStates,
     pub uk_surcharges: UkSurcharges,
     pub eea: EeaCountries,
+    pub plans: ratedeck::conformance::PlanHistory,
 }
 
 impl RatingTables {
@@ -342,6 +343,7 @@ impl RatingTables {
             npanxx: &self.npanxx,
             uk_surcharges: &self.uk_surcharges,
             eea: &self.eea,
+            plans: &self.plans,
         }
     }
 }

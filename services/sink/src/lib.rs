@@ -1,5 +1,7 @@
 //! Sink service: the only ClickHouse writer of pipeline data. Consumes
-//! `cdrs.scored`, `kpi.minute` and the dead-letter topics, converts records
+//! `cdrs.scored`, `kpi.minute`, the control topics (`accounts.plan-changes`,
+//! `routes.alerts`, `routes.status`, `billing.adjustments`,
+//! `accounts.alerts`) and the dead-letter topics, converts records
 //! to rows, and inserts them in batches (by rows and by time). A batch is
 //! retried with exponential backoff for as long as ClickHouse is down and
 //! offsets are committed only after every insert of the batch was
@@ -12,7 +14,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use cdr_clickhouse::rows::{DeadLetterRow, KpiMinuteRow, RatedCdrRow};
+use cdr_clickhouse::rows::{
+    AccountAlertRow, AdjustmentRow, DeadLetterRow, KpiMinuteRow, PlanChangeRow, RatedCdrRow,
+    RouteAlertRow, RouteStatusRow,
+};
+use cdr_model::control::{
+    AccountAlertEvent, Adjustment, PlanChange, RouteAlertEvent, RouteStatusEvent,
+};
 use cdr_clickhouse::ClickHouseConfig;
 use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::stage::{batch_offsets, dead_letter, next_batch, BatchSpec};
@@ -75,17 +83,87 @@ pub struct Rows {
     pub cdrs: Vec<RatedCdrRow>,
     pub kpis: Vec<KpiMinuteRow>,
     pub dead: Vec<DeadLetterRow>,
+    pub plan_changes: Vec<PlanChangeRow>,
+    pub route_alerts: Vec<RouteAlertRow>,
+    pub route_status: Vec<RouteStatusRow>,
+    pub adjustments: Vec<AdjustmentRow>,
+    pub account_alerts: Vec<AccountAlertRow>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.cdrs.len()
+            + self.kpis.len()
+            + self.dead.len()
+            + self.plan_changes.len()
+            + self.route_alerts.len()
+            + self.route_status.len()
+            + self.adjustments.len()
+            + self.account_alerts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Decoders of the Avro topics the sink reads.
+#[derive(Default)]
+pub struct Codecs {
+    pub cdr: Codec<RatedCdr>,
+    pub kpi: Codec<KpiMinute>,
+    pub plan: Codec<PlanChange>,
+    pub alert: Codec<RouteAlertEvent>,
+    pub status: Codec<RouteStatusEvent>,
+    pub adjustment: Codec<Adjustment>,
+    pub account_alert: Codec<AccountAlertEvent>,
+}
+
+type ConvertError = (&'static str, Option<&'static str>, String);
+
+fn avro<T>(c: &Codec<T>, payload: &[u8]) -> Result<T, ConvertError>
+where
+    T: apache_avro::AvroSchema + serde::Serialize + serde::de::DeserializeOwned,
+{
+    c.decode(payload).map_err(|e| ("bad_avro", None, e.to_string()))
+}
+
+fn decimal<T>(r: Result<T, cdr_clickhouse::rows::BadDecimal>) -> Result<T, ConvertError> {
+    r.map_err(|e| ("bad_decimal", Some(e.field), e.to_string()))
 }
 
 /// Pure conversion of one consumed record into rows; errors become dead letters.
 pub fn convert(
     topic: &str,
     payload: &[u8],
-    cdr_codec: &Codec<RatedCdr>,
-    kpi_codec: &Codec<KpiMinute>,
+    codecs: &Codecs,
     rows: &mut Rows,
-) -> Result<(), (&'static str, Option<&'static str>, String)> {
+) -> Result<(), ConvertError> {
+    let cdr_codec = &codecs.cdr;
+    let kpi_codec = &codecs.kpi;
     match topic {
+        t if t == topics::ACCOUNTS_PLAN_CHANGES => {
+            rows.plan_changes
+                .push(PlanChangeRow::from(&avro(&codecs.plan, payload)?));
+        }
+        t if t == topics::ROUTES_ALERTS => {
+            let a = avro(&codecs.alert, payload)?;
+            rows.route_alerts
+                .push(decimal(RouteAlertRow::from_record(&a))?);
+        }
+        t if t == topics::ROUTES_STATUS => {
+            rows.route_status
+                .push(RouteStatusRow::from(&avro(&codecs.status, payload)?));
+        }
+        t if t == topics::BILLING_ADJUSTMENTS => {
+            let a = avro(&codecs.adjustment, payload)?;
+            rows.adjustments
+                .push(decimal(AdjustmentRow::from_record(&a))?);
+        }
+        t if t == topics::ACCOUNTS_ALERTS => {
+            rows.account_alerts
+                .push(AccountAlertRow::from(&avro(&codecs.account_alert, payload)?));
+        }
         t if t == topics::CDRS_SCORED => {
             let rec = cdr_codec
                 .decode(payload)
@@ -184,13 +262,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             topics::KPI_MINUTE,
             topics::CALL_EVENTS_DLQ,
             topics::PIPELINE_DLQ,
+            topics::ACCOUNTS_PLAN_CHANGES,
+            topics::ROUTES_ALERTS,
+            topics::ROUTES_STATUS,
+            topics::BILLING_ADJUSTMENTS,
+            topics::ACCOUNTS_ALERTS,
         ],
         &shutdown,
     )
     .await?;
     let client = config.clickhouse.client();
-    let cdr_codec: Codec<RatedCdr> = Codec::new();
-    let kpi_codec: Codec<KpiMinute> = Codec::new();
+    let codecs = Codecs::default();
     let spec = BatchSpec {
         max_records: config.batch_rows,
         linger: Duration::from_millis(config.batch_ms),
@@ -205,8 +287,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             if let Err((reason, field, message)) = convert(
                 msg.topic(),
                 msg.payload().unwrap_or_default(),
-                &cdr_codec,
-                &kpi_codec,
+                &codecs,
                 &mut rows,
             ) {
                 tracing::warn!(reason, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), %message, "dead-lettering record");
@@ -230,42 +311,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         runtime::await_acks(dlq_acks).await?;
         let res = async {
-            insert_retrying(
-                &client,
-                "rated_cdrs",
-                &rows.cdrs,
-                &m,
-                max_backoff,
-                &shutdown,
-            )
-            .await?;
-            insert_retrying(
-                &client,
-                "kpi_minute",
-                &rows.kpis,
-                &m,
-                max_backoff,
-                &shutdown,
-            )
-            .await?;
-            insert_retrying(
-                &client,
-                "dead_letters",
-                &rows.dead,
-                &m,
-                max_backoff,
-                &shutdown,
-            )
-            .await
+            let (c, mm, b, sd) = (&client, &m, max_backoff, &shutdown);
+            insert_retrying(c, "rated_cdrs", &rows.cdrs, mm, b, sd).await?;
+            insert_retrying(c, "kpi_minute", &rows.kpis, mm, b, sd).await?;
+            insert_retrying(c, "dead_letters", &rows.dead, mm, b, sd).await?;
+            insert_retrying(c, "account_plan_changes", &rows.plan_changes, mm, b, sd).await?;
+            insert_retrying(c, "route_alerts", &rows.route_alerts, mm, b, sd).await?;
+            insert_retrying(c, "route_status", &rows.route_status, mm, b, sd).await?;
+            insert_retrying(c, "adjustments", &rows.adjustments, mm, b, sd).await?;
+            insert_retrying(c, "account_alerts", &rows.account_alerts, mm, b, sd).await
         }
         .await;
         if let Err(e) = res {
             tracing::warn!(error = %format!("{e:#}"), "exiting without committing the pending batch");
             return Ok(());
         }
-        stage
-            .produced
-            .inc_by((rows.cdrs.len() + rows.kpis.len() + rows.dead.len()) as u64);
+        stage.produced.inc_by(rows.len() as u64);
         runtime::commit(&consumer, &batch_offsets(&batch), CommitMode::Sync)?;
         stage.commits.inc();
         stage.batch_latency.observe(started.elapsed().as_secs_f64());

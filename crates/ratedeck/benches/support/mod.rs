@@ -180,6 +180,7 @@ pub struct World {
     pub npanxx: NpaNxxStates,
     pub uk: UkSurcharges,
     pub eea: EeaCountries,
+    pub plans: ratedeck::conformance::PlanHistory,
     pub us_keys: Vec<String>,
 }
 
@@ -191,6 +192,7 @@ impl World {
             npanxx: &self.npanxx,
             uk_surcharges: &self.uk,
             eea: &self.eea,
+            plans: &self.plans,
         }
     }
 }
@@ -268,6 +270,7 @@ pub fn world(per_plan: usize, us48: usize) -> World {
         npanxx: NpaNxxStates::parse(&npanxx_text).unwrap(),
         uk: UkSurcharges::parse("US;fixed;0.05\nUS;mobile;0.12\nDE;fixed;0\nDE;mobile;0\nXX;fixed;0.1\nXX;mobile;0.25\n").unwrap(),
         eea: EeaCountries::default(),
+        plans: Default::default(),
         us_keys,
     }
 }

@@ -16,6 +16,7 @@ pub struct Fixture {
     pub npanxx: NpaNxxStates,
     pub uk: UkSurcharges,
     pub eea: EeaCountries,
+    pub plans: ratedeck::conformance::PlanHistory,
 }
 
 impl Fixture {
@@ -26,6 +27,7 @@ impl Fixture {
             npanxx: &self.npanxx,
             uk_surcharges: &self.uk,
             eea: &self.eea,
+            plans: &self.plans,
         }
     }
 }
@@ -128,6 +130,7 @@ pub fn fixture() -> Fixture {
         npanxx: NpaNxxStates::parse(include_str!("../../testdata/npanxx_states.txt")).unwrap(),
         uk: UkSurcharges::parse(include_str!("../../testdata/uk_surcharges.txt")).unwrap(),
         eea: EeaCountries::parse(include_str!("../../testdata/eea_countries.txt")).unwrap(),
+        plans: Default::default(),
     }
 }
 
