@@ -24,9 +24,24 @@ wait_for "tansu port" 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CDR_KAFKA_PORT"
 # --- ClickHouse -------------------------------------------------------------
 CH_DIR="$CDR_STATE_DIR/clickhouse"
 mkdir -p "$CH_DIR/data"
-sed -e "s/@HTTP_PORT@/$CDR_CH_HTTP_PORT/" \
-    -e "s/@FINANCE_PASSWORD@/${CDR_FINANCE_PASSWORD:-finance-local}/" \
-    "$(dirname "$0")/clickhouse-config.xml" >"$CH_DIR/config.xml"
+# Users (clickhouse-config.xml): cdr_writer, cdr_finance, cdr_grafana. Each
+# password is CDR_CH_<ROLE>_PASSWORD when set, else the content of
+# $CDR_SECRETS_DIR/cdr_<role>.password, generated once (random, mode 600).
+# Only SHA-256 hashes go into the rendered config; nothing is logged.
+ch_password() {
+  local var="CDR_CH_${1^^}_PASSWORD" f="$CDR_SECRETS_DIR/cdr_$1.password"
+  if [ -n "${!var:-}" ]; then printf '%s' "${!var}"; return; fi
+  [ -s "$f" ] || (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=\n' >"$f")
+  cat "$f"
+}
+ch_sha256() { ch_password "$1" | sha256sum | cut -d' ' -f1; }
+(umask 077; mkdir -p "$CDR_SECRETS_DIR")
+(umask 077; sed -e "s/@HTTP_PORT@/$CDR_CH_HTTP_PORT/" \
+    -e "s/@WRITER_PASSWORD_SHA256@/$(ch_sha256 writer)/" \
+    -e "s/@FINANCE_PASSWORD_SHA256@/$(ch_sha256 finance)/" \
+    -e "s/@GRAFANA_PASSWORD_SHA256@/$(ch_sha256 grafana)/" \
+    "$(dirname "$0")/clickhouse-config.xml" >"$CH_DIR/config.xml.tmp" &&
+  mv "$CH_DIR/config.xml.tmp" "$CH_DIR/config.xml")
 if pid_alive "$CDR_STATE_DIR/pids/clickhouse.pid"; then
   log "ClickHouse already running (pid $(cat "$CDR_STATE_DIR/pids/clickhouse.pid"))"
 else

@@ -227,7 +227,12 @@ impl Assembler {
                     .forget(st.key);
             }
         }
-        out.sort_by(|a, b| a.cdr_id.cmp(&b.cdr_id));
+        // Hangup order (then id, for determinism): downstream per-account
+        // monitors see calls in event-time order, as switches produced them.
+        out.sort_by(|a, b| {
+            (a.end_ts_ms.unwrap_or(a.setup_ts_ms), &a.cdr_id)
+                .cmp(&(b.end_ts_ms.unwrap_or(b.setup_ts_ms), &b.cdr_id))
+        });
         out
     }
 

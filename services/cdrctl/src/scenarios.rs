@@ -9,7 +9,8 @@
 //!   conversational account (`acc-4002`).
 //! * `conformance`: wholesale accounts with ASR 40% (`acc-3001`), ACD 45 s
 //!   (`acc-3002`), conforming traffic (`acc-3003`) and a non-conforming
-//!   account under the minimum sample (`acc-3004`).
+//!   account under the minimum sample (`acc-3004`); groups 31xx and 32xx
+//!   repeat the pattern for re-runs.
 
 use std::collections::BTreeSet;
 
@@ -201,23 +202,39 @@ pub fn fas(run: &str, seed: u64, start_ms: i64, minutes: i64) -> (Vec<Msg>, Trut
     (msgs, truth)
 }
 
-/// The conformance scenario: `n` seizures for each of acc-3001..3003 and
-/// 50 for acc-3004, over `minutes` of event time.
-pub fn conformance(run: &str, seed: u64, start_ms: i64, minutes: i64, n: usize) -> (Vec<Msg>, Truth) {
+/// Account groups for the conformance scenario (low ASR, low ACD,
+/// conforming, under the minimum sample). Several groups exist so a test
+/// can be re-run while an earlier run's decisions are still in force.
+pub const CONFORMANCE_GROUPS: [[&str; 4]; 3] = [
+    ["acc-3001", "acc-3002", "acc-3003", "acc-3004"],
+    ["acc-3101", "acc-3102", "acc-3103", "acc-3104"],
+    ["acc-3201", "acc-3202", "acc-3203", "acc-3204"],
+];
+
+/// The conformance scenario: `n` seizures for each of the group's first
+/// three accounts and 50 for the fourth, over `minutes` of event time.
+pub fn conformance(
+    run: &str,
+    seed: u64,
+    start_ms: i64,
+    minutes: i64,
+    n: usize,
+    group: [&str; 4],
+) -> (Vec<Msg>, Truth) {
     let mut rng = StdRng::seed_from_u64(seed);
     let span = minutes * 60_000;
     let mut specs = Vec::new();
     let accounts = [
-        ("acc-3001", n, 0.4, (90_000, 300_000)),
-        ("acc-3002", n, 0.8, (40_000, 50_000)),
-        ("acc-3003", n, 0.75, (80_000, 400_000)),
-        ("acc-3004", 50, 0.1, (90_000, 300_000)),
+        (group[0], n, 0.4, (90_000, 300_000)),
+        (group[1], n, 0.8, (40_000, 50_000)),
+        (group[2], n, 0.75, (80_000, 300_000)),
+        (group[3], 50, 0.1, (90_000, 300_000)),
     ];
     for (acct, count, asr, talk) in accounts {
         for i in 0..count {
             let t = start_ms + (span * i as i64) / count as i64 + rng.gen_range(0..1_000);
             let mut c = normal(&mut rng, run, i, acct, "trk-1", "4930123456", t, asr, talk);
-            if acct == "acc-3002" {
+            if acct == group[1] {
                 // ACD 45 s: talk times uniform around it.
                 c.talk_ms = rng.gen_range(40_000..50_000);
             }
@@ -251,7 +268,7 @@ mod tests {
 
     #[test]
     fn conformance_accounts_have_the_intended_figures() {
-        let (_, t) = conformance("r", 1, 1_790_000_000_000, 60, 400);
+        let (_, t) = conformance("r", 1, 1_790_000_000_000, 60, 400, CONFORMANCE_GROUPS[0]);
         let (s, a, secs) = t.per_account["acc-3001"];
         let asr = a as f64 / s as f64;
         assert!((0.33..0.47).contains(&asr), "acc-3001 ASR {asr}");

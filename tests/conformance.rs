@@ -1,0 +1,132 @@
+//! End-to-end wholesale conformance (seed 000): an account with ASR 40% and
+//! one with ACD 45 s over the minimum sample are downgraded once, their
+//! calls before the decision rated wholesale and after it retail; a
+//! conforming account and one under the minimum sample are never touched.
+// Each test runs on its own runtime and thread; the std guard serialises
+// them across threads on purpose (they share one stack and its services).
+#![allow(clippy::await_holding_lock)]
+
+use std::time::{Duration, Instant};
+
+use cdr_e2e::*;
+use clickhouse::Row;
+use serde::Deserialize;
+
+
+#[derive(Row, Deserialize, Debug)]
+struct Change {
+    account_id: String,
+    decided_at: i64,
+    asr: Option<f64>,
+    acd_s: Option<f64>,
+    sample_seizures: u64,
+    reason: String,
+}
+
+#[derive(Row, Deserialize, Debug)]
+struct Rated {
+    account_id: String,
+    answer_ts: Option<i64>,
+    plan: Option<String>,
+    rating_flags: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_conforming_wholesale_accounts_are_downgraded_once() {
+    let _g = stack();
+    let ch = clickhouse().client();
+    let run = unique_run("conf");
+    let now = cdr_kafka::now_ms();
+    // Setups over six minutes from now-15 min (talk <= 5 min, so every call
+    // has ended); every earlier decision for these accounts must precede
+    // the reset below, or it would still be in force.
+    let start = now - 900_000;
+    let reset_at = start - 1_000;
+    // A group of accounts no earlier run touched after `reset_at`.
+    let mut group = None;
+    for g in cdrctl::scenarios::CONFORMANCE_GROUPS {
+        let prev: i64 = ch
+            .query("SELECT toInt64(max(toUnixTimestamp64Milli(decided_at))) FROM account_plan_changes WHERE has(?, account_id)")
+            .bind(g.to_vec())
+            .fetch_one()
+            .await
+            .unwrap_or(0);
+        if prev < reset_at {
+            group = Some(g);
+            break;
+        }
+    }
+    let g = group.expect("every account group has a decision after this run's reset: re-run in 15 minutes");
+    // Operator reset to wholesale (the same path `cdrctl account set-plan` takes).
+    for a in g {
+        let c = cdrctl::control::plan_change(a, "wholesale", "e2e reset", "e2e", reset_at).unwrap();
+        cdrctl::control::publish_plan_change(&kafka(), &c).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (msgs, truth) = cdrctl::scenarios::conformance(&run, 5, start, 6, 400, g);
+    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+
+    // Everything rated and landed, and the decisions mirrored.
+    let started = Instant::now();
+    let (rated, changes) = loop {
+        let rated: Vec<Rated> = ch
+            .query("SELECT account_id, toUnixTimestamp64Milli(answer_ts) AS answer_ts, plan, rating_flags FROM rated_cdrs_final WHERE call_id LIKE ?")
+            .bind(format!("{run}-%"))
+            .fetch_all()
+            .await
+            .unwrap_or_default();
+        let changes: Vec<Change> = ch
+            .query("SELECT account_id, toUnixTimestamp64Milli(decided_at) AS decided_at, asr, acd_s, sample_seizures, reason FROM account_plan_changes FINAL WHERE source = 'auto' AND decided_at > fromUnixTimestamp64Milli(?) ORDER BY decided_at")
+            .bind(reset_at)
+            .fetch_all()
+            .await
+            .unwrap_or_default();
+        if rated.len() >= truth.calls && changes.len() >= 2 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            break (rated, changes);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "{} of {} calls rated, changes {changes:?}",
+            rated.len(),
+            truth.calls
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let changes: Vec<Change> = ch
+        .query("SELECT account_id, toUnixTimestamp64Milli(decided_at) AS decided_at, asr, acd_s, sample_seizures, reason FROM account_plan_changes FINAL WHERE source = 'auto' AND decided_at > fromUnixTimestamp64Milli(?) ORDER BY decided_at")
+        .bind(reset_at)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(rated.len() >= truth.calls);
+    let of = |a: &str| changes.iter().filter(|c| c.account_id == a).collect::<Vec<_>>();
+    let low_asr = of(g[0]);
+    assert_eq!(low_asr.len(), 1, "downgraded exactly once: {changes:?}");
+    assert!(low_asr[0].asr.unwrap() < 0.5 && low_asr[0].sample_seizures >= 100, "{low_asr:?}");
+    assert!(low_asr[0].reason.contains("ASR"), "{}", low_asr[0].reason);
+    let low_acd = of(g[1]);
+    assert_eq!(low_acd.len(), 1, "{changes:?}");
+    assert!(low_acd[0].acd_s.unwrap() < 60.0, "{low_acd:?}");
+    assert!(of(g[2]).is_empty(), "conforming account touched: {changes:?}");
+    assert!(of(g[3]).is_empty(), "account under the minimum sample touched: {changes:?}");
+
+    for (acct, decided) in [(g[0], low_asr[0].decided_at), (g[1], low_acd[0].decided_at)] {
+        let (mut before, mut after) = (0, 0);
+        for r in rated.iter().filter(|r| r.account_id == acct) {
+            let Some(a) = r.answer_ts else { continue };
+            if a < decided {
+                before += 1;
+                assert_eq!(r.plan.as_deref(), Some("standard"), "{acct} answered before the decision: {r:?}");
+            } else {
+                after += 1;
+                assert_eq!(r.plan.as_deref(), Some("retail"), "{acct} answered after the decision: {r:?}");
+                assert!(r.rating_flags.iter().any(|f| f == "downgraded_to_retail"), "{r:?}");
+            }
+        }
+        assert!(before >= 20 && after >= 50, "{acct}: {before} calls before, {after} after");
+    }
+    for r in rated.iter().filter(|r| r.account_id == g[2] && r.answer_ts.is_some()) {
+        assert_eq!(r.plan.as_deref(), Some("standard"), "{r:?}");
+    }
+}
