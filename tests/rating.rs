@@ -181,7 +181,9 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
                 .or_default() += 1;
         }
         if row.disposition != "answered" {
-            assert_eq!(row.amount, 0, "{}: unanswered call billed", row.call_id);
+            // No talk time is billed; a rated attempt still owes its LRN dip.
+            let owed = if row.rating_status == "rated" { row.lrn_fee } else { 0 };
+            assert_eq!(row.amount, owed, "{}: unanswered call billed", row.call_id);
             assert_eq!(row.billed_seconds, 0, "{}", row.call_id);
             continue;
         }

@@ -11,9 +11,14 @@ svcs=("$@"); [ ${#svcs[@]} -eq 0 ] && svcs=("${ALL[@]}")
 # The decks the rater is about to load go to ClickHouse first (rate_decks,
 # rate_deck_rows), so finance can join every rated CDR to the row that
 # priced it. Re-publishing is idempotent (ReplacingMergeTree).
+# Pipeline writes go through the cdr_writer ClickHouse user (SELECT and
+# INSERT on cdr.* only); its password comes from the environment or the
+# secret start.sh generated, and is passed in the environment, never argv.
+writer_env=(CDR_CLICKHOUSE_USER=cdr_writer
+  "CDR_CLICKHOUSE_PASSWORD=${CDR_CH_WRITER_PASSWORD:-$(cat "$CDR_SECRETS_DIR/cdr_writer.password")}")
 for s in "${svcs[@]}"; do
   if [ "$s" = rater ] && [ -f "$CDR_REPO/deploy/local/config/rater.toml" ]; then
-    (cd "$CDR_REPO" && "$CDR_BIN_DIR/cdrctl" deck publish --rater-config deploy/local/config/rater.toml 2>&1 | tail -1)
+    (cd "$CDR_REPO" && env "${writer_env[@]}" "$CDR_BIN_DIR/cdrctl" deck publish --rater-config deploy/local/config/rater.toml 2>&1 | tail -1)
   fi
 done
 for s in "${svcs[@]}"; do
@@ -23,7 +28,7 @@ for s in "${svcs[@]}"; do
   port=$((CDR_METRICS_BASE + idx))
   cfg=()
   [ -f "$CDR_REPO/deploy/local/config/$s.toml" ] && cfg=("$CDR_REPO/deploy/local/config/$s.toml")
-  (cd "$CDR_REPO" && CDR__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
+  (cd "$CDR_REPO" && export "${writer_env[@]}" && CDR__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
     >>"$CDR_STATE_DIR/logs/$s.log" 2>&1 </dev/null) &
   echo $! >"$pidf"
   log "started $s (pid $!, metrics http://127.0.0.1:$port/metrics)"

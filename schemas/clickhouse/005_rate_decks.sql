@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS cdr.rate_decks
     published_at   DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(published_at)
-ORDER BY (deck_id, scope);
+ORDER BY (deck_id, deck_version, scope);
 
 CREATE TABLE IF NOT EXISTS cdr.rate_deck_rows
 (
@@ -44,4 +44,4 @@ CREATE TABLE IF NOT EXISTS cdr.rate_deck_rows
     published_at       DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(published_at)
-ORDER BY (deck_id, scope, prefix, source_line);
+ORDER BY (deck_id, deck_version, scope, prefix, source_line);

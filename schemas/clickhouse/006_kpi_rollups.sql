@@ -1,7 +1,9 @@
 -- KPI columns added for issue 5 and the hour/day rollups.
 -- ner_ok: answered + user busy + ring no answer + terminal rejections
--- (4xx/6xx final answers that mean "the network delivered the call": 404,
--- 410, 480, 484, 486, 600, 603, 604); NER = ner_ok / seizures.
+-- (final answers that mean "the network delivered the call and the far end
+-- refused it": 404, 410, 484, 485, 600, 603, 604; busy 486 and no answer
+-- 480 are counted under their own dispositions); NER = ner_ok / seizures.
+-- The list lives in services/kpi/src/core.rs (TERMINAL_REJECTIONS).
 -- Media: sums and counts so averages combine exactly across buckets.
 -- pdd_p95_ms is the bucket's own p95 (exact within the bucket); p95 over
 -- longer spans is computed from rated_cdrs_final, since percentiles do not

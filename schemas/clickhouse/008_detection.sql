@@ -65,7 +65,9 @@ PARTITION BY toYYYYMM(call_setup_ts)
 ORDER BY (account_id, adjustment_id);
 
 CREATE OR REPLACE VIEW cdr.adjustments_final AS
-SELECT * FROM cdr.adjustments LIMIT 1 BY adjustment_id;
+SELECT * FROM cdr.adjustments
+ORDER BY adjustment_id, created_at DESC
+LIMIT 1 BY adjustment_id;
 
 -- Account traffic-profile alerts (undeclared dialer traffic).
 CREATE TABLE IF NOT EXISTS cdr.account_alerts

@@ -33,6 +33,14 @@ pub struct ConformanceConfig {
     pub min_asr: f64,
     /// Window granularity, seconds (default 60).
     pub bucket_secs: i64,
+    /// Attempts count once their *setup* is this far behind the newest
+    /// hangup seen (default 900 s). Failed attempts end within seconds and
+    /// answered ones minutes later, so judging by hangup time alone would
+    /// see the failures of a burst before its conversations and read a
+    /// falsely low ASR; waiting until the calls set up in a minute have had
+    /// time to end removes that bias (calls longer than this still count,
+    /// in the minute they set up, once they end).
+    pub settle_secs: i64,
 }
 
 impl Default for ConformanceConfig {
@@ -43,6 +51,7 @@ impl Default for ConformanceConfig {
             min_acd_secs: 60.0,
             min_asr: 0.5,
             bucket_secs: 60,
+            settle_secs: 900,
         }
     }
 }
@@ -68,6 +77,9 @@ impl ConformanceConfig {
         if self.bucket_secs <= 0 || self.bucket_secs > self.window_secs {
             return bad("bucket_secs", "must be positive and at most window_secs");
         }
+        if self.settle_secs < 0 || self.settle_secs >= self.window_secs {
+            return bad("settle_secs", "must be within 0..window_secs");
+        }
         if self.min_seizures == 0 {
             return bad("min_seizures", "must be at least 1");
         }
@@ -85,6 +97,8 @@ impl ConformanceConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub account_id: String,
+    /// Event time of the attempt's setup, ms (the minute it counts in).
+    pub setup_ms: i64,
     /// Event time of the attempt's end (hangup), ms.
     pub end_ms: i64,
     pub answered: bool,
@@ -114,11 +128,28 @@ struct Slot {
 
 #[derive(Debug, Default)]
 struct Window {
+    /// By setup minute, sorted by start.
     slots: VecDeque<Slot>,
+    /// Sums over the settled slots (start < `settled_edge`) in the window.
     seizures: u64,
     answered: u64,
     answered_ms: i64,
+    settled_edge: i64,
     latest_ms: i64,
+}
+
+impl Window {
+    fn add(&mut self, s: &Slot, sign: i64) {
+        if sign > 0 {
+            self.seizures += s.seizures;
+            self.answered += s.answered;
+            self.answered_ms += s.answered_ms;
+        } else {
+            self.seizures -= s.seizures;
+            self.answered -= s.answered;
+            self.answered_ms -= s.answered_ms;
+        }
+    }
 }
 
 /// Per-account sliding windows of seizures / answered / answered time.
@@ -160,52 +191,65 @@ impl ConformanceMonitor {
     pub fn observe(&mut self, a: &Attempt) -> Option<Downgrade> {
         let bucket_ms = self.cfg.bucket_secs * 1000;
         let window_ms = self.cfg.window_secs * 1000;
+        let settle_ms = self.cfg.settle_secs * 1000;
         let w = self.accounts.entry(a.account_id.clone()).or_default();
-        let start = a.end_ms - a.end_ms.rem_euclid(bucket_ms);
+        if w.slots.is_empty() && w.seizures == 0 {
+            w.settled_edge = i64::MIN;
+        }
         w.latest_ms = w.latest_ms.max(a.end_ms);
         let horizon = w.latest_ms - window_ms;
-        if a.end_ms <= horizon {
-            return None; // older than the window: no longer evidence
+        let start = a.setup_ms - a.setup_ms.rem_euclid(bucket_ms);
+        if start + bucket_ms <= horizon {
+            return None; // set up before the window: no longer evidence
         }
-        // Slots are kept sorted by start; late attempts land in their slot.
-        let pos = w.slots.iter().rposition(|s| s.start_ms <= start);
-        let slot = match pos {
-            Some(i) if w.slots[i].start_ms == start => &mut w.slots[i],
-            Some(i) => {
-                w.slots.insert(
-                    i + 1,
-                    Slot {
-                        start_ms: start,
-                        ..Default::default()
-                    },
-                );
-                &mut w.slots[i + 1]
-            }
-            None => {
-                w.slots.push_front(Slot {
-                    start_ms: start,
-                    ..Default::default()
-                });
-                &mut w.slots[0]
-            }
+        let mut one = Slot {
+            start_ms: start,
+            seizures: 1,
+            ..Default::default()
         };
-        slot.seizures += 1;
         if a.answered {
-            slot.answered += 1;
-            slot.answered_ms += a.duration_ms.max(0);
+            one.answered = 1;
+            one.answered_ms = a.duration_ms.max(0);
         }
-        w.seizures += 1;
-        if a.answered {
-            w.answered += 1;
-            w.answered_ms += a.duration_ms.max(0);
+        // Slots stay sorted by start; a late attempt lands in its own slot.
+        match w.slots.iter().rposition(|s| s.start_ms <= start) {
+            Some(i) if w.slots[i].start_ms == start => {
+                let s = &mut w.slots[i];
+                s.seizures += 1;
+                s.answered += one.answered;
+                s.answered_ms += one.answered_ms;
+            }
+            Some(i) => w.slots.insert(i + 1, one),
+            None => w.slots.push_front(one),
         }
-        while let Some(s) = w.slots.front() {
+        if start < w.settled_edge {
+            w.add(&one, 1);
+        }
+        // Settle every slot whose calls have had `settle` to end.
+        let edge = {
+            let e = w.latest_ms - settle_ms;
+            e - e.rem_euclid(bucket_ms)
+        };
+        if edge > w.settled_edge {
+            let from = w.settled_edge;
+            let newly: Vec<Slot> = w
+                .slots
+                .iter()
+                .filter(|s| s.start_ms >= from && s.start_ms < edge)
+                .copied()
+                .collect();
+            for s in &newly {
+                w.add(s, 1);
+            }
+            w.settled_edge = edge;
+        }
+        while let Some(s) = w.slots.front().copied() {
             if s.start_ms + bucket_ms > horizon {
                 break;
             }
-            w.seizures -= s.seizures;
-            w.answered -= s.answered;
-            w.answered_ms -= s.answered_ms;
+            if s.start_ms < w.settled_edge {
+                w.add(&s, -1);
+            }
             w.slots.pop_front();
         }
         if w.seizures < self.cfg.min_seizures {
@@ -326,12 +370,24 @@ impl PlanHistory {
 mod tests {
     use super::*;
 
+    /// Attempt `i`, set up every 10 s; tests use `settle_secs = 0` unless
+    /// they are about settling.
     fn att(i: i64, answered: bool, dur_s: i64) -> Attempt {
+        let setup = 1_790_000_000_000 + i * 10_000;
         Attempt {
             account_id: "w1".into(),
-            end_ms: 1_790_000_000_000 + i * 10_000,
+            setup_ms: setup,
+            end_ms: setup + dur_s * 1000,
             answered,
             duration_ms: dur_s * 1000,
+        }
+    }
+
+    fn cfg0() -> ConformanceConfig {
+        ConformanceConfig {
+            settle_secs: 0,
+            bucket_secs: 1,
+            ..Default::default()
         }
     }
 
@@ -341,29 +397,31 @@ mod tests {
 
     #[test]
     fn low_asr_over_the_minimum_sample_downgrades_at_the_tipping_call() {
-        let mut m = ConformanceMonitor::new(ConformanceConfig::default()).unwrap();
+        let mut m = ConformanceMonitor::new(cfg0()).unwrap();
         // ASR 40%, ACD 120 s.
         let calls = (0..99).map(|i| att(i, i % 5 < 2, 120));
         assert!(run(&mut m, calls).is_empty(), "under the minimum sample");
         let d = m.observe(&att(99, false, 0)).expect("100th seizure decides");
         assert_eq!(d.seizures, 100);
         assert!((d.asr - 0.4).abs() < 1e-9, "{d:?}");
-        assert_eq!(d.decided_at_ms, att(99, false, 0).end_ms);
+        // Decided at the newest hangup seen: attempt 98 (980 s + 120 s),
+        // not the tipping attempt 99 (990 s + 0 s).
+        assert_eq!(d.decided_at_ms, att(98, false, 120).end_ms);
         assert!(d.reason.contains("ASR 40.0%"), "{}", d.reason);
     }
 
     #[test]
     fn low_acd_downgrades_and_conforming_traffic_never_does() {
-        let mut m = ConformanceMonitor::new(ConformanceConfig::default()).unwrap();
+        let mut m = ConformanceMonitor::new(cfg0()).unwrap();
         let d = run(&mut m, (0..150).map(|i| att(i, i % 10 < 8, 45)));
         assert!(!d.is_empty());
         assert!((d[0].acd_s - 45.0).abs() < 1e-9);
         assert!(d[0].reason.contains("ACD 45.0 s"));
-        let mut m = ConformanceMonitor::new(ConformanceConfig::default()).unwrap();
+        let mut m = ConformanceMonitor::new(cfg0()).unwrap();
         // ASR 60%, ACD 90 s: conforming, however long it runs.
         assert!(run(&mut m, (0..5000).map(|i| att(i, i % 10 < 6, 90))).is_empty());
         // Exactly on the thresholds (ASR 50%, ACD 60 s) is not below them.
-        let mut m = ConformanceMonitor::new(ConformanceConfig::default()).unwrap();
+        let mut m = ConformanceMonitor::new(cfg0()).unwrap();
         assert!(run(&mut m, (0..400).map(|i| att(i, i % 2 == 0, 60))).is_empty());
     }
 
@@ -371,7 +429,7 @@ mod tests {
     fn old_evidence_leaves_the_window() {
         let cfg = ConformanceConfig {
             window_secs: 3600,
-            ..Default::default()
+            ..cfg0()
         };
         let mut m = ConformanceMonitor::new(cfg).unwrap();
         // 80 bad calls, then 2 h of silence, then 80 more bad calls: never
@@ -379,6 +437,34 @@ mod tests {
         let mut calls: Vec<Attempt> = (0..80).map(|i| att(i, false, 0)).collect();
         calls.extend((0..80).map(|i| att(720 + i, false, 0)));
         assert!(run(&mut m, calls).is_empty());
+    }
+
+    #[test]
+    fn failures_of_a_burst_do_not_count_before_its_conversations_end() {
+        // Calls set up every 10 s, ASR 60%: failures end after 15 s, the
+        // answered ones after 10 min. Judged by hangup order without a
+        // settle time the first 100 ended calls would be mostly failures.
+        let run_burst = |settle_secs| {
+            let mut m = ConformanceMonitor::new(ConformanceConfig {
+                settle_secs,
+                ..Default::default()
+            })
+            .unwrap();
+            let mut calls: Vec<Attempt> = (0..600)
+                .map(|i| {
+                    let a = i % 10 < 6;
+                    let mut c = att(i, a, if a { 600 } else { 0 });
+                    if !a {
+                        c.end_ms = c.setup_ms + 15_000;
+                    }
+                    c
+                })
+                .collect();
+            calls.sort_by_key(|c| c.end_ms);
+            run(&mut m, calls)
+        };
+        assert!(!run_burst(0).is_empty(), "hangup order alone is biased");
+        assert!(run_burst(900).is_empty(), "settled figures are the true 60%");
     }
 
     #[test]
@@ -404,6 +490,12 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.field, "min_asr");
+        let e = ConformanceMonitor::new(ConformanceConfig {
+            settle_secs: 86_400,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "settle_secs");
         assert!(toml_like_unknown_key_is_refused());
     }
 
@@ -418,7 +510,7 @@ mod tests {
         fn decision_matches_naive_arithmetic(
             calls in proptest::collection::vec((proptest::bool::ANY, 0i64..300), 1..400)
         ) {
-            let mut m = ConformanceMonitor::new(ConformanceConfig::default()).unwrap();
+            let mut m = ConformanceMonitor::new(cfg0()).unwrap();
             let (mut n, mut ans, mut ms) = (0u64, 0u64, 0i64);
             let mut want = None;
             for (i, (a, d)) in calls.iter().enumerate() {

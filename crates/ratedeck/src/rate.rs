@@ -47,6 +47,9 @@ pub struct RatingInput {
     /// ISO alpha-2 of the caller id.
     pub cli_country: Option<String>,
     pub answer_ts: Option<DateTime<Utc>>,
+    /// Setup time: picks the deck version for unanswered attempts, so they
+    /// still carry their breakout (per-breakout ASR needs the failures).
+    pub setup_ts: Option<DateTime<Utc>>,
     /// 0 when unanswered.
     pub billable_seconds: u32,
     pub answered: bool,
@@ -482,13 +485,15 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     };
 
     let billable = input.answered && input.billable_seconds > 0;
-    let Some(at) = input.answer_ts else {
-        if billable {
-            return unrated(out, "answered call without answer timestamp".into());
-        }
-        // Unanswered calls have no answer time to pick a deck version by;
-        // they bill 0 whatever the deck says.
+    if billable && input.answer_ts.is_none() {
+        return unrated(out, "answered call without answer timestamp".into());
+    }
+    // Answered calls are priced by the version in force at answer; an
+    // unanswered attempt is only classified (breakout, deck) by the version
+    // in force at setup, and bills no talk time whatever the deck says.
+    let Some(at) = input.answer_ts.or(input.setup_ts) else {
         out.flags.insert(Flag::NotBilled);
+        out.amount = out.lrn_fee;
         return out;
     };
 
@@ -577,7 +582,10 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     }
 
     if !billable {
+        // No talk time, but a dip performed for this attempt is still owed
+        // (seed 000: charged when the number was not in the cache).
         out.flags.insert(Flag::NotBilled);
+        out.amount = out.lrn_fee;
         return out;
     }
     let billed = billed_seconds(

@@ -94,7 +94,8 @@ proptest! {
         prop_assert!(total.scale() <= 2);
     }
 
-    /// Rated amount = billed × rate / 60 + fees, for any duration and plan prefix.
+    /// Rated amount = billed × rate / 60 + fees, for any duration and plan
+    /// prefix; a call with no talk time still owes its LRN dip.
     #[test]
     fn amount_formula(secs in 0u32..4000, plan in 0usize..4, lrn in 0i64..10) {
         let f = shared();
@@ -108,7 +109,7 @@ proptest! {
         prop_assert_eq!(o.plan, Some(want_plan));
         let b = o.increment.unwrap();
         prop_assert_eq!(o.billed_seconds, billed_seconds(secs, b, 0));
-        let want = if secs == 0 { Decimal::ZERO } else {
+        let want = if secs == 0 { c.lrn_fee } else {
             Decimal::from(o.billed_seconds) * o.rate_per_min / Decimal::from(60) + c.lrn_fee
         };
         prop_assert_eq!(o.amount, want);

@@ -2,14 +2,14 @@
 //! (and `cdrctl simulate --scenario`): every call carries its ground truth,
 //! so tests can measure precision and recall instead of eyeballing.
 //!
-//! * `fas`: a FAS route (`trk-fas`: instant answers with no ringback,
+//! * `fas`: a FAS route (`trk-fas`, 10 calls a minute: instant answers with no ringback,
 //!   durations clustered around 30 s, far-end silence) and a clean route on
 //!   the same breakout (`trk-clean`), plus a dialer account (`acc-4001`:
 //!   high attempt rate, ASR ~20%, most answered calls under 6 s) and a
 //!   conversational account (`acc-4002`).
 //! * `conformance`: wholesale accounts with ASR 40% (`acc-3001`), ACD 45 s
 //!   (`acc-3002`), conforming traffic (`acc-3003`) and a non-conforming
-//!   account under the minimum sample (`acc-3004`); groups 31xx and 32xx
+//!   account under the minimum sample (`acc-3004`); groups 31xx..35xx
 //!   repeat the pattern for re-runs.
 
 use std::collections::BTreeSet;
@@ -162,8 +162,8 @@ pub fn fas(run: &str, seed: u64, start_ms: i64, minutes: i64) -> (Vec<Msg>, Trut
     truth.dialer_accounts.insert("acc-4001".into());
     truth.conversational_accounts.insert("acc-4002".into());
     let span = minutes * 60_000;
-    // FAS route: ~4 answered calls a minute, all falsely answered.
-    for i in 0..(minutes * 4) as usize {
+    // FAS route: 10 answered calls a minute, all falsely answered.
+    for i in 0..(minutes * 10) as usize {
         let t = start_ms + rng.gen_range(0..span);
         let c = CallSpec {
             call_id: format!("{run}-fas-{i:06}"),
@@ -184,19 +184,19 @@ pub fn fas(run: &str, seed: u64, start_ms: i64, minutes: i64) -> (Vec<Msg>, Trut
         specs.push(c);
     }
     // Clean route on the same breakout, similar volume.
-    for i in 0..(minutes * 5) as usize {
+    for i in 0..(minutes * 14) as usize {
         let t = start_ms + rng.gen_range(0..span);
-        specs.push(normal(&mut rng, run, i, "acc-1002", "trk-clean", uk_mobile, t, 0.6, (20_000, 600_000)));
+        specs.push(normal(&mut rng, run, i, "acc-1002", "trk-clean", uk_mobile, t, 0.6, (20_000, 240_000)));
     }
-    // Dialer: 20 attempts a minute, ASR 20%, answered mostly 2-5 s.
-    for i in 0..(minutes * 20) as usize {
+    // Dialer: 40 attempts a minute, ASR 20%, answered mostly 2-5 s.
+    for i in 0..(minutes * 40) as usize {
         let t = start_ms + rng.gen_range(0..span);
         specs.push(normal(&mut rng, run, i, "acc-4001", "trk-2", "4930123456", t, 0.2, (2_000, 5_000)));
     }
     // Conversational account: 3 calls a minute, ASR 65%, minutes-long calls.
     for i in 0..(minutes * 3) as usize {
         let t = start_ms + rng.gen_range(0..span);
-        specs.push(normal(&mut rng, run, i, "acc-4002", "trk-3", "4930123456", t, 0.65, (30_000, 900_000)));
+        specs.push(normal(&mut rng, run, i, "acc-4002", "trk-3", "4930123456", t, 0.65, (30_000, 240_000)));
     }
     let msgs = finish(&mut truth, &specs);
     (msgs, truth)
@@ -205,10 +205,13 @@ pub fn fas(run: &str, seed: u64, start_ms: i64, minutes: i64) -> (Vec<Msg>, Trut
 /// Account groups for the conformance scenario (low ASR, low ACD,
 /// conforming, under the minimum sample). Several groups exist so a test
 /// can be re-run while an earlier run's decisions are still in force.
-pub const CONFORMANCE_GROUPS: [[&str; 4]; 3] = [
+pub const CONFORMANCE_GROUPS: [[&str; 4]; 6] = [
     ["acc-3001", "acc-3002", "acc-3003", "acc-3004"],
     ["acc-3101", "acc-3102", "acc-3103", "acc-3104"],
     ["acc-3201", "acc-3202", "acc-3203", "acc-3204"],
+    ["acc-3301", "acc-3302", "acc-3303", "acc-3304"],
+    ["acc-3401", "acc-3402", "acc-3403", "acc-3404"],
+    ["acc-3501", "acc-3502", "acc-3503", "acc-3504"],
 ];
 
 /// The conformance scenario: `n` seizures for each of the group's first
@@ -254,7 +257,7 @@ mod tests {
     #[test]
     fn fas_scenario_is_labelled_and_parses() {
         let (msgs, t) = fas("r", 3, 1_790_000_000_000, 30);
-        assert_eq!(t.fas_calls.len(), 120);
+        assert_eq!(t.fas_calls.len(), 300);
         assert!(t.calls > 800);
         for m in &msgs {
             SwitchEvent::from_json(&m.payload, 2000).expect("every event parses");

@@ -44,6 +44,7 @@ pub fn observe(m: &mut ConformanceMonitor, t: &RatingTables, cdr: &RatedCdr) -> 
     }
     m.observe(&Attempt {
         account_id: cdr.call.account_id.clone(),
+        setup_ms: cdr.call.setup_ts_ms,
         end_ms: cdr.call.end_ts_ms.unwrap_or(cdr.call.setup_ts_ms),
         answered: cdr.call.disposition == "answered",
         duration_ms: cdr.call.duration_ms,

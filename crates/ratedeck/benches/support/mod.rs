@@ -318,6 +318,7 @@ pub fn calls(w: &World, n: usize, seed: u64) -> Vec<RatingInput> {
                 cli_country: Some(country.to_string()),
                 answer_ts: answered
                     .then(|| t0() + chrono::Duration::seconds(rng.below(86_400 * 30) as i64)),
+                setup_ts: Some(t0()),
                 billable_seconds: if answered { rng.below(600) as u32 } else { 0 },
                 answered,
                 behind_nat: rng.below(50) == 0,

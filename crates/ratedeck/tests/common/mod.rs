@@ -145,6 +145,7 @@ pub fn call(account: &str, dialed: &str) -> RatingInput {
         cli_valid: true,
         cli_country: Some("DE".into()),
         answer_ts: Some(t(2021, 10, 1)),
+        setup_ts: Some(t(2021, 10, 1)),
         billable_seconds: 60,
         answered: true,
         behind_nat: false,
