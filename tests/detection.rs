@@ -50,21 +50,13 @@ fn ratio(num: usize, den: usize) -> f64 {
 async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
     let _g = stack();
     let ch = clickhouse().client();
-    // Three 4-minute runs, 9 minutes apart (a run's calls end within 4.5
-    // minutes of its last setup, and a restore sets aside the evidence seen
-    // so far), all within the detector's lateness of the newest event time
-    // the stack has seen. Re-running this test alone within ~7 minutes of a
-    // previous run makes its first run late: wait, then re-run.
-    let base = cdr_kafka::now_ms() - 28 * 60_000;
+    // Three 4-minute runs on fresh routes (trunk names carry the run id),
+    // within the detector's lateness of the newest event time seen.
+    let base = cdr_kafka::now_ms() - 18 * 60_000;
     for (k, seed) in [21u64, 22, 23].into_iter().enumerate() {
-        // A clean slate for the two routes (an earlier run may have pulled).
-        for trunk in ["trk-fas", "trk-clean"] {
-            let e = cdrctl::control::route_restore(trunk, BREAKOUT, "e2e reset", "e2e", cdr_kafka::now_ms());
-            cdrctl::control::publish_route_status(&kafka(), &e).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let run = unique_run(&format!("fas{seed}-"));
-        let start = base + k as i64 * 9 * 60_000;
+        let start = base + k as i64 * 5 * 60_000;
+        let (fas_trunk, clean_trunk) = (format!("trk-fas-{run}"), format!("trk-clean-{run}"));
         let (msgs, truth) = cdrctl::scenarios::fas(&run, seed, start, 4);
         let published = Instant::now();
         cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
@@ -77,13 +69,13 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
                 .await
                 .unwrap_or_default();
             let alerts: Vec<Alert> = ch
-                .query("SELECT trunk_id, breakout, patterns FROM route_alerts FINAL WHERE window_start >= fromUnixTimestamp64Milli(?) AND window_start < fromUnixTimestamp64Milli(?)")
-                .bind(start - 15 * 60_000)
-                .bind(start + 4 * 60_000)
+                .query("SELECT trunk_id, breakout, patterns FROM route_alerts FINAL WHERE trunk_id IN (?, ?)")
+                .bind(&fas_trunk)
+                .bind(&clean_trunk)
                 .fetch_all()
                 .await
                 .unwrap_or_default();
-            let fas_alert = alerts.iter().any(|a| a.trunk_id == "trk-fas");
+            let fas_alert = alerts.iter().any(|a| a.trunk_id == fas_trunk);
             if cdrs.len() >= truth.calls && fas_alert {
                 let delay = published.elapsed();
                 tokio::time::sleep(Duration::from_secs(4)).await;
@@ -118,10 +110,10 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
             .map(|c| c.cdr_id.clone())
             .collect();
         let shit = suspect.intersection(&fas_ids).count();
-        let pulled: BTreeSet<&str> = alerts
+        let pulled: BTreeSet<String> = alerts
             .iter()
             .filter(|a| a.breakout == BREAKOUT)
-            .map(|a| a.trunk_id.as_str())
+            .map(|a| a.trunk_id.clone())
             .collect();
         println!(
             "seed {seed}: {} calls, {} FAS; credited {} (precision {precision:.3}, recall {recall:.3}); \
@@ -137,10 +129,9 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
         );
         assert_eq!(fas_ids.len(), truth.fas_calls.len());
         assert!(precision >= 0.95 && recall >= 0.95, "seed {seed}: precision {precision}, recall {recall}");
-        assert!(pulled.contains("trk-fas"), "{alerts:?}");
-        assert!(!pulled.contains("trk-clean"), "clean route pulled: {alerts:?}");
+        assert!(!pulled.contains(&clean_trunk), "clean route pulled: {alerts:?}");
         // Route-level precision and recall: exactly the FAS route.
-        assert_eq!(pulled, BTreeSet::from(["trk-fas"]), "{alerts:?}");
+        assert_eq!(pulled, BTreeSet::from([fas_trunk.clone()]), "{alerts:?}");
 
         // Credits: exactly minus the credited calls' amounts, so invoice
         // totals move by the credited sum and nothing else.
@@ -162,6 +153,36 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
             .unwrap();
         assert_eq!(net, gross + credited_sum, "invoice net = gross + credits");
     }
+
+    // An operator restore lifts the pull with an audit row.
+    let (trunk,): (String,) = (ch
+        .query("SELECT trunk_id FROM route_status_current WHERE status = 'pulled' AND trunk_id LIKE 'trk-fas-fas23-%' LIMIT 1")
+        .fetch_one::<String>()
+        .await
+        .expect("the last run's FAS route is pulled"),);
+    let e = cdrctl::control::route_restore(&trunk, BREAKOUT, "vendor fixed answer supervision", "e2e", cdr_kafka::now_ms());
+    cdrctl::control::publish_route_status(&kafka(), &e).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let status: Vec<(String, String)> = ch
+            .query("SELECT status, actor FROM route_status_current WHERE trunk_id = ?")
+            .bind(&trunk)
+            .fetch_all()
+            .await
+            .unwrap_or_default();
+        if status == [("active".to_string(), "e2e".to_string())] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "restore not recorded: {status:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let history: u64 = ch
+        .query("SELECT count() FROM route_status WHERE trunk_id = ?")
+        .bind(&trunk)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(history >= 2, "pull and restore both kept as history");
 
     // Dialer: the undeclared dialer account is flagged, the conversational one never.
     let flagged: Vec<String> = ch

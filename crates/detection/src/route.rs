@@ -512,8 +512,9 @@ impl RouteMonitor {
                 ));
             }
             if !late && !duplicate {
+                // Not added to the breakout pool: a pulled route's traffic
+                // is suspect and must not raise its peers' baseline.
                 let stats = Stats::of_call(facts, verdict);
-                bo.slices.entry(idx).or_default().add(&stats);
                 let slice = route.slices.entry(idx).or_default();
                 slice.stats.add(&stats);
                 if creditable {
@@ -589,6 +590,14 @@ impl RouteMonitor {
             }
         }
         route.pulled = Some(alert_id.clone());
+        // Take the pulled route's evidence out of the breakout pool, so a
+        // second FAS route on the same breakout is judged against clean
+        // peers, not against this one.
+        for (i, sl) in &route.slices {
+            if let Some(b) = bo.slices.get_mut(i) {
+                *b = b.minus(&sl.stats);
+            }
+        }
 
         let mut evidence = BTreeMap::new();
         put_stats(&mut evidence, "", &own);

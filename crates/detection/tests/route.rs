@@ -110,6 +110,43 @@ fn fas_route_among_clean_peers_alerts_with_every_pattern() {
 }
 
 #[test]
+fn a_second_fas_route_is_judged_against_clean_peers_not_the_pulled_one() {
+    // Route `fas1` turns bad and is pulled; ten minutes later `fas2` on the
+    // same breakout does the same. The pulled route's calls must not count
+    // as `fas2`'s peers, or its instant answers would hide `fas2`.
+    let mut r1 = Rng::new(11);
+    let mut r2 = Rng::new(12);
+    let mut calls = clean_trunks(200, &["c1"], "UK Mobile", T0, 50);
+    // The pulled route keeps carrying heavy traffic (the switch has not
+    // acted on the pull yet), four times the clean peer's volume.
+    calls.extend(stream(
+        2400,
+        T0 + 10 * MIN,
+        500,
+        |id, ts| fas_call(&mut r1, id, "fas1", "UK Mobile", ts, 0.95),
+        "fas1",
+    ));
+    calls.extend(stream(
+        300,
+        T0 + 24 * MIN,
+        2000,
+        |id, ts| fas_call(&mut r2, id, "fas2", "UK Mobile", ts, 0.95),
+        "fas2",
+    ));
+    let calls = by_event_time(calls);
+    let mut m = monitor();
+    let (alerts, _) = run(&mut m, &calls);
+    let pulled: BTreeSet<&str> = alerts.iter().map(|a| a.trunk_id.as_str()).collect();
+    assert_eq!(pulled, BTreeSet::from(["fas1", "fas2"]), "{alerts:#?}");
+    assert!(!m.is_pulled("c1", "UK Mobile"));
+    // Against clean peers fas2's instant answers stand out; pooled with
+    // fas1 they would not (its peers would answer instantly too).
+    let a2 = alerts.iter().find(|a| a.trunk_id == "fas2").unwrap();
+    assert!(patterns(a2).contains(&"instant_answer_rate"), "{a2:#?}");
+    assert!(a2.evidence["peer_instant_answer_rate"] < 0.2, "{:?}", a2.evidence);
+}
+
+#[test]
 fn fas_route_without_any_baseline_alerts_on_absolute_thresholds() {
     let mut rng = Rng::new(8);
     let calls = stream(

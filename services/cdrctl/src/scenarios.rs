@@ -2,9 +2,9 @@
 //! (and `cdrctl simulate --scenario`): every call carries its ground truth,
 //! so tests can measure precision and recall instead of eyeballing.
 //!
-//! * `fas`: a FAS route (`trk-fas`, 10 calls a minute: instant answers with no ringback,
+//! * `fas`: a FAS route (`trk-fas-<run>`, 10 calls a minute: instant answers with no ringback,
 //!   durations clustered around 30 s, far-end silence) and a clean route on
-//!   the same breakout (`trk-clean`), plus a dialer account (`acc-4001`:
+//!   the same breakout (`trk-clean-<run>`), plus a dialer account (`acc-4001`:
 //!   high attempt rate, ASR ~20%, most answered calls under 6 s) and a
 //!   conversational account (`acc-4002`).
 //! * `conformance`: wholesale accounts with ASR 40% (`acc-3001`), ACD 45 s
@@ -157,8 +157,11 @@ pub fn fas(run: &str, seed: u64, start_ms: i64, minutes: i64) -> (Vec<Msg>, Trut
     let mut specs = Vec::new();
     let mut truth = Truth::default();
     let uk_mobile = "447700900123";
-    truth.fas_routes.insert("trk-fas".into());
-    truth.clean_routes.insert("trk-clean".into());
+    // Trunk names carry the run id, so every run judges fresh routes.
+    let fas_trunk = format!("trk-fas-{run}");
+    let clean_trunk = format!("trk-clean-{run}");
+    truth.fas_routes.insert(fas_trunk.clone());
+    truth.clean_routes.insert(clean_trunk.clone());
     truth.dialer_accounts.insert("acc-4001".into());
     truth.conversational_accounts.insert("acc-4002".into());
     let span = minutes * 60_000;
@@ -168,7 +171,7 @@ pub fn fas(run: &str, seed: u64, start_ms: i64, minutes: i64) -> (Vec<Msg>, Trut
         let c = CallSpec {
             call_id: format!("{run}-fas-{i:06}"),
             account: "acc-1001".into(),
-            trunk: "trk-fas".into(),
+            trunk: fas_trunk.clone(),
             cli: "+12125550100".into(),
             dialed: uk_mobile.into(),
             setup_ms: t,
@@ -186,7 +189,7 @@ pub fn fas(run: &str, seed: u64, start_ms: i64, minutes: i64) -> (Vec<Msg>, Trut
     // Clean route on the same breakout, similar volume.
     for i in 0..(minutes * 14) as usize {
         let t = start_ms + rng.gen_range(0..span);
-        specs.push(normal(&mut rng, run, i, "acc-1002", "trk-clean", uk_mobile, t, 0.6, (20_000, 240_000)));
+        specs.push(normal(&mut rng, run, i, "acc-1002", &clean_trunk, uk_mobile, t, 0.6, (20_000, 240_000)));
     }
     // Dialer: 40 attempts a minute, ASR 20%, answered mostly 2-5 s.
     for i in 0..(minutes * 40) as usize {
