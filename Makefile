@@ -41,6 +41,9 @@ stop:
 bench: stack
 	@source $(LOCAL)/env.sh && target/release/cdrctl bench-broker --messages 200000
 	$(CARGO) test --release -p cdr-e2e --test throughput -- --ignored --nocapture
+	$(CARGO) test --release -p cdr-e2e --test latency -- --ignored --nocapture
+	$(CARGO) bench -p ratedeck
+	$(CARGO) bench -p lrn
 
 schemas: build
 	target/release/cdrctl schemas --dir schemas/avro

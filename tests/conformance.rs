@@ -12,7 +12,6 @@ use cdr_e2e::*;
 use clickhouse::Row;
 use serde::Deserialize;
 
-
 #[derive(Row, Deserialize, Debug)]
 struct Change {
     account_id: String,
@@ -57,11 +56,14 @@ async fn non_conforming_wholesale_accounts_are_downgraded_once() {
             break;
         }
     }
-    let g = group.expect("every account group has a decision after this run's reset: re-run in 15 minutes");
+    let g = group
+        .expect("every account group has a decision after this run's reset: re-run in 15 minutes");
     // Operator reset to wholesale (the same path `cdrctl account set-plan` takes).
     for a in g {
         let c = cdrctl::control::plan_change(a, "wholesale", "e2e reset", "e2e", reset_at).unwrap();
-        cdrctl::control::publish_plan_change(&kafka(), &c).await.unwrap();
+        cdrctl::control::publish_plan_change(&kafka(), &c)
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (msgs, truth) = cdrctl::scenarios::conformance(&run, 5, start, 30, 400, g);
@@ -103,33 +105,67 @@ async fn non_conforming_wholesale_accounts_are_downgraded_once() {
         .await
         .unwrap();
     assert!(rated.len() >= truth.calls);
-    let of = |a: &str| changes.iter().filter(|c| c.account_id == a).collect::<Vec<_>>();
+    let of = |a: &str| {
+        changes
+            .iter()
+            .filter(|c| c.account_id == a)
+            .collect::<Vec<_>>()
+    };
     let low_asr = of(g[0]);
     assert_eq!(low_asr.len(), 1, "downgraded exactly once: {changes:?}");
-    assert!(low_asr[0].asr.unwrap() < 0.5 && low_asr[0].sample_seizures >= 100, "{low_asr:?}");
+    assert!(
+        low_asr[0].asr.unwrap() < 0.5 && low_asr[0].sample_seizures >= 100,
+        "{low_asr:?}"
+    );
     assert!(low_asr[0].reason.contains("ASR"), "{}", low_asr[0].reason);
     let low_acd = of(g[1]);
     assert_eq!(low_acd.len(), 1, "{changes:?}");
     assert!(low_acd[0].acd_s.unwrap() < 60.0, "{low_acd:?}");
-    assert!(of(g[2]).is_empty(), "conforming account touched: {changes:?}");
-    assert!(of(g[3]).is_empty(), "account under the minimum sample touched: {changes:?}");
+    assert!(
+        of(g[2]).is_empty(),
+        "conforming account touched: {changes:?}"
+    );
+    assert!(
+        of(g[3]).is_empty(),
+        "account under the minimum sample touched: {changes:?}"
+    );
 
-    for (acct, decided) in [(g[0], low_asr[0].decided_at_ms), (g[1], low_acd[0].decided_at_ms)] {
+    for (acct, decided) in [
+        (g[0], low_asr[0].decided_at_ms),
+        (g[1], low_acd[0].decided_at_ms),
+    ] {
         let (mut before, mut after) = (0, 0);
         for r in rated.iter().filter(|r| r.account_id == acct) {
             let Some(a) = r.answer_ts else { continue };
             if a < decided {
                 before += 1;
-                assert_eq!(r.plan.as_deref(), Some("standard"), "{acct} answered before the decision: {r:?}");
+                assert_eq!(
+                    r.plan.as_deref(),
+                    Some("standard"),
+                    "{acct} answered before the decision: {r:?}"
+                );
             } else {
                 after += 1;
-                assert_eq!(r.plan.as_deref(), Some("retail"), "{acct} answered after the decision: {r:?}");
-                assert!(r.rating_flags.iter().any(|f| f == "downgraded_to_retail"), "{r:?}");
+                assert_eq!(
+                    r.plan.as_deref(),
+                    Some("retail"),
+                    "{acct} answered after the decision: {r:?}"
+                );
+                assert!(
+                    r.rating_flags.iter().any(|f| f == "downgraded_to_retail"),
+                    "{r:?}"
+                );
             }
         }
-        assert!(before >= 20 && after >= 5, "{acct}: {before} calls before, {after} after");
+        assert!(
+            before >= 20 && after >= 5,
+            "{acct}: {before} calls before, {after} after"
+        );
     }
-    for r in rated.iter().filter(|r| r.account_id == g[2] && r.answer_ts.is_some()) {
+    for r in rated
+        .iter()
+        .filter(|r| r.account_id == g[2] && r.answer_ts.is_some())
+    {
         assert_eq!(r.plan.as_deref(), Some("standard"), "{r:?}");
     }
 }

@@ -128,8 +128,18 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
             delay.as_secs_f64()
         );
         assert_eq!(fas_ids.len(), truth.fas_calls.len());
-        assert!(precision >= 0.95 && recall >= 0.95, "seed {seed}: precision {precision}, recall {recall}");
-        assert!(!pulled.contains(&clean_trunk), "clean route pulled: {alerts:?}");
+        assert!(
+            precision >= 0.95 && recall >= 0.95,
+            "seed {seed}: precision {precision}, recall {recall}"
+        );
+        assert!(
+            !pulled.contains(&clean_trunk),
+            "clean route pulled: {alerts:?}"
+        );
+        assert!(
+            alerts.iter().all(|a| !a.patterns.is_empty()),
+            "every pull names its evidence: {alerts:?}"
+        );
         // Route-level precision and recall: exactly the FAS route.
         assert_eq!(pulled, BTreeSet::from([fas_trunk.clone()]), "{alerts:?}");
 
@@ -160,8 +170,16 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
         .fetch_one::<String>()
         .await
         .expect("the last run's FAS route is pulled"),);
-    let e = cdrctl::control::route_restore(&trunk, BREAKOUT, "vendor fixed answer supervision", "e2e", cdr_kafka::now_ms());
-    cdrctl::control::publish_route_status(&kafka(), &e).await.unwrap();
+    let e = cdrctl::control::route_restore(
+        &trunk,
+        BREAKOUT,
+        "vendor fixed answer supervision",
+        "e2e",
+        cdr_kafka::now_ms(),
+    );
+    cdrctl::control::publish_route_status(&kafka(), &e)
+        .await
+        .unwrap();
     let started = Instant::now();
     loop {
         let status: Vec<(String, String)> = ch
@@ -173,7 +191,10 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
         if status == [("active".to_string(), "e2e".to_string())] {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "restore not recorded: {status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "restore not recorded: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let history: u64 = ch

@@ -57,9 +57,14 @@ async fn publish(calls: &[AssembledCall]) {
     for c in calls {
         let v = codec.encode(c).unwrap();
         acks.push(
-            cdr_kafka::runtime::send(&producer, cdr_model::topics::CALLS_ASSEMBLED, c.dialed.as_bytes(), &v)
-                .await
-                .unwrap(),
+            cdr_kafka::runtime::send(
+                &producer,
+                cdr_model::topics::CALLS_ASSEMBLED,
+                c.dialed.as_bytes(),
+                &v,
+            )
+            .await
+            .unwrap(),
         );
     }
     cdr_kafka::runtime::await_acks(acks).await.unwrap();

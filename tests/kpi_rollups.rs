@@ -45,17 +45,19 @@ fn raw() -> impl Strategy<Value = Raw> {
         any::<bool>(),
     )
         .prop_map(
-            |(acct, trunk, dest, setup_offset_s, disp, dur_ms, pdd_ms, mos, amount_micro, lrn)| Raw {
-                acct,
-                trunk,
-                dest,
-                setup_offset_s,
-                disp,
-                dur_ms,
-                pdd_ms,
-                mos,
-                amount_micro,
-                lrn,
+            |(acct, trunk, dest, setup_offset_s, disp, dur_ms, pdd_ms, mos, amount_micro, lrn)| {
+                Raw {
+                    acct,
+                    trunk,
+                    dest,
+                    setup_offset_s,
+                    disp,
+                    dur_ms,
+                    pdd_ms,
+                    mos,
+                    amount_micro,
+                    lrn,
+                }
             },
         )
 }
@@ -163,7 +165,11 @@ fn rt() -> &'static tokio::runtime::Runtime {
 }
 
 fn check(case: &str, raws: &[Raw]) -> Result<(), TestCaseError> {
-    let cdrs: Vec<RatedCdr> = raws.iter().enumerate().map(|(i, r)| cdr(case, i, r)).collect();
+    let cdrs: Vec<RatedCdr> = raws
+        .iter()
+        .enumerate()
+        .map(|(i, r)| cdr(case, i, r))
+        .collect();
     let mut agg = KpiAggregator::new(KpiConfig::default());
     for (i, c) in cdrs.iter().enumerate() {
         agg.add(c, (i % 2) as i32, i as i64, 0);
@@ -234,27 +240,72 @@ fn check(case: &str, raws: &[Raw]) -> Result<(), TestCaseError> {
              FROM {view} WHERE startsWith(account_id, ?) ORDER BY bucket, account_id, trunk_id, destination"
         );
         let got: Vec<Got> = rt().block_on(async {
-            ch.query(&q).bind(format!("{case}-")).fetch_all().await.unwrap()
+            ch.query(&q)
+                .bind(format!("{case}-"))
+                .fetch_all()
+                .await
+                .unwrap()
         });
         prop_assert_eq!(got.len(), want.len(), "{} rows", view);
         for g in &got {
-            let key = (g.bucket, g.account_id.clone(), g.trunk_id.clone(), g.destination.clone());
+            let key = (
+                g.bucket,
+                g.account_id.clone(),
+                g.trunk_id.clone(),
+                g.destination.clone(),
+            );
             let w = want.get(&key);
             prop_assert!(w.is_some(), "{view}: unexpected {:?}", key);
             let w = w.unwrap();
             prop_assert_eq!(
-                (g.seizures, g.answered, g.ner_ok, g.short_calls, g.answered_ms, g.pdd_sum_ms, g.pdd_count, g.mos_count),
-                (w.seizures, w.answered, w.ner_ok, w.short, w.answered_ms, w.pdd_sum, w.pdd_n, w.mos_n),
-                "{} {:?}", view, key
+                (
+                    g.seizures,
+                    g.answered,
+                    g.ner_ok,
+                    g.short_calls,
+                    g.answered_ms,
+                    g.pdd_sum_ms,
+                    g.pdd_count,
+                    g.mos_count
+                ),
+                (
+                    w.seizures,
+                    w.answered,
+                    w.ner_ok,
+                    w.short,
+                    w.answered_ms,
+                    w.pdd_sum,
+                    w.pdd_n,
+                    w.mos_n
+                ),
+                "{} {:?}",
+                view,
+                key
             );
             prop_assert_eq!(from_dec18(g.amount), w.amount.normalize());
             prop_assert_eq!(from_dec18(g.lrn_fee), w.lrn_fee.normalize());
             prop_assert!((g.mos_sum - w.mos_sum).abs() < 1e-6);
             let asr = w.answered as f64 / w.seizures as f64;
-            let acd = if w.answered == 0 { 0.0 } else { w.answered_ms as f64 / 1000.0 / w.answered as f64 };
+            let acd = if w.answered == 0 {
+                0.0
+            } else {
+                w.answered_ms as f64 / 1000.0 / w.answered as f64
+            };
             let ner = w.ner_ok as f64 / w.seizures as f64;
-            prop_assert!((g.asr - asr).abs() < 1e-9 && (g.acd_s - acd).abs() < 1e-6 && (g.ner - ner).abs() < 1e-9,
-                "{} {:?}: asr {} vs {}, acd {} vs {}, ner {} vs {}", view, key, g.asr, asr, g.acd_s, acd, g.ner, ner);
+            prop_assert!(
+                (g.asr - asr).abs() < 1e-9
+                    && (g.acd_s - acd).abs() < 1e-6
+                    && (g.ner - ner).abs() < 1e-9,
+                "{} {:?}: asr {} vs {}, acd {} vs {}, ner {} vs {}",
+                view,
+                key,
+                g.asr,
+                asr,
+                g.acd_s,
+                acd,
+                g.ner,
+                ner
+            );
         }
     }
     Ok(())

@@ -182,7 +182,11 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
         }
         if row.disposition != "answered" {
             // No talk time is billed; a rated attempt still owes its LRN dip.
-            let owed = if row.rating_status == "rated" { row.lrn_fee } else { 0 };
+            let owed = if row.rating_status == "rated" {
+                row.lrn_fee
+            } else {
+                0
+            };
             assert_eq!(row.amount, owed, "{}: unanswered call billed", row.call_id);
             assert_eq!(row.billed_seconds, 0, "{}", row.call_id);
             continue;

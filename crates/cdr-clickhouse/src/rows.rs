@@ -5,7 +5,9 @@
 use std::str::FromStr;
 
 use cdr_model::call::{KpiMinute, RatedCdr};
-use cdr_model::control::{AccountAlertEvent, Adjustment, PlanChange, RouteAlertEvent, RouteStatusEvent};
+use cdr_model::control::{
+    AccountAlertEvent, Adjustment, PlanChange, RouteAlertEvent, RouteStatusEvent,
+};
 use cdr_model::dlq::DeadLetter;
 use clickhouse::Row;
 use rust_decimal::Decimal;

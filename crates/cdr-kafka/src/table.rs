@@ -28,7 +28,10 @@ impl TopicTable {
         c.set("bootstrap.servers", &cfg.brokers)
             .set("client.id", client_id)
             // Required by librdkafka for a consumer; never joined (assign only).
-            .set("group.id", format!("{client_id}-table-{}", std::process::id()))
+            .set(
+                "group.id",
+                format!("{client_id}-table-{}", std::process::id()),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest");
@@ -45,12 +48,17 @@ impl TopicTable {
             .filter(|t| t.name() == topic)
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        anyhow::ensure!(!parts.is_empty(), "topic {topic} has no partitions (not created?)");
+        anyhow::ensure!(
+            !parts.is_empty(),
+            "topic {topic} has no partitions (not created?)"
+        );
         let mut tpl = TopicPartitionList::new();
         for p in &parts {
             tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
         }
-        consumer.assign(&tpl).context("assigning table partitions")?;
+        consumer
+            .assign(&tpl)
+            .context("assigning table partitions")?;
         Ok(TopicTable {
             consumer,
             topic: topic.to_string(),

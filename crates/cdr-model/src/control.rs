@@ -104,5 +104,10 @@ pub struct AccountAlertEvent {
 /// Deterministic id of an account plan change: the same decision (account,
 /// new plan, instant) always gets the same id.
 pub fn plan_change_id(account_id: &str, new_plan: &str, decided_at_ms: i64) -> String {
-    crate::ids::stable_id(&["plan_change", account_id, new_plan, &decided_at_ms.to_string()])
+    crate::ids::stable_id(&[
+        "plan_change",
+        account_id,
+        new_plan,
+        &decided_at_ms.to_string(),
+    ])
 }

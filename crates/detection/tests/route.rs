@@ -143,7 +143,11 @@ fn a_second_fas_route_is_judged_against_clean_peers_not_the_pulled_one() {
     // fas1 they would not (its peers would answer instantly too).
     let a2 = alerts.iter().find(|a| a.trunk_id == "fas2").unwrap();
     assert!(patterns(a2).contains(&"instant_answer_rate"), "{a2:#?}");
-    assert!(a2.evidence["peer_instant_answer_rate"] < 0.2, "{:?}", a2.evidence);
+    assert!(
+        a2.evidence["peer_instant_answer_rate"] < 0.2,
+        "{:?}",
+        a2.evidence
+    );
 }
 
 #[test]

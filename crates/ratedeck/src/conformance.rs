@@ -86,7 +86,7 @@ impl ConformanceConfig {
         if !(0.0..=1.0).contains(&self.min_asr) {
             return bad("min_asr", "must be within 0..=1");
         }
-        if !(self.min_acd_secs >= 0.0) {
+        if !self.min_acd_secs.is_finite() || self.min_acd_secs < 0.0 {
             return bad("min_acd_secs", "must be a non-negative number");
         }
         Ok(())
@@ -351,10 +351,7 @@ impl PlanHistory {
 
     /// The latest recorded category.
     pub fn current(&self, account_id: &str) -> Option<AccountKind> {
-        self.by_account
-            .get(account_id)?
-            .last()
-            .map(|c| c.category)
+        self.by_account.get(account_id)?.last().map(|c| c.category)
     }
 
     pub fn len(&self) -> usize {
@@ -401,7 +398,9 @@ mod tests {
         // ASR 40%, ACD 120 s.
         let calls = (0..99).map(|i| att(i, i % 5 < 2, 120));
         assert!(run(&mut m, calls).is_empty(), "under the minimum sample");
-        let d = m.observe(&att(99, false, 0)).expect("100th seizure decides");
+        let d = m
+            .observe(&att(99, false, 0))
+            .expect("100th seizure decides");
         assert_eq!(d.seizures, 100);
         assert!((d.asr - 0.4).abs() < 1e-9, "{d:?}");
         // Decided at the newest hangup seen: attempt 98 (980 s + 120 s),
@@ -464,7 +463,10 @@ mod tests {
             run(&mut m, calls)
         };
         assert!(!run_burst(0).is_empty(), "hangup order alone is biased");
-        assert!(run_burst(900).is_empty(), "settled figures are the true 60%");
+        assert!(
+            run_burst(900).is_empty(),
+            "settled figures are the true 60%"
+        );
     }
 
     #[test]
@@ -475,9 +477,18 @@ mod tests {
         assert!(!h.record("a", t("2026-11-21T10:00:00Z"), AccountKind::Retail, "c1"));
         assert!(h.record("a", t("2026-11-22T09:00:00Z"), AccountKind::Wholesale, "c2"));
         assert_eq!(h.category_at("a", t("2026-11-21T09:59:59Z")), None);
-        assert_eq!(h.category_at("a", t("2026-11-21T10:00:00Z")), Some(AccountKind::Retail));
-        assert_eq!(h.category_at("a", t("2026-11-22T08:00:00Z")), Some(AccountKind::Retail));
-        assert_eq!(h.category_at("a", t("2026-11-22T09:00:01Z")), Some(AccountKind::Wholesale));
+        assert_eq!(
+            h.category_at("a", t("2026-11-21T10:00:00Z")),
+            Some(AccountKind::Retail)
+        );
+        assert_eq!(
+            h.category_at("a", t("2026-11-22T08:00:00Z")),
+            Some(AccountKind::Retail)
+        );
+        assert_eq!(
+            h.category_at("a", t("2026-11-22T09:00:01Z")),
+            Some(AccountKind::Wholesale)
+        );
         assert_eq!(h.current("a"), Some(AccountKind::Wholesale));
         assert_eq!(h.category_at("b", t("2026-11-22T09:00:01Z")), None);
     }

@@ -26,7 +26,12 @@ pub fn plan_change(
     Ok(PlanChange {
         change_id: plan_change_id(account, plan, at_ms),
         account_id: account.to_string(),
-        old_plan: if plan == "retail" { "wholesale" } else { "retail" }.into(),
+        old_plan: if plan == "retail" {
+            "wholesale"
+        } else {
+            "retail"
+        }
+        .into(),
         new_plan: plan.to_string(),
         reason: reason.to_string(),
         asr: None,
@@ -40,9 +45,21 @@ pub fn plan_change(
 }
 
 /// The status record of an operator restore.
-pub fn route_restore(trunk: &str, breakout: &str, reason: &str, actor: &str, at_ms: i64) -> RouteStatusEvent {
+pub fn route_restore(
+    trunk: &str,
+    breakout: &str,
+    reason: &str,
+    actor: &str,
+    at_ms: i64,
+) -> RouteStatusEvent {
     RouteStatusEvent {
-        event_id: stable_id(&["route_status", trunk, breakout, "active", &at_ms.to_string()]),
+        event_id: stable_id(&[
+            "route_status",
+            trunk,
+            breakout,
+            "active",
+            &at_ms.to_string(),
+        ]),
         trunk_id: trunk.to_string(),
         breakout: breakout.to_string(),
         status: "active".into(),
@@ -87,7 +104,13 @@ mod tests {
         assert!(plan_change("acc-1", "gold", "", "x", 5).is_err());
         let r = route_restore("trk-9", "UK Mobile", "vendor fixed", "noc:bob", 7);
         assert_eq!(r.status, "active");
-        assert_eq!(r.event_id, route_restore("trk-9", "UK Mobile", "x", "y", 7).event_id);
-        assert_ne!(r.event_id, route_restore("trk-9", "UK Mobile", "x", "y", 8).event_id);
+        assert_eq!(
+            r.event_id,
+            route_restore("trk-9", "UK Mobile", "x", "y", 7).event_id
+        );
+        assert_ne!(
+            r.event_id,
+            route_restore("trk-9", "UK Mobile", "x", "y", 8).event_id
+        );
     }
 }

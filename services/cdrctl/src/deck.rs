@@ -19,7 +19,8 @@ pub fn parse_file(
     format: DeckFormat,
     plan: Option<PlanName>,
 ) -> anyhow::Result<ratedeck::ParsedDeck> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let plan: Plan = plan.map(Plan::from).unwrap_or(Plan::Standard);
     let kind = match format {
         DeckFormat::Az => DeckKind::AZ(plan),
@@ -27,8 +28,13 @@ pub fn parse_file(
         DeckFormat::PerTrunk => DeckKind::PerTrunk,
         DeckFormat::Breakout => DeckKind::Breakout,
     };
-    ratedeck::parse_deck(&path.display().to_string(), &text, kind, ImportMode::Lenient)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    ratedeck::parse_deck(
+        &path.display().to_string(),
+        &text,
+        kind,
+        ImportMode::Lenient,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `diff` between two files; `notice_days` is the notice period for
@@ -282,7 +288,15 @@ mod tests {
         // Announced 2026-03-01: the UK increase effective 03-03 gives two
         // days' notice (< 7), France is a decrease (may apply at once).
         let now = "2026-03-01T00:00:00Z".parse().unwrap();
-        let (d, rejected) = diff_files(&old, &new, DeckFormat::Breakout, Some(PlanName::Standard), 7, now).unwrap();
+        let (d, rejected) = diff_files(
+            &old,
+            &new,
+            DeckFormat::Breakout,
+            Some(PlanName::Standard),
+            7,
+            now,
+        )
+        .unwrap();
         assert!(rejected.is_empty());
         assert_eq!(d.added.len(), 2);
         assert_eq!(d.removed.len(), 1);
@@ -298,13 +312,24 @@ mod tests {
         assert!(text.contains("1 increased (1 short notice)"), "{text}");
         // With ten days' lead the same increase is not short notice.
         let early = "2026-02-20T00:00:00Z".parse().unwrap();
-        let (d, _) = diff_files(&old, &new, DeckFormat::Breakout, Some(PlanName::Standard), 7, early).unwrap();
+        let (d, _) = diff_files(
+            &old,
+            &new,
+            DeckFormat::Breakout,
+            Some(PlanName::Standard),
+            7,
+            early,
+        )
+        .unwrap();
         assert_eq!(d.short_notice().count(), 0);
     }
 
     #[test]
     fn published_rows_carry_exact_rates_and_scope() {
-        let p = write("az.txt", "44;United Kingdom;0.0123456789;1;1\n4420;London;0.01;60;60\n");
+        let p = write(
+            "az.txt",
+            "44;United Kingdom;0.0123456789;1;1\n4420;London;0.01;60;60\n",
+        );
         let parsed = parse_file(&p, DeckFormat::Az, Some(PlanName::Premium)).unwrap();
         let mut set = ratedeck::DeckSet::new();
         set.insert(

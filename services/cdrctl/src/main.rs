@@ -438,9 +438,18 @@ async fn main() -> anyhow::Result<()> {
                     actor,
                 },
         } => {
-            let e = cdrctl::control::route_restore(&trunk, &breakout, &reason, &actor, cdr_kafka::now_ms());
+            let e = cdrctl::control::route_restore(
+                &trunk,
+                &breakout,
+                &reason,
+                &actor,
+                cdr_kafka::now_ms(),
+            );
             cdrctl::control::publish_route_status(&kafka, &e).await?;
-            println!("route {trunk} / {breakout}: restored (event {})", e.event_id);
+            println!(
+                "route {trunk} / {breakout}: restored (event {})",
+                e.event_id
+            );
         }
         Cmd::BenchBroker { messages, size } => {
             let (p, c) = cdrctl::bench_broker(&kafka, messages, size).await?;

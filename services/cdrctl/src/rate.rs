@@ -41,7 +41,7 @@ impl Progress {
         let due = if self.tty {
             self.last.elapsed() >= std::time::Duration::from_millis(250)
         } else {
-            n % 1_000_000 == 0
+            n.is_multiple_of(1_000_000)
         };
         if !(due || done && self.tty) {
             return;
@@ -192,7 +192,13 @@ mod tests {
         assert_eq!(c.call.billable_seconds, 149);
         assert_eq!(c.call.disposition, "answered");
         let mut out = Vec::new();
-        rate_lines(format!("{}\n", ev.trim()).as_bytes(), "x", &t.context(), &mut out).unwrap();
+        rate_lines(
+            format!("{}\n", ev.trim()).as_bytes(),
+            "x",
+            &t.context(),
+            &mut out,
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["call"]["call_id"], "88911");
         // A setup event alone is refused with a reason, not rated.

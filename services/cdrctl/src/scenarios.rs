@@ -71,7 +71,11 @@ pub fn events(c: &CallSpec) -> Vec<Msg> {
     };
     let mut h = base("hangup", end);
     h["trunk_id"] = json!(c.trunk);
-    h["sip_code"] = json!(if c.answer_after_ms.is_some() { 200 } else { c.fail_code });
+    h["sip_code"] = json!(if c.answer_after_ms.is_some() {
+        200
+    } else {
+        c.fail_code
+    });
     if c.answer_after_ms.is_some() {
         h["media"] = json!({"rtp_rx_packets": c.rtp_rx_packets, "rtp_rx_before_answer": c.rtp_rx_before_answer,
                             "silence_ratio": c.silence_ratio, "mos": 4.0, "jitter_ms": 9.0, "loss_pct": 0.3});
@@ -101,7 +105,18 @@ pub struct Truth {
     pub per_account: std::collections::BTreeMap<String, (u64, u64, i64)>,
 }
 
-fn normal(rng: &mut StdRng, run: &str, i: usize, account: &str, trunk: &str, dialed: &str, t: i64, asr: f64, talk: (i64, i64)) -> CallSpec {
+#[allow(clippy::too_many_arguments)]
+fn normal(
+    rng: &mut StdRng,
+    run: &str,
+    i: usize,
+    account: &str,
+    trunk: &str,
+    dialed: &str,
+    t: i64,
+    asr: f64,
+    talk: (i64, i64),
+) -> CallSpec {
     let answered = rng.gen_bool(asr);
     CallSpec {
         call_id: format!("{run}-{account}-{trunk}-{i:06}"),
@@ -189,17 +204,47 @@ pub fn fas(run: &str, seed: u64, start_ms: i64, minutes: i64) -> (Vec<Msg>, Trut
     // Clean route on the same breakout, similar volume.
     for i in 0..(minutes * 14) as usize {
         let t = start_ms + rng.gen_range(0..span);
-        specs.push(normal(&mut rng, run, i, "acc-1002", &clean_trunk, uk_mobile, t, 0.6, (20_000, 240_000)));
+        specs.push(normal(
+            &mut rng,
+            run,
+            i,
+            "acc-1002",
+            &clean_trunk,
+            uk_mobile,
+            t,
+            0.6,
+            (20_000, 240_000),
+        ));
     }
     // Dialer: 40 attempts a minute, ASR 20%, answered mostly 2-5 s.
     for i in 0..(minutes * 40) as usize {
         let t = start_ms + rng.gen_range(0..span);
-        specs.push(normal(&mut rng, run, i, "acc-4001", "trk-2", "4930123456", t, 0.2, (2_000, 5_000)));
+        specs.push(normal(
+            &mut rng,
+            run,
+            i,
+            "acc-4001",
+            "trk-2",
+            "4930123456",
+            t,
+            0.2,
+            (2_000, 5_000),
+        ));
     }
     // Conversational account: 3 calls a minute, ASR 65%, minutes-long calls.
     for i in 0..(minutes * 3) as usize {
         let t = start_ms + rng.gen_range(0..span);
-        specs.push(normal(&mut rng, run, i, "acc-4002", "trk-3", "4930123456", t, 0.65, (30_000, 240_000)));
+        specs.push(normal(
+            &mut rng,
+            run,
+            i,
+            "acc-4002",
+            "trk-3",
+            "4930123456",
+            t,
+            0.65,
+            (30_000, 240_000),
+        ));
     }
     let msgs = finish(&mut truth, &specs);
     (msgs, truth)
@@ -269,7 +314,10 @@ mod tests {
         assert_eq!(msgs, again);
         assert_eq!(t, t2);
         let (_, t3) = fas("r", 4, 1_790_000_000_000, 30);
-        assert_ne!(t.per_account, t3.per_account, "the seed changes the traffic");
+        assert_ne!(
+            t.per_account, t3.per_account,
+            "the seed changes the traffic"
+        );
     }
 
     #[test]

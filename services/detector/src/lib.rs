@@ -87,7 +87,9 @@ impl Config {
     }
 }
 
-fn load_profiles(path: &Option<PathBuf>) -> anyhow::Result<HashMap<String, detection::TrafficProfile>> {
+fn load_profiles(
+    path: &Option<PathBuf>,
+) -> anyhow::Result<HashMap<String, detection::TrafficProfile>> {
     let Some(p) = path else {
         return Ok(HashMap::new());
     };
@@ -160,7 +162,13 @@ impl Processor for DetectorProcessor {
         for a in &o.alerts {
             self.metrics.route_alerts.inc();
             tracing::warn!(trunk = %a.trunk_id, breakout = %a.breakout, patterns = ?a.patterns, credited = a.credited_calls, "route pulled for FAS");
-            out(&self.alert, topics::ROUTES_ALERTS, &a.alert_id, a, &mut outs);
+            out(
+                &self.alert,
+                topics::ROUTES_ALERTS,
+                &a.alert_id,
+                a,
+                &mut outs,
+            );
         }
         for s in &o.status {
             let key = format!("{}|{}", s.trunk_id, s.breakout);
@@ -168,12 +176,24 @@ impl Processor for DetectorProcessor {
         }
         for a in &o.adjustments {
             self.metrics.credits.inc();
-            out(&self.adjustment, topics::BILLING_ADJUSTMENTS, &a.account_id, a, &mut outs);
+            out(
+                &self.adjustment,
+                topics::BILLING_ADJUSTMENTS,
+                &a.account_id,
+                a,
+                &mut outs,
+            );
         }
         for a in &o.account_alerts {
             self.metrics.account_alerts.inc();
             tracing::warn!(account = %a.account_id, declared = %a.declared, observed = %a.observed, "undeclared dialer traffic");
-            out(&self.account_alert, topics::ACCOUNTS_ALERTS, &a.account_id, a, &mut outs);
+            out(
+                &self.account_alert,
+                topics::ACCOUNTS_ALERTS,
+                &a.account_id,
+                a,
+                &mut outs,
+            );
         }
         Outcome::Emit(outs)
     }
@@ -184,11 +204,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics = StageMetrics::new(SERVICE);
     let dm = DetectorMetrics::register(&metrics.registry)?;
     let declared = load_profiles(&config.traffic_profiles)?;
-    tracing::info!(accounts = declared.len(), "declared traffic profiles loaded");
+    tracing::info!(
+        accounts = declared.len(),
+        "declared traffic profiles loaded"
+    );
     let detector = Detector::new(
-        config.fas.clone(),
-        RouteMonitor::new(config.route.clone())?,
-        ProfileMonitor::new(config.profile.clone())?,
+        config.fas,
+        RouteMonitor::new(config.route)?,
+        ProfileMonitor::new(config.profile)?,
         declared,
     );
     // Follow operator restores. History before start-up needs no replay:

@@ -20,7 +20,10 @@ impl DetectorMetrics {
                 "Calls whose own FAS score reached the suspect threshold",
             )?,
             signals: IntCounterVec::new(
-                Opts::new("cdr_detector_fas_signals_total", "FAS signals fired, by signal"),
+                Opts::new(
+                    "cdr_detector_fas_signals_total",
+                    "FAS signals fired, by signal",
+                ),
                 &["signal"],
             )?,
             route_alerts: IntCounter::new(

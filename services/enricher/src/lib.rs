@@ -280,7 +280,9 @@ async fn restore_decisions(config: &Config, enricher: &Enricher) -> anyhow::Resu
                 kept += 1;
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(offset = m.offset(), error = %e, "unreadable LRN decision skipped"),
+            Err(e) => {
+                tracing::warn!(offset = m.offset(), error = %e, "unreadable LRN decision skipped")
+            }
         }
     }
     Ok(kept)
@@ -313,7 +315,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics = StageMetrics::new(SERVICE);
     let em = EnricherMetrics::new(&metrics.registry);
     let restored = restore_decisions(&config, &enricher).await?;
-    tracing::info!(restored, "LRN decisions restored from {}", topics::LRN_DECISIONS);
+    tracing::info!(
+        restored,
+        "LRN decisions restored from {}",
+        topics::LRN_DECISIONS
+    );
     let (consumer, producer) = runtime::start_stage(
         &config.kafka,
         SERVICE,
@@ -366,15 +372,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         // must be recoverable on any replay.
         let now = cdr_kafka::now_ms();
         let mut acks = Vec::new();
-        for e in enriched.iter().filter(|e| !e.replayed && e.record.source.is_some()) {
+        for e in enriched
+            .iter()
+            .filter(|e| !e.replayed && e.record.source.is_some())
+        {
             let d = Decision {
                 record: e.record.clone(),
                 decided_at_ms: now,
             };
             let v = serde_json::to_vec(&d).context("encoding LRN decision")?;
             acks.push(
-                runtime::send(&producer, topics::LRN_DECISIONS, e.call.call.cdr_id.as_bytes(), &v)
-                    .await?,
+                runtime::send(
+                    &producer,
+                    topics::LRN_DECISIONS,
+                    e.call.call.cdr_id.as_bytes(),
+                    &v,
+                )
+                .await?,
             );
         }
         runtime::await_acks(acks).await?;

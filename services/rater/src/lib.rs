@@ -19,11 +19,11 @@ use std::time::Duration;
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::stage::{run_stateless, BatchSpec, Outcome, Output, Processor, Reject};
+use cdr_kafka::Message;
 use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
 use cdr_model::avro::Codec;
 use cdr_model::call::{EnrichedCall, RatedCdr};
 use cdr_model::control::PlanChange;
-use cdr_kafka::Message;
 use cdr_model::topics;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use serde::Deserialize;
@@ -243,17 +243,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     // Account categories decided so far (by any rater instance or an
     // operator) before the first call is rated, then followed while running.
-    let table = cdr_kafka::table::TopicTable::open(
-        &config.kafka,
-        SERVICE,
-        topics::ACCOUNTS_PLAN_CHANGES,
-    )?;
+    let table =
+        cdr_kafka::table::TopicTable::open(&config.kafka, SERVICE, topics::ACCOUNTS_PLAN_CHANGES)?;
     let codec: Codec<PlanChange> = Codec::new();
     let mut initial = Vec::new();
     for m in table.read_to_end(Duration::from_secs(120)).await? {
         match codec.decode(m.payload().unwrap_or_default()) {
             Ok(c) => initial.push(c),
-            Err(e) => tracing::warn!(offset = m.offset(), error = %e, "unreadable plan change skipped"),
+            Err(e) => {
+                tracing::warn!(offset = m.offset(), error = %e, "unreadable plan change skipped")
+            }
         }
     }
     tracing::info!(changes = initial.len(), "account plan changes restored");

@@ -220,7 +220,11 @@ impl RatingConfig {
     pub fn resolve(&self, base: &Path) -> anyhow::Result<RatingConfig> {
         let mut out = self.clone();
         if let Some(dir) = out.decks_dir.take() {
-            let full = if dir.is_absolute() { dir.clone() } else { base.join(&dir) };
+            let full = if dir.is_absolute() {
+                dir.clone()
+            } else {
+                base.join(&dir)
+            };
             let manifest = full.join(MANIFEST);
             let text = std::fs::read_to_string(&manifest)
                 .with_context(|| format!("reading deck manifest {}", manifest.display()))?;

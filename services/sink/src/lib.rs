@@ -18,15 +18,15 @@ use cdr_clickhouse::rows::{
     AccountAlertRow, AdjustmentRow, DeadLetterRow, KpiMinuteRow, PlanChangeRow, RatedCdrRow,
     RouteAlertRow, RouteStatusRow,
 };
-use cdr_model::control::{
-    AccountAlertEvent, Adjustment, PlanChange, RouteAlertEvent, RouteStatusEvent,
-};
 use cdr_clickhouse::ClickHouseConfig;
 use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::stage::{batch_offsets, dead_letter, next_batch, BatchSpec};
 use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
 use cdr_model::avro::Codec;
 use cdr_model::call::{KpiMinute, RatedCdr};
+use cdr_model::control::{
+    AccountAlertEvent, Adjustment, PlanChange, RouteAlertEvent, RouteStatusEvent,
+};
 use cdr_model::dlq::DeadLetter;
 use cdr_model::topics;
 use rdkafka::consumer::CommitMode;
@@ -125,7 +125,8 @@ fn avro<T>(c: &Codec<T>, payload: &[u8]) -> Result<T, ConvertError>
 where
     T: apache_avro::AvroSchema + serde::Serialize + serde::de::DeserializeOwned,
 {
-    c.decode(payload).map_err(|e| ("bad_avro", None, e.to_string()))
+    c.decode(payload)
+        .map_err(|e| ("bad_avro", None, e.to_string()))
 }
 
 fn decimal<T>(r: Result<T, cdr_clickhouse::rows::BadDecimal>) -> Result<T, ConvertError> {
@@ -161,8 +162,10 @@ pub fn convert(
                 .push(decimal(AdjustmentRow::from_record(&a))?);
         }
         t if t == topics::ACCOUNTS_ALERTS => {
-            rows.account_alerts
-                .push(AccountAlertRow::from(&avro(&codecs.account_alert, payload)?));
+            rows.account_alerts.push(AccountAlertRow::from(&avro(
+                &codecs.account_alert,
+                payload,
+            )?));
         }
         t if t == topics::CDRS_SCORED => {
             let rec = cdr_codec
