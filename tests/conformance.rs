@@ -69,31 +69,75 @@ async fn non_conforming_wholesale_accounts_are_downgraded_once() {
     let (msgs, truth) = cdrctl::scenarios::conformance(&run, 5, start, 30, 400, g);
     cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
 
-    // Everything rated and landed, and the decisions mirrored.
-    let started = Instant::now();
-    let (rated, _) = loop {
-        let rated: Vec<Rated> = ch
-            .query("SELECT account_id, toUnixTimestamp64Milli(answer_ts) AS answer_ts, plan, rating_flags FROM rated_cdrs_final WHERE call_id LIKE ?")
-            .bind(format!("{run}-%"))
-            .fetch_all()
-            .await
-            .unwrap_or_default();
-        let changes: Vec<Change> = ch
-            .query("SELECT account_id, toUnixTimestamp64Milli(decided_at) AS decided_at_ms, asr, acd_s, sample_seizures, reason FROM account_plan_changes FINAL WHERE source = 'auto' AND toUnixTimestamp64Milli(decided_at) > ? AND has(?, account_id) ORDER BY decided_at_ms")
+    // Phase 1 rated and the decisions mirrored.
+    let fetch_changes = || async {
+        ch.query("SELECT account_id, toUnixTimestamp64Milli(decided_at) AS decided_at_ms, asr, acd_s, sample_seizures, reason FROM account_plan_changes FINAL WHERE source = 'auto' AND toUnixTimestamp64Milli(decided_at) > ? AND has(?, account_id) ORDER BY decided_at_ms")
             .bind(reset_at)
             .bind(g.to_vec())
-            .fetch_all()
+            .fetch_all::<Change>()
             .await
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    let fetch_rated = || async {
+        ch.query("SELECT account_id, toUnixTimestamp64Milli(answer_ts) AS answer_ts, plan, rating_flags FROM rated_cdrs_final WHERE call_id LIKE ?")
+            .bind(format!("{run}-%"))
+            .fetch_all::<Rated>()
+            .await
+            .unwrap_or_default()
+    };
+    let started = Instant::now();
+    let first = loop {
+        let rated = fetch_rated().await;
+        let changes = fetch_changes().await;
         if rated.len() >= truth.calls && changes.len() >= 2 {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            break (rated, changes);
+            break changes;
         }
         assert!(
             started.elapsed() < Duration::from_secs(240),
             "{} of {} calls rated, changes {changes:?}",
             rated.len(),
             truth.calls
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // Phase 2: traffic set up after the decisions (switches keep sending
+    // it), which must be rated retail for the downgraded accounts and stay
+    // wholesale for the others.
+    let decided = first.iter().map(|c| c.decided_at_ms).max().unwrap();
+    let mut specs = Vec::new();
+    for (k, acct) in g.iter().enumerate().take(3) {
+        for i in 0..30 {
+            specs.push(cdrctl::scenarios::CallSpec {
+                call_id: format!("{run}-late-{acct}-{i:03}"),
+                account: acct.to_string(),
+                trunk: "trk-1".into(),
+                cli: "+12125550100".into(),
+                dialed: "4930123456".into(),
+                setup_ms: decided + 60_000 + (i * 3 + k as i64) * 1_000,
+                pdd_ms: Some(2_000),
+                answer_after_ms: Some(9_000),
+                talk_ms: 90_000,
+                fail_code: 0,
+                silence_ratio: 0.2,
+                rtp_rx_packets: 4_500,
+                rtp_rx_before_answer: 0,
+            });
+        }
+    }
+    let mut late: Vec<_> = specs.iter().flat_map(cdrctl::scenarios::events).collect();
+    late.sort_by_key(|m| m.ts_ms);
+    cdrctl::publish(&kafka(), &late, 0).await.expect("publish");
+    let rated = loop {
+        let rated = fetch_rated().await;
+        if rated.len() >= truth.calls + specs.len() {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            break fetch_rated().await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(360),
+            "{} of {} calls rated",
+            rated.len(),
+            truth.calls + specs.len()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };

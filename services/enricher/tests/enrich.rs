@@ -99,8 +99,8 @@ async fn three_calls_to_a_ported_number_one_dip_two_cache_hits() {
         assert!(en.ported);
         assert_eq!(en.dialed_e164, "12125550199");
         assert_eq!(
-            x.key, "12125550199",
-            "keyed by the normalised dialed number"
+            x.key, x.call.call.account_id,
+            "keyed by account (the rater's per-account state)"
         );
         assert_eq!(en.jurisdiction.as_deref(), Some("intrastate"));
         assert_eq!(en.callee_country.as_deref(), Some("US"));
@@ -298,7 +298,8 @@ async fn assert_unavailable(e: &Enricher) {
     assert_eq!(en.dialed_e164, "13105550123");
     assert_eq!(en.plan_selector.as_deref(), Some("premium"));
     assert_eq!(en.jurisdiction.as_deref(), Some("interstate"));
-    assert_eq!(x.key, "13105550123");
+    // Keyed by account for the rater's per-account state.
+    assert_eq!(x.key, x.call.call.account_id);
 }
 
 #[tokio::test]
