@@ -12,13 +12,11 @@
 //! reachable.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
+use cdr_e2e::chttp::{ensure_clickhouse, exec, insert, request, User};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 
@@ -47,121 +45,6 @@ const QUERIES: &[&str] = &[
     "lrn_fees_monthly",
     "rate_for_cdr",
 ];
-
-// --- ClickHouse over plain HTTP ----------------------------------------------
-
-#[derive(Clone)]
-struct User {
-    name: String,
-    password: String,
-}
-
-fn admin() -> User {
-    User {
-        name: "default".into(),
-        password: String::new(),
-    }
-}
-
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
-        let txt = String::from_utf8_lossy(&body[..eol]);
-        let size = usize::from_str_radix(txt.split(';').next().unwrap().trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let end = (eol + 2 + size).min(body.len());
-        out.extend_from_slice(&body[eol + 2..end]);
-        body = &body[(end + 2).min(body.len())..];
-    }
-    out
-}
-
-fn ch_addr() -> String {
-    let url =
-        std::env::var("CDR_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_string());
-    let rest = url
-        .strip_prefix("http://")
-        .expect("CDR_CLICKHOUSE_URL must be an http:// URL");
-    rest.split('/').next().unwrap().to_string()
-}
-
-/// POST `body`; Ok(response body) on 200 without an exception header.
-fn request(
-    user: &User,
-    params: &[(String, String)],
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<String, String> {
-    let addr = ch_addr();
-    let qs: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
-        .collect();
-    let mut req = format!(
-        "POST /?{} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\nX-ClickHouse-User: {}\r\n",
-        qs.join("&"),
-        body.len(),
-        user.name
-    );
-    if !user.password.is_empty() {
-        req.push_str(&format!("X-ClickHouse-Key: {}\r\n", user.password));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut s = TcpStream::connect(&addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(180))).ok();
-    s.write_all(req.as_bytes())
-        .and_then(|_| s.write_all(body.as_bytes()))
-        .map_err(|e| format!("send: {e}"))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("receive: {e}"))?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("malformed HTTP response")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let mut payload = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        payload = dechunk(&payload);
-    }
-    let text = String::from_utf8_lossy(&payload).to_string();
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    let exception = head
-        .lines()
-        .any(|l| l.starts_with("x-clickhouse-exception-code:"));
-    if status != "200" || exception {
-        return Err(format!("HTTP {status}: {}", text.trim()));
-    }
-    Ok(text)
-}
-
-fn exec(user: &User, sql: &str) -> Result<String, String> {
-    request(user, &[], &[], sql)
-}
-
-fn insert(table: &str, rows: &[Value]) {
-    let body: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
-    let q = format!("INSERT INTO cdr.{table} FORMAT JSONEachRow");
-    request(&admin(), &[("query".into(), q)], &[], &body.join("\n"))
-        .unwrap_or_else(|e| panic!("insert into {table}: {e}"));
-}
 
 /// A TSVWithNames result.
 #[derive(Debug)]
@@ -226,36 +109,6 @@ fn repo() -> PathBuf {
     cdr_e2e::repo()
 }
 
-fn finance_user() -> User {
-    let password = match std::env::var("CDR_CH_FINANCE_PASSWORD") {
-        Ok(p) if !p.is_empty() => p,
-        _ => {
-            let dir = std::env::var("CDR_SECRETS_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| {
-                    std::env::var("CDR_STATE_DIR")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|_| repo().join(".state"))
-                        .join("secrets")
-                });
-            let f = dir.join("cdr_finance.password");
-            std::fs::read_to_string(&f)
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{}: {e}; set CDR_CH_FINANCE_PASSWORD or run deploy/local/start.sh",
-                        f.display()
-                    )
-                })
-                .trim()
-                .to_string()
-        }
-    };
-    User {
-        name: "cdr_finance".into(),
-        password,
-    }
-}
-
 /// Runs deploy/finance/<name>.sql as cdr_finance with `param_<k>=<v>`.
 fn run(name: &str, params: &[(&str, &str)]) -> Rows {
     assert!(QUERIES.contains(&name), "{name} not in QUERIES");
@@ -265,8 +118,12 @@ fn run(name: &str, params: &[(&str, &str)]) -> Rows {
         .iter()
         .map(|(k, v)| (format!("param_{k}"), v.to_string()))
         .collect();
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let out = request(
-        &finance_user(),
+        &User::role("finance"),
         &params,
         &[("X-ClickHouse-Format", "TSVWithNames")],
         &sql,
@@ -580,55 +437,6 @@ fn build() -> Fixture {
     Fixture { cdrs, adjustments }
 }
 
-fn ensure_clickhouse() {
-    if exec(&admin(), "SELECT 1").is_err() {
-        let st = std::process::Command::new("bash")
-            .arg(repo().join("deploy/local/start.sh"))
-            .status()
-            .expect("run deploy/local/start.sh");
-        assert!(st.success(), "deploy/local/start.sh failed");
-        let end = Instant::now() + Duration::from_secs(90);
-        while exec(&admin(), "SELECT 1").is_err() {
-            assert!(Instant::now() < end, "ClickHouse did not come up");
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-    let have = exec(
-        &admin(),
-        "SELECT name FROM system.tables WHERE database = 'cdr' FORMAT TSV",
-    )
-    .unwrap_or_default();
-    let have: BTreeSet<&str> = have.lines().collect();
-    let needed = [
-        "rated_cdrs_final",
-        "adjustments_final",
-        "account_plan_changes",
-        "rate_deck_rows",
-    ];
-    if needed.iter().all(|t| have.contains(t)) {
-        return;
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("schemas/clickhouse"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    files.sort();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        let mut cur = String::new();
-        for line in text.lines().filter(|l| !l.trim().starts_with("--")) {
-            cur.push_str(line);
-            cur.push('\n');
-            if line.trim().ends_with(';') {
-                let stmt = cur.trim().trim_end_matches(';').to_string();
-                exec(&admin(), &stmt).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-                cur.clear();
-            }
-        }
-    }
-}
-
 /// Inserts the fixtures once per test binary (the previous run's first).
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -640,7 +448,7 @@ fn fixture() -> &'static Fixture {
             ("account_plan_changes", "account_id"),
             ("rate_deck_rows", "deck_id"),
         ] {
-            exec(&admin(), &format!("DELETE FROM cdr.{table} WHERE {col} LIKE '{PREFIX}%'"))
+            exec(&User::admin(), &format!("DELETE FROM cdr.{table} WHERE {col} LIKE '{PREFIX}%'"))
                 .unwrap_or_else(|e| panic!("clean {table}: {e}"));
         }
         let f = build();
@@ -1018,7 +826,7 @@ fn rate_applied_to_a_cdr() {
 #[test]
 fn finance_user_cannot_write() {
     fixture();
-    let fin = finance_user();
+    let fin = User::role("finance");
     let attempts = [
         ("INSERT INTO cdr.adjustments (adjustment_id, account_id, amount) VALUES ('fin-test-evil', 'fin-test-ws-1', -1000)", "ACCESS_DENIED"),
         ("DROP TABLE cdr.adjustments", "ACCESS_DENIED"),
@@ -1035,7 +843,7 @@ fn finance_user_cannot_write() {
     }
     // Nothing changed.
     let count = |sql: &str| {
-        exec(&admin(), sql)
+        exec(&User::admin(), sql)
             .unwrap()
             .trim()
             .trim_matches('"')

@@ -13,12 +13,10 @@
 //! `deploy/local/start.sh` when ClickHouse is not reachable.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
 
+use cdr_e2e::chttp::{self, User};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 
@@ -48,24 +46,8 @@ const PROM_UID: &str = "cdr-prometheus";
 
 // --- ClickHouse over plain HTTP ----------------------------------------------
 
-#[derive(Clone)]
-struct User {
-    name: String,
-    password: String,
-}
-
-impl User {
-    fn admin() -> User {
-        User {
-            name: "default".into(),
-            password: String::new(),
-        }
-    }
-}
-
-struct Ch {
-    addr: String,
-}
+/// Queries as the dashboards run them (see [`Ch::table`]).
+struct Ch;
 
 /// A query result (JSONCompact): column names and rows.
 #[derive(Debug, Clone)]
@@ -123,110 +105,11 @@ fn meaningful(v: &Value) -> bool {
     }
 }
 
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
-        let size_txt = String::from_utf8_lossy(&body[..eol]);
-        let size =
-            usize::from_str_radix(size_txt.split(';').next().unwrap().trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        let end = (start + size).min(body.len());
-        out.extend_from_slice(&body[start..end]);
-        body = &body[(end + 2).min(body.len())..];
-    }
-    out
-}
-
 impl Ch {
-    fn from_env() -> Ch {
-        let url = std::env::var("CDR_CLICKHOUSE_URL")
-            .unwrap_or_else(|_| "http://127.0.0.1:8123".to_string());
-        let rest = url
-            .strip_prefix("http://")
-            .expect("CDR_CLICKHOUSE_URL must be an http:// URL");
-        Ch {
-            addr: rest.split('/').next().unwrap().to_string(),
-        }
-    }
-
-    /// POST `body` with URL parameters; Ok(body) on 200 without exception.
-    fn request(
-        &self,
-        user: &User,
-        params: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Result<String, String> {
-        let qs: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
-            .collect();
-        let mut req = format!(
-            "POST /?{} HTTP/1.0\r\nHost: {}\r\nContent-Length: {}\r\nX-ClickHouse-User: {}\r\n",
-            qs.join("&"),
-            self.addr,
-            body.len(),
-            user.name
-        );
-        if !user.password.is_empty() {
-            req.push_str(&format!("X-ClickHouse-Key: {}\r\n", user.password));
-        }
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut s =
-            TcpStream::connect(&self.addr).map_err(|e| format!("connect {}: {e}", self.addr))?;
-        s.set_read_timeout(Some(Duration::from_secs(180))).ok();
-        s.write_all(req.as_bytes())
-            .and_then(|_| s.write_all(body.as_bytes()))
-            .map_err(|e| format!("send: {e}"))?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .map_err(|e| format!("receive: {e}"))?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or("malformed HTTP response")?;
-        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-        let mut payload = raw[split + 4..].to_vec();
-        if head.contains("transfer-encoding: chunked") {
-            payload = dechunk(&payload);
-        }
-        let text = String::from_utf8_lossy(&payload).to_string();
-        let status = head.split_whitespace().nth(1).unwrap_or("");
-        let exception = head
-            .lines()
-            .any(|l| l.starts_with("x-clickhouse-exception-code:"));
-        if status != "200" || exception {
-            return Err(format!("HTTP {status}: {}", text.trim()));
-        }
-        Ok(text)
-    }
-
-    fn exec(&self, user: &User, sql: &str) -> Result<String, String> {
-        self.request(user, &[], &[], sql)
-    }
-
     /// Runs a SELECT and returns it as a table; decimals and 64-bit integers
     /// come back as strings (exact).
     fn table(&self, user: &User, sql: &str) -> Result<Table, String> {
-        let body = self.request(
+        let body = chttp::request(
             user,
             &[
                 ("output_format_json_quote_decimals", "1"),
@@ -253,125 +136,10 @@ impl Ch {
             .collect();
         Ok(Table { columns, rows })
     }
-
-    fn insert(&self, table: &str, rows: &[Value]) {
-        let body: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
-        let q = format!("INSERT INTO cdr.{table} FORMAT JSONEachRow");
-        self.request(&User::admin(), &[("query", &q)], &[], &body.join("\n"))
-            .unwrap_or_else(|e| panic!("insert into {table}: {e}"));
-    }
 }
 
 fn repo() -> PathBuf {
     cdr_e2e::repo()
-}
-
-fn state_dir() -> PathBuf {
-    std::env::var("CDR_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join(".state"))
-}
-
-/// Password of `cdr_<role>`: CDR_CH_<ROLE>_PASSWORD, else the secret file
-/// start.sh generated.
-fn role_user(role: &str) -> User {
-    let var = format!("CDR_CH_{}_PASSWORD", role.to_uppercase());
-    let password = match std::env::var(&var) {
-        Ok(p) if !p.is_empty() => p,
-        _ => {
-            let dir = std::env::var("CDR_SECRETS_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| state_dir().join("secrets"));
-            let f = dir.join(format!("cdr_{role}.password"));
-            std::fs::read_to_string(&f)
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{}: {e}; set {var} or run deploy/local/start.sh",
-                        f.display()
-                    )
-                })
-                .trim()
-                .to_string()
-        }
-    };
-    User {
-        name: format!("cdr_{role}"),
-        password,
-    }
-}
-
-/// ClickHouse up (start the local stack if not) with every table the
-/// dashboards read (apply schemas/clickhouse in order if one is missing).
-fn ensure_clickhouse(ch: &Ch) {
-    if ch.exec(&User::admin(), "SELECT 1").is_err() {
-        let st = std::process::Command::new("bash")
-            .arg(repo().join("deploy/local/start.sh"))
-            .status()
-            .expect("run deploy/local/start.sh");
-        assert!(st.success(), "deploy/local/start.sh failed");
-        let end = Instant::now() + Duration::from_secs(90);
-        while ch.exec(&User::admin(), "SELECT 1").is_err() {
-            assert!(Instant::now() < end, "ClickHouse did not come up");
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-    let needed = [
-        "rated_cdrs",
-        "rated_cdrs_final",
-        "dead_letters_final",
-        "kpi_minute_final",
-        "kpi_hour",
-        "rate_deck_rows",
-        "account_plan_changes",
-        "account_plan_current",
-        "route_alerts",
-        "route_status_current",
-        "adjustments_final",
-        "account_alerts",
-    ];
-    let have = ch
-        .exec(
-            &User::admin(),
-            "SELECT name FROM system.tables WHERE database = 'cdr' FORMAT TSV",
-        )
-        .unwrap_or_default();
-    let have: BTreeSet<&str> = have.lines().collect();
-    if needed.iter().all(|t| have.contains(t)) {
-        return;
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("schemas/clickhouse"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    files.sort();
-    for f in files {
-        for stmt in sql_statements(&std::fs::read_to_string(&f).unwrap()) {
-            ch.exec(&User::admin(), &stmt)
-                .unwrap_or_else(|e| panic!("{}: {e}\n{stmt}", f.display()));
-        }
-    }
-}
-
-/// Statements of a migration file (split on `;` at line end, comments out).
-fn sql_statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in sql.lines() {
-        if line.trim().starts_with("--") {
-            continue;
-        }
-        cur.push_str(line);
-        cur.push('\n');
-        if line.trim().ends_with(';') {
-            out.push(cur.trim().trim_end_matches(';').to_string());
-            cur.clear();
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_string());
-    }
-    out
 }
 
 // --- fixtures ------------------------------------------------------------------
@@ -626,9 +394,9 @@ const FIXTURE_TABLES: &[(&str, &str)] = &[
     ("adjustments", "account_id"),
 ];
 
-fn delete_fixtures(ch: &Ch) {
+fn delete_fixtures() {
     for (table, col) in FIXTURE_TABLES {
-        ch.exec(
+        chttp::exec(
             &User::admin(),
             &format!("DELETE FROM cdr.{table} WHERE {col} LIKE '{PREFIX}%'"),
         )
@@ -636,26 +404,26 @@ fn delete_fixtures(ch: &Ch) {
     }
 }
 
-fn insert_fixtures(ch: &Ch, calls: &[Call]) {
+fn insert_fixtures(calls: &[Call]) {
     let t = |h: i64, m: i64| ts(FROM_S * 1000 + h * 3_600_000 + m * 60_000);
     // Redelivered copies go in separate INSERTs: ReplacingMergeTree would
     // collapse them within one insert block, and the dashboards must cope
     // with copies that are not merged yet.
     let cdrs: Vec<Value> = calls.iter().map(|c| c.row(2, c.amount)).collect();
-    ch.insert("rated_cdrs", &cdrs);
+    chttp::insert("rated_cdrs", &cdrs);
     // An older copy with another amount: rated_cdrs_final must keep version 2.
-    ch.insert("rated_cdrs", &[calls[0].row(1, d("9.99"))]);
+    chttp::insert("rated_cdrs", &[calls[0].row(1, d("9.99"))]);
     let mut kpi = kpi_rows(calls);
     let stale = kpi.pop().unwrap();
-    ch.insert("kpi_minute", &kpi);
-    ch.insert("kpi_minute", &[stale]);
+    chttp::insert("kpi_minute", &kpi);
+    chttp::insert("kpi_minute", &[stale]);
 
     let dl = |id: &str, reason: &str| {
         json!({"id": id, "service": SVC, "reason": reason, "field": "payload",
                "message": "gf-test: not JSON", "topic": "cdr.enriched", "partition": 0,
                "offset": 42, "key": "k", "payload_b64": "eA==", "at": t(10, 5)})
     };
-    ch.insert(
+    chttp::insert(
         "dead_letters",
         &[
             dl("gf-test-dl-1", "gf_test_bad_json"),
@@ -663,16 +431,16 @@ fn insert_fixtures(ch: &Ch, calls: &[Call]) {
             dl("gf-test-dl-3", "gf_test_schema"),
         ],
     );
-    ch.insert("dead_letters", &[dl("gf-test-dl-1", "gf_test_bad_json")]);
+    chttp::insert("dead_letters", &[dl("gf-test-dl-1", "gf_test_bad_json")]);
 
     let change = json!({"change_id": "gf-test-change-1", "account_id": WS2, "old_plan": "wholesale",
         "new_plan": "retail", "reason": "ASR 0.30 < 0.50 and ACD 20 s < 60 s over 24 h",
         "asr": 0.3, "acd_s": 20.0, "sample_seizures": 10, "window_secs": 86400,
         "decided_at": t(12, 0), "source": "auto", "actor": "rater"});
-    ch.insert("account_plan_changes", std::slice::from_ref(&change));
-    ch.insert("account_plan_changes", &[change]);
+    chttp::insert("account_plan_changes", std::slice::from_ref(&change));
+    chttp::insert("account_plan_changes", &[change]);
 
-    ch.insert(
+    chttp::insert(
         "account_alerts",
         &[
             json!({"alert_id": "gf-test-aa-1", "account_id": WS2, "kind": "undeclared_dialer",
@@ -693,14 +461,14 @@ fn insert_fixtures(ch: &Ch, calls: &[Call]) {
         "evidence": {"instant_answer_rate": 1.0, "asr": 0.3}, "action": "pull",
         "credited_calls": credits.len(), "credited_amount": credited.to_string(),
         "raised_at": t(10, 31)});
-    ch.insert("route_alerts", std::slice::from_ref(&alert));
-    ch.insert("route_alerts", &[alert]);
+    chttp::insert("route_alerts", std::slice::from_ref(&alert));
+    chttp::insert("route_alerts", &[alert]);
 
     let status = |id: &str, trunk: &str, breakout: &str, status: &str, at: String| {
         json!({"event_id": id, "trunk_id": trunk, "breakout": breakout, "status": status,
                "reason": "gf-test", "alert_id": ALERT, "actor": "detector", "changed_at": at})
     };
-    ch.insert(
+    chttp::insert(
         "route_status",
         &[
             status("gf-test-ev-1", TRK2, UK, "pulled", t(10, 31)),
@@ -718,8 +486,8 @@ fn insert_fixtures(ch: &Ch, calls: &[Call]) {
                 "created_at": t(10, 31)})
         })
         .collect();
-    ch.insert("adjustments", &adj);
-    ch.insert("adjustments", &adj[..1]); // redelivered
+    chttp::insert("adjustments", &adj);
+    chttp::insert("adjustments", &adj[..1]); // redelivered
 }
 
 // --- dashboards ----------------------------------------------------------------
@@ -1042,10 +810,10 @@ fn expected_var_values(uid: &str, var: &str) -> Option<Vec<&'static str>> {
 #[test]
 fn grafana_panels_run_against_fixtures() {
     check_provisioning();
-    let ch = Ch::from_env();
-    ensure_clickhouse(&ch);
-    let grafana = role_user("grafana");
-    match ch.exec(&grafana, "SELECT currentUser()") {
+    let ch = Ch;
+    chttp::ensure_clickhouse();
+    let grafana = User::role("grafana");
+    match chttp::exec(&grafana, "SELECT currentUser()") {
         Ok(u) => assert!(u.contains("cdr_grafana"), "{u}"),
         Err(e) => panic!(
             "cannot log in as cdr_grafana ({e}); ClickHouse is running with an older \
@@ -1053,17 +821,16 @@ fn grafana_panels_run_against_fixtures() {
         ),
     }
     // The dashboards' user is read-only.
-    let denied = ch
-        .exec(
-            &grafana,
-            "INSERT INTO cdr.dead_letters (id, service) VALUES ('gf-test-evil', 'gf-test-evil')",
-        )
-        .expect_err("cdr_grafana must not insert");
+    let denied = chttp::exec(
+        &grafana,
+        "INSERT INTO cdr.dead_letters (id, service) VALUES ('gf-test-evil', 'gf-test-evil')",
+    )
+    .expect_err("cdr_grafana must not insert");
     assert!(denied.contains("ACCESS_DENIED"), "{denied}");
 
-    delete_fixtures(&ch);
+    delete_fixtures();
     let calls = calls();
-    insert_fixtures(&ch, &calls);
+    insert_fixtures(&calls);
 
     let known = known_metrics();
     assert!(
@@ -1213,7 +980,7 @@ fn grafana_panels_run_against_fixtures() {
     );
 
     check_values(&results, &calls);
-    delete_fixtures(&ch);
+    delete_fixtures();
 }
 
 fn result<'a>(r: &'a BTreeMap<(String, String), Table>, uid: &str, title: &str) -> &'a Table {

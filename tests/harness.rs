@@ -2,6 +2,8 @@
 //! services up through the same scripts `make run` uses, and gives tests
 //! handles on Kafka, ClickHouse and the service processes.
 
+pub mod chttp;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -46,7 +48,7 @@ pub fn clickhouse() -> ClickHouseConfig {
     ClickHouseConfig::default()
 }
 
-fn state_dir() -> PathBuf {
+pub fn state_dir() -> PathBuf {
     std::env::var("CDR_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo().join(".state"))
