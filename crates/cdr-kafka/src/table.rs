@@ -12,6 +12,10 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use cdr_model::avro::Codec;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::KafkaConfig;
 
 /// A reader positioned at the beginning of every partition of one topic.
@@ -114,5 +118,64 @@ impl TopicTable {
             .await
             .with_context(|| format!("following {}", self.topic))?;
         Ok(m.detach())
+    }
+
+    /// Reads the topic to its end and decodes it (Avro single-object); an
+    /// unreadable record is logged and skipped, never fatal.
+    pub async fn read_all<T>(&self, timeout: Duration) -> anyhow::Result<Vec<T>>
+    where
+        T: apache_avro::AvroSchema + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let codec: Codec<T> = Codec::new();
+        let mut out = Vec::new();
+        for m in self.read_to_end(timeout).await? {
+            match codec.decode(m.payload().unwrap_or_default()) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, offset = m.offset(), error = %e, "unreadable record skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps following the topic in a background task, decoding every new
+    /// record into a bounded channel (backpressure: the task waits when the
+    /// consumer falls behind) until `shutdown` or the receiver is dropped.
+    pub fn follow<T>(self, shutdown: CancellationToken, capacity: usize) -> mpsc::Receiver<T>
+    where
+        T: apache_avro::AvroSchema
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = mpsc::channel(capacity);
+        tokio::spawn(async move {
+            let codec: Codec<T> = Codec::new();
+            loop {
+                let m = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    m = self.next() => m,
+                };
+                match m {
+                    Ok(m) => match codec.decode(m.payload().unwrap_or_default()) {
+                        Ok(r) => {
+                            if tx.send(r).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %self.topic, offset = m.offset(), error = %e, "unreadable record skipped")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(topic = %self.topic, error = %format!("{e:#}"), "following topic");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        rx
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::stage::{run_stateless, BatchSpec, Outcome, Output, Processor};
-use cdr_kafka::{runtime, CancellationToken, KafkaConfig, Message};
+use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
 use cdr_model::avro::Codec;
 use cdr_model::call::RatedCdr;
 use cdr_model::control::{AccountAlertEvent, Adjustment, RouteAlertEvent, RouteStatusEvent};
@@ -218,30 +218,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // a fresh detector has no pulls to lift.
     let table = cdr_kafka::table::TopicTable::open(&config.kafka, SERVICE, topics::ROUTES_STATUS)?;
     table.read_to_end(Duration::from_secs(120)).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<RouteStatusEvent>(256);
-    let follow_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let codec: Codec<RouteStatusEvent> = Codec::new();
-        loop {
-            let m = tokio::select! {
-                _ = follow_shutdown.cancelled() => return,
-                m = table.next() => m,
-            };
-            match m {
-                Ok(m) => {
-                    if let Ok(e) = codec.decode(m.payload().unwrap_or_default()) {
-                        if tx.send(e).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "following route status");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    });
+    let rx = table.follow::<RouteStatusEvent>(shutdown.clone(), 256);
     let (consumer, producer) = runtime::start_stage(
         &config.kafka,
         SERVICE,

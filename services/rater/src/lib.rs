@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
-use cdr_kafka::stage::{run_stateless, BatchSpec, Outcome, Output, Processor, Reject};
-use cdr_kafka::Message;
+use cdr_kafka::stage::{run_stateless, BatchSpec, Outcome, Output, Processor};
 use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
 use cdr_model::avro::Codec;
 use cdr_model::call::{EnrichedCall, RatedCdr};
@@ -118,22 +117,6 @@ pub fn load_from_config_file(
         path.display()
     );
     load(&config.rating(), base)
-}
-
-/// Pure rating of one call, keyed by cdr_id, as the stage function.
-pub fn rate_keyed(
-    call: EnrichedCall,
-    ctx: &ratedeck::RatingContext<'_>,
-) -> Result<(String, RatedCdr), Reject> {
-    let key = call.call.cdr_id.clone();
-    Ok((key, rate_call(call, ctx)))
-}
-
-/// Pass-through when no decks are configured (kept for a bare start without
-/// a configuration file).
-pub fn rate(call: EnrichedCall) -> Result<(String, RatedCdr), Reject> {
-    let key = call.call.cdr_id.clone();
-    Ok((key, unrated_no_decks(call)))
 }
 
 /// The rater's own metrics, registered next to the stage metrics.
@@ -245,42 +228,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // operator) before the first call is rated, then followed while running.
     let table =
         cdr_kafka::table::TopicTable::open(&config.kafka, SERVICE, topics::ACCOUNTS_PLAN_CHANGES)?;
-    let codec: Codec<PlanChange> = Codec::new();
-    let mut initial = Vec::new();
-    for m in table.read_to_end(Duration::from_secs(120)).await? {
-        match codec.decode(m.payload().unwrap_or_default()) {
-            Ok(c) => initial.push(c),
-            Err(e) => {
-                tracing::warn!(offset = m.offset(), error = %e, "unreadable plan change skipped")
-            }
-        }
-    }
+    let initial: Vec<PlanChange> = table.read_all(Duration::from_secs(120)).await?;
     tracing::info!(changes = initial.len(), "account plan changes restored");
-    let (tx, rx) = tokio::sync::mpsc::channel::<PlanChange>(1024);
-    let follow_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let codec: Codec<PlanChange> = Codec::new();
-        loop {
-            let m = tokio::select! {
-                _ = follow_shutdown.cancelled() => return,
-                m = table.next() => m,
-            };
-            match m {
-                Ok(m) => match codec.decode(m.payload().unwrap_or_default()) {
-                    Ok(c) => {
-                        if tx.send(c).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "unreadable plan change skipped"),
-                },
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "following plan changes");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    });
+    let rx = table.follow::<PlanChange>(shutdown.clone(), 1024);
     let monitor = ratedeck::conformance::ConformanceMonitor::new(config.conformance.clone())?;
     let mut processor = RaterProcessor::new(tables, monitor, rx, rm);
     for c in initial {
