@@ -101,7 +101,7 @@ async fn kpi_and_detection_latency_at_sustained_load() {
             .unwrap();
             drop(ack);
         }
-        cdr_kafka::runtime::flush(&producer);
+        let _ = cdr_kafka::runtime::flush(&producer);
     });
 
     // Poll what is queryable: seizures per account in the KPI rows, and the alert.

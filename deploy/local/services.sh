@@ -28,7 +28,7 @@ for s in "${svcs[@]}"; do
   port=$((CDR_METRICS_BASE + idx))
   cfg=()
   [ -f "$CDR_REPO/deploy/local/config/$s.toml" ] && cfg=("$CDR_REPO/deploy/local/config/$s.toml")
-  (cd "$CDR_REPO" && export "${writer_env[@]}" && CDR__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
+  (cd "$CDR_REPO" && export "${writer_env[@]}" && CDR__STAGE__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
     >>"$CDR_STATE_DIR/logs/$s.log" 2>&1 </dev/null) &
   echo $! >"$pidf"
   log "started $s (pid $!, metrics http://127.0.0.1:$port/metrics)"

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "detection",
         include_str!("../../../schemas/clickhouse/008_detection.sql"),
     ),
+    (
+        9,
+        "delivery",
+        include_str!("../../../schemas/clickhouse/009_delivery.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping

@@ -214,6 +214,9 @@ pub struct DeadLetterRow {
     pub key: Option<String>,
     pub payload_b64: String,
     pub at: i64,
+    pub payload_len: u64,
+    pub payload_sha256: String,
+    pub payload_truncated: bool,
 }
 
 impl From<&DeadLetter> for DeadLetterRow {
@@ -230,6 +233,9 @@ impl From<&DeadLetter> for DeadLetterRow {
             key: d.key.clone(),
             payload_b64: d.payload_b64.clone(),
             at: d.at_ms,
+            payload_len: d.payload_len,
+            payload_sha256: d.payload_sha256.clone(),
+            payload_truncated: d.payload_truncated,
         }
     }
 }

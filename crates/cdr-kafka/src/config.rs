@@ -4,12 +4,14 @@
 //!
 //! Override syntax: `CDR__<SECTION>__<FIELD>=value` (double underscore after
 //! `CDR` and between levels, case-insensitive), e.g.
-//! `CDR__KAFKA__BROKERS=10.0.0.5:9092` or `CDR__BATCH_ROWS=5000`. The plain
+//! `CDR__STAGE__KAFKA__BROKERS=10.0.0.5:9092` or
+//! `CDR__STAGE__BATCH_MAX_RECORDS=5000`. The plain
 //! variables `CDR_KAFKA_BROKERS` and `CDR_CLICKHOUSE_URL` only supply the
 //! defaults for the stack addresses (the local stack scripts export them). Values
 //! that parse as JSON numbers/booleans are typed accordingly; anything else is
 //! a string. The loaded config is never logged whole, so secrets stay out of logs.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -81,6 +83,95 @@ impl KafkaConfig {
     }
 }
 
+/// The section every service shares (`[stage]`): how it talks to Kafka,
+/// where it serves `/metrics`, how it batches and what input it refuses.
+/// Fields left out take the service's own defaults ([`StageDefaults`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// `/metrics` and `/healthz` listen address.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Records per batch at most.
+    #[serde(default)]
+    pub batch_max_records: Option<usize>,
+    /// How long a batch waits for more records after its first one.
+    #[serde(default)]
+    pub batch_linger_ms: Option<u64>,
+    /// Input records larger than this are dead-lettered (`oversized`)
+    /// without being parsed.
+    #[serde(default)]
+    pub max_input_bytes: Option<usize>,
+    /// How often a stage that controls its own commit point commits.
+    #[serde(default)]
+    pub commit_interval_ms: Option<u64>,
+}
+
+/// A service's defaults for [`StageConfig`].
+#[derive(Debug, Clone, Copy)]
+pub struct StageDefaults {
+    pub metrics_port: u16,
+    pub batch_max_records: usize,
+    pub batch_linger_ms: u64,
+}
+
+impl StageDefaults {
+    pub const fn new(metrics_port: u16) -> Self {
+        StageDefaults {
+            metrics_port,
+            batch_max_records: 2000,
+            batch_linger_ms: 50,
+        }
+    }
+}
+
+/// Default `max_input_bytes`: larger than any switch record seen in the
+/// field (a FreeSWITCH JSON CDR with every variable is ~50 kB).
+pub const DEFAULT_MAX_INPUT_BYTES: usize = 1024 * 1024;
+
+/// [`StageConfig`] with every default applied and validated.
+#[derive(Debug, Clone)]
+pub struct StageSettings {
+    pub kafka: KafkaConfig,
+    pub metrics_listen: SocketAddr,
+    pub batch_max_records: usize,
+    pub batch_linger: std::time::Duration,
+    pub max_input_bytes: usize,
+    pub commit_interval: std::time::Duration,
+}
+
+impl StageConfig {
+    pub fn resolve(&self, d: StageDefaults) -> anyhow::Result<StageSettings> {
+        self.kafka.validate()?;
+        let s = StageSettings {
+            kafka: self.kafka.clone(),
+            metrics_listen: self
+                .metrics_listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], d.metrics_port))),
+            batch_max_records: self.batch_max_records.unwrap_or(d.batch_max_records),
+            batch_linger: std::time::Duration::from_millis(
+                self.batch_linger_ms.unwrap_or(d.batch_linger_ms),
+            ),
+            max_input_bytes: self.max_input_bytes.unwrap_or(DEFAULT_MAX_INPUT_BYTES),
+            commit_interval: std::time::Duration::from_millis(
+                self.commit_interval_ms.unwrap_or(1000),
+            ),
+        };
+        if s.batch_max_records == 0 {
+            bail!("stage.batch_max_records must be positive");
+        }
+        if s.max_input_bytes < 1024 {
+            bail!("stage.max_input_bytes must be at least 1024");
+        }
+        if s.commit_interval.is_zero() {
+            bail!("stage.commit_interval_ms must be positive");
+        }
+        Ok(s)
+    }
+}
+
 /// Loads `T` from an optional TOML file plus `CDR_`-prefixed environment overrides.
 pub fn load_config<T: DeserializeOwned>(path: Option<&Path>) -> anyhow::Result<T> {
     let vars: Vec<(String, String)> = std::env::vars().collect();
@@ -142,6 +233,33 @@ mod tests {
         #[serde(default)]
         kafka: KafkaConfig,
         batch_rows: u32,
+    }
+
+    #[test]
+    fn stage_section_takes_service_defaults_and_validates() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct S {
+            #[serde(default)]
+            stage: StageConfig,
+        }
+        let d = StageDefaults::new(9199);
+        let c: S = load_config_from(None, &[]).unwrap();
+        let r = c.stage.resolve(d).unwrap();
+        assert_eq!(r.metrics_listen.port(), 9199);
+        assert_eq!(r.batch_max_records, 2000);
+        let env = vec![
+            ("CDR__STAGE__BATCH_MAX_RECORDS".to_string(), "7".to_string()),
+            ("CDR__STAGE__KAFKA__BROKERS".to_string(), "k:1".to_string()),
+        ];
+        let c: S = load_config_from(None, &env).unwrap();
+        let r = c.stage.resolve(d).unwrap();
+        assert_eq!((r.batch_max_records, r.kafka.brokers.as_str()), (7, "k:1"));
+        let env = vec![("CDR__STAGE__BATCH_MAX_RECORDS".to_string(), "0".to_string())];
+        let c: S = load_config_from(None, &env).unwrap();
+        assert!(c.stage.resolve(d).is_err());
+        let env = vec![("CDR__STAGE__BATCH_ROWS".to_string(), "1".to_string())];
+        assert!(load_config_from::<S>(None, &env).is_err(), "unknown field");
     }
 
     #[test]

@@ -1,19 +1,22 @@
 //! The Kafka runtime every service shares: typed configuration with
-//! environment overrides, consumer/producer construction with the settings
-//! at-least-once needs, the offset tracker that decides what may be committed,
-//! the dead-letter producer, the `/metrics` endpoint, tracing set-up and the
-//! shutdown token. Services keep their domain logic elsewhere.
+//! environment overrides, the one stage loop (consume → process → produce →
+//! await acks → commit) with its dead-letter handling, Kafka clients and
+//! error classification, topics read as tables, the `/metrics` endpoint,
+//! tracing and `service_main`. Services keep their domain logic elsewhere.
 
 pub mod config;
 pub mod metrics;
 pub mod runtime;
+pub mod service;
 pub mod stage;
 pub mod table;
 pub mod telemetry;
 
-pub use config::{load_config, KafkaConfig};
+pub use config::{load_config, KafkaConfig, StageConfig, StageDefaults, StageSettings};
 pub use rdkafka::message::OwnedMessage;
 pub use rdkafka::Message;
+pub use service::service_main;
+pub use stage::{run_stage, CommitPolicy, Outbox, Rejection, Stage, StageError, StageSpec};
 pub use tokio_util::sync::CancellationToken;
 
 /// Wall-clock milliseconds since the epoch.

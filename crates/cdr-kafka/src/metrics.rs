@@ -21,6 +21,15 @@ pub struct StageMetrics {
     pub consumer_lag: IntGaugeVec,
     pub batch_latency: Histogram,
     pub commits: IntCounter,
+    /// Commits that failed, by class (`rebalance`, `retriable`, `fatal`).
+    pub commit_failures: IntCounterVec,
+    /// Partitions revoked from this instance.
+    pub revocations: IntCounter,
+    /// Produce attempts that waited on a full local queue (backpressure).
+    pub produce_waits: IntCounter,
+    /// Outputs the broker refused because of the record itself (replaced by
+    /// a dead letter of the input that produced them).
+    pub outputs_refused: IntCounter,
 }
 
 impl StageMetrics {
@@ -64,9 +73,42 @@ impl StageMetrics {
         )
         .unwrap();
         let commits = IntCounter::new(n("offset_commits_total"), "Offset commits issued").unwrap();
-        for c in [&consumed, &produced, &commits] {
+        let commit_failures = IntCounterVec::new(
+            Opts::new(
+                n("offset_commit_failures_total"),
+                "Offset commits that failed, by class (rebalance, retriable, fatal)",
+            ),
+            &["class"],
+        )
+        .unwrap();
+        let revocations = IntCounter::new(
+            n("partitions_revoked_total"),
+            "Partitions revoked from this instance by a rebalance",
+        )
+        .unwrap();
+        let produce_waits = IntCounter::new(
+            n("produce_queue_full_total"),
+            "Produce attempts that waited because the local producer queue was full",
+        )
+        .unwrap();
+        let outputs_refused = IntCounter::new(
+            n("outputs_refused_total"),
+            "Outputs the broker refused for the record itself (e.g. too large), dead-lettered instead",
+        )
+        .unwrap();
+        for c in [
+            &consumed,
+            &produced,
+            &commits,
+            &revocations,
+            &produce_waits,
+            &outputs_refused,
+        ] {
             registry.register(Box::new(c.clone())).unwrap();
         }
+        registry
+            .register(Box::new(commit_failures.clone()))
+            .unwrap();
         registry.register(Box::new(dead_lettered.clone())).unwrap();
         registry.register(Box::new(consumer_lag.clone())).unwrap();
         registry.register(Box::new(batch_latency.clone())).unwrap();
@@ -78,6 +120,10 @@ impl StageMetrics {
             consumer_lag,
             batch_latency,
             commits,
+            commit_failures,
+            revocations,
+            produce_waits,
+            outputs_refused,
         }
     }
 

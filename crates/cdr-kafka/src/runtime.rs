@@ -1,35 +1,235 @@
-//! Consumer and producer construction with the settings at-least-once needs
-//! (manual commits, idempotent producer, acks=all), the consumer context that
-//! reports lag and partition revocations, and helpers to produce with
-//! acknowledgement and to commit explicit offsets.
+//! Kafka connections with the settings at-least-once needs (manual commits,
+//! idempotent producer, acks=all), the consumer context that tracks which
+//! partitions this instance owns and which commits succeeded, and the
+//! classification of Kafka errors into what the stage loop does about them.
+//!
+//! Only [`crate::stage`] consumes from a group; `cdrctl` and tests use the
+//! producer helpers here to publish.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
 
 use crate::config::KafkaConfig;
 use crate::metrics::StageMetrics;
 
-/// Consumer context: exports per-partition lag from librdkafka statistics and
-/// queues revoked partitions so the owning loop can drop their state.
-pub struct StageContext {
-    metrics: StageMetrics,
-    revoked: Arc<Mutex<Vec<(String, i32)>>>,
+/// A topic and partition.
+pub type Tp = (String, i32);
+
+/// What to do about a failed offset commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitClass {
+    /// The group moved on (rebalance, fenced or unknown member): this
+    /// instance no longer owns the partitions; their new owner replays from
+    /// the last good commit and deterministic ids absorb the repeats.
+    Rebalance,
+    /// Coordinator or network trouble: the next commit carries the same or
+    /// newer offsets.
+    Retriable,
+    /// Authorisation, configuration or protocol errors: retrying cannot
+    /// help; the service exits non-zero so its supervisor sees it.
+    Fatal,
 }
 
-impl StageContext {
-    pub fn revoked(&self) -> Vec<(String, i32)> {
-        std::mem::take(&mut *self.revoked.lock().expect("revoked lock"))
+impl CommitClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rebalance => "rebalance",
+            Self::Retriable => "retriable",
+            Self::Fatal => "fatal",
+        }
     }
+}
+
+/// Classifies a commit error code.
+pub fn classify_commit(code: Option<RDKafkaErrorCode>) -> CommitClass {
+    use RDKafkaErrorCode as C;
+    match code {
+        Some(
+            C::RebalanceInProgress
+            | C::IllegalGeneration
+            | C::UnknownMemberId
+            | C::FencedInstanceId
+            | C::Fenced
+            | C::MemberIdRequired,
+        ) => CommitClass::Rebalance,
+        Some(
+            C::CoordinatorNotAvailable
+            | C::NotCoordinator
+            | C::CoordinatorLoadInProgress
+            | C::WaitingForCoordinator
+            | C::RequestTimedOut
+            | C::NetworkException
+            | C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::OperationTimedOut
+            | C::TimedOutQueue
+            | C::BrokerNotAvailable
+            | C::NotEnoughReplicas
+            | C::NotEnoughReplicasAfterAppend,
+        ) => CommitClass::Retriable,
+        _ => CommitClass::Fatal,
+    }
+}
+
+/// What to do about a record the producer could not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProduceClass {
+    /// The record itself is refused (too large, invalid): retrying the same
+    /// bytes can never succeed, so it is replaced by a dead letter.
+    RecordCaused,
+    /// Anything else after librdkafka's own retries (it retries transient
+    /// errors until `message.timeout.ms`): the service exits non-zero and
+    /// its successor replays from the last commit.
+    Fatal,
+}
+
+pub fn classify_produce(code: Option<RDKafkaErrorCode>) -> ProduceClass {
+    use RDKafkaErrorCode as C;
+    match code {
+        Some(
+            C::MessageSizeTooLarge
+            | C::InvalidMessageSize
+            | C::InvalidRecord
+            | C::InvalidTimestamp
+            | C::InvalidMessage,
+        ) => ProduceClass::RecordCaused,
+        _ => ProduceClass::Fatal,
+    }
+}
+
+/// Partition ownership and commit outcomes, shared between the consumer
+/// context (librdkafka's callbacks, called from inside `recv`) and the stage
+/// loop.
+#[derive(Default)]
+pub struct Ownership {
+    inner: Mutex<OwnershipInner>,
+    /// Woken on every revocation, so the loop handles it even when no
+    /// further message arrives.
+    pub revoked_notify: Notify,
+}
+
+#[derive(Default)]
+struct OwnershipInner {
+    owned: BTreeSet<Tp>,
+    revoked: Vec<Tp>,
+    /// Offsets the broker confirmed as committed.
+    confirmed: BTreeMap<Tp, i64>,
+    fatal: Option<String>,
+    retriable_in_a_row: u32,
+}
+
+/// After this many retriable commit failures in a row the service gives up
+/// (exit non-zero) rather than run on without ever committing.
+pub const MAX_RETRIABLE_COMMIT_FAILURES: u32 = 30;
+
+impl Ownership {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OwnershipInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn owns(&self, tp: &Tp) -> bool {
+        self.lock().owned.contains(tp)
+    }
+
+    pub fn owned(&self) -> BTreeSet<Tp> {
+        self.lock().owned.clone()
+    }
+
+    /// Revocations not yet handled by the loop.
+    pub fn take_revoked(&self) -> Vec<Tp> {
+        std::mem::take(&mut self.lock().revoked)
+    }
+
+    /// Offsets confirmed since the last call.
+    pub fn take_confirmed(&self) -> BTreeMap<Tp, i64> {
+        std::mem::take(&mut self.lock().confirmed)
+    }
+
+    pub fn take_fatal(&self) -> Option<String> {
+        self.lock().fatal.take()
+    }
+
+    fn assign(&self, tps: impl IntoIterator<Item = Tp>) {
+        self.lock().owned.extend(tps);
+    }
+
+    fn revoke(&self, tps: Vec<Tp>) {
+        let mut g = self.lock();
+        for tp in &tps {
+            g.owned.remove(tp);
+            g.confirmed.remove(tp);
+        }
+        g.revoked.extend(tps);
+        drop(g);
+        self.revoked_notify.notify_one();
+    }
+
+    /// Records the outcome of one commit; returns its class when it failed.
+    pub fn commit_result(
+        &self,
+        result: &KafkaResult<()>,
+        offsets: &BTreeMap<Tp, i64>,
+    ) -> Option<CommitClass> {
+        let mut g = self.lock();
+        match result {
+            Ok(()) => {
+                g.retriable_in_a_row = 0;
+                for (tp, o) in offsets {
+                    if g.owned.contains(tp) {
+                        let e = g.confirmed.entry(tp.clone()).or_insert(*o);
+                        *e = (*e).max(*o);
+                    }
+                }
+                None
+            }
+            Err(e) => {
+                let class = classify_commit(e.rdkafka_error_code());
+                match class {
+                    CommitClass::Rebalance => {}
+                    CommitClass::Retriable => {
+                        g.retriable_in_a_row += 1;
+                        if g.retriable_in_a_row >= MAX_RETRIABLE_COMMIT_FAILURES {
+                            g.fatal = Some(format!(
+                                "{} offset commits in a row failed; last: {e}",
+                                g.retriable_in_a_row
+                            ));
+                        }
+                    }
+                    CommitClass::Fatal => g.fatal = Some(format!("offset commit refused: {e}")),
+                }
+                Some(class)
+            }
+        }
+    }
+}
+
+/// Consumer context: exports per-partition lag from librdkafka statistics,
+/// keeps [`Ownership`] current on every rebalance, and classifies the
+/// outcome of every asynchronous commit.
+pub struct StageContext {
+    metrics: StageMetrics,
+    pub ownership: Arc<Ownership>,
+}
+
+fn tpl_offsets(tpl: &TopicPartitionList) -> BTreeMap<Tp, i64> {
+    tpl.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
 }
 
 impl ClientContext for StageContext {
@@ -48,17 +248,45 @@ impl ClientContext for StageContext {
 }
 
 impl ConsumerContext for StageContext {
-    fn pre_rebalance(
-        &self,
-        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
-        rebalance: &Rebalance<'_>,
-    ) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut r = self.revoked.lock().expect("revoked lock");
-            for e in tpl.elements() {
-                r.push((e.topic().to_string(), e.partition()));
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let tps: Vec<Tp> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                self.metrics.revocations.inc_by(tps.len() as u64);
+                tracing::info!(partitions = ?tps, "partitions revoked");
+                self.ownership.revoke(tps);
             }
-            tracing::info!(partitions = tpl.count(), "partitions revoked");
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Assign(_) => {}
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let tps: Vec<Tp> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            tracing::info!(partitions = ?tps, "partitions assigned");
+            self.ownership.assign(tps);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let offsets = tpl_offsets(offsets);
+        if let Some(class) = self.ownership.commit_result(&result, &offsets) {
+            self.metrics
+                .commit_failures
+                .with_label_values(&[class.as_str()])
+                .inc();
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, class = class.as_str(), "offset commit failed");
+            }
         }
     }
 }
@@ -75,8 +303,8 @@ fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
     c
 }
 
-/// A consumer with auto-commit off: offsets move only when a service commits
-/// what its downstream acknowledged.
+/// A consumer with auto-commit off: offsets move only when the stage loop
+/// commits what its downstream acknowledged.
 pub async fn consumer(
     cfg: &KafkaConfig,
     service: &str,
@@ -105,14 +333,17 @@ pub async fn consumer(
             (cfg.session_timeout_ms / 3).max(500).to_string(),
         )
         .set("max.poll.interval.ms", "600000")
-        .set("statistics.interval.ms", "5000")
+        .set("statistics.interval.ms", "15000")
+        // Fewer, larger fetches: an idle consumer waits at the broker
+        // instead of polling it.
+        .set("fetch.wait.max.ms", "500")
         .set("enable.partition.eof", "false");
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
     let ctx = StageContext {
         metrics: metrics.clone(),
-        revoked: Default::default(),
+        ownership: Arc::new(Ownership::default()),
     };
     let consumer: StageConsumer = c
         .create_with_context(ctx)
@@ -138,29 +369,59 @@ pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<FutureProduc
     c.create().context("creating Kafka producer")
 }
 
-/// Enqueues one record, waiting while the local queue is full, and returns
-/// the acknowledgement future.
+/// Why a record could not be handed to the producer.
+#[derive(Debug, thiserror::Error)]
+#[error("producing to {topic}: {source}")]
+pub struct SendError {
+    pub topic: String,
+    pub class: ProduceClass,
+    #[source]
+    pub source: KafkaError,
+}
+
+/// Enqueues one record, waiting while the local queue is full
+/// (backpressure), and returns the acknowledgement future.
+pub async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    waits: Option<&prometheus::IntCounter>,
+) -> Result<DeliveryFuture, SendError> {
+    let mut rec = FutureRecord::to(topic).key(key).payload(payload);
+    loop {
+        match producer.send_result(rec) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                if let Some(w) = waits {
+                    w.inc();
+                }
+                rec = r;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => {
+                return Err(SendError {
+                    topic: topic.to_string(),
+                    class: classify_produce(e.rdkafka_error_code()),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// [`enqueue`] for tools (`cdrctl`, tests) that treat every failure alike.
 pub async fn send(
     producer: &FutureProducer,
     topic: &str,
     key: &[u8],
     payload: &[u8],
 ) -> anyhow::Result<DeliveryFuture> {
-    let mut rec = FutureRecord::to(topic).key(key).payload(payload);
-    loop {
-        match producer.send_result(rec) {
-            Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                rec = r;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => return Err(anyhow::anyhow!(e).context(format!("producing to {topic}"))),
-        }
-    }
+    Ok(enqueue(producer, topic, key, payload, None).await?)
 }
 
-/// Waits for every acknowledgement; any failure is fatal for the batch, so
-/// the caller must not commit.
+/// Waits for every acknowledgement; any failure fails the whole call, so
+/// the caller must not treat the records as written.
 pub async fn await_acks(acks: Vec<DeliveryFuture>) -> anyhow::Result<usize> {
     let n = acks.len();
     for r in futures::future::join_all(acks).await {
@@ -173,50 +434,86 @@ pub async fn await_acks(acks: Vec<DeliveryFuture>) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// Commits `offsets` (next offset to read per topic/partition).
-pub fn commit(
-    consumer: &StageConsumer,
-    offsets: &BTreeMap<(String, i32), i64>,
-    mode: CommitMode,
-) -> anyhow::Result<()> {
-    if offsets.is_empty() {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((t, p), o) in offsets {
-        tpl.add_partition_offset(t, *p, Offset::Offset(*o))
-            .context("building commit list")?;
-    }
-    match consumer.commit(&tpl, mode) {
-        Ok(()) => Ok(()),
-        // After a rebalance the group may refuse the commit; the new owner replays
-        // from the last good commit and deterministic ids absorb the repeats.
-        Err(e) => {
-            tracing::warn!(error = %e, "offset commit refused");
-            Ok(())
-        }
-    }
-}
-
 /// Flushes the producer on shutdown.
-pub fn flush(producer: &FutureProducer) {
-    let _ = producer.flush(Duration::from_secs(30));
+pub fn flush(producer: &FutureProducer) -> KafkaResult<()> {
+    producer.flush(Duration::from_secs(30))
 }
 
-/// The I/O edges every stage opens at start-up, in order: the `/metrics`
-/// endpoint, the group consumer on `topics`, and the producer.
-pub async fn start_stage(
-    kafka: &KafkaConfig,
-    service: &str,
-    metrics_listen: std::net::SocketAddr,
-    metrics: &StageMetrics,
-    topics: &[&str],
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<(StageConsumer, FutureProducer)> {
-    crate::metrics::serve(metrics_listen, metrics.registry.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("binding metrics on {metrics_listen}"))?;
-    let consumer = consumer(kafka, service, topics, metrics).await?;
-    let producer = producer(kafka, service)?;
-    Ok((consumer, producer))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_errors_are_classified() {
+        use RDKafkaErrorCode as C;
+        assert_eq!(
+            classify_commit(Some(C::RebalanceInProgress)),
+            CommitClass::Rebalance
+        );
+        assert_eq!(
+            classify_commit(Some(C::UnknownMemberId)),
+            CommitClass::Rebalance
+        );
+        assert_eq!(
+            classify_commit(Some(C::CoordinatorNotAvailable)),
+            CommitClass::Retriable
+        );
+        assert_eq!(
+            classify_commit(Some(C::GroupAuthorizationFailed)),
+            CommitClass::Fatal
+        );
+        assert_eq!(classify_commit(None), CommitClass::Fatal);
+    }
+
+    #[test]
+    fn produce_errors_are_classified() {
+        use RDKafkaErrorCode as C;
+        assert_eq!(
+            classify_produce(Some(C::MessageSizeTooLarge)),
+            ProduceClass::RecordCaused
+        );
+        assert_eq!(
+            classify_produce(Some(C::TopicAuthorizationFailed)),
+            ProduceClass::Fatal
+        );
+    }
+
+    fn tp(p: i32) -> Tp {
+        ("t".to_string(), p)
+    }
+
+    #[test]
+    fn ownership_confirms_only_owned_partitions_and_escalates() {
+        let o = Ownership::default();
+        o.assign([tp(0), tp(1)]);
+        let offs: BTreeMap<Tp, i64> = [(tp(0), 5), (tp(2), 9)].into_iter().collect();
+        assert_eq!(o.commit_result(&Ok(()), &offs), None);
+        assert_eq!(o.take_confirmed(), [(tp(0), 5)].into_iter().collect());
+        o.revoke(vec![tp(0)]);
+        assert!(!o.owns(&tp(0)) && o.owns(&tp(1)));
+        assert_eq!(o.take_revoked(), vec![tp(0)]);
+        let refused = Err(KafkaError::ConsumerCommit(
+            RDKafkaErrorCode::RebalanceInProgress,
+        ));
+        assert_eq!(
+            o.commit_result(&refused, &offs),
+            Some(CommitClass::Rebalance)
+        );
+        assert!(o.take_fatal().is_none(), "a rebalance is not fatal");
+        let flaky = Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NotCoordinator));
+        for _ in 0..MAX_RETRIABLE_COMMIT_FAILURES - 1 {
+            o.commit_result(&flaky, &offs);
+        }
+        assert!(o.take_fatal().is_none());
+        o.commit_result(&flaky, &offs);
+        assert!(
+            o.take_fatal().is_some(),
+            "endless commit failures end the service"
+        );
+        let denied = Err(KafkaError::ConsumerCommit(
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+        ));
+        assert_eq!(o.commit_result(&denied, &offs), Some(CommitClass::Fatal));
+        assert!(o.take_fatal().is_some());
+    }
 }

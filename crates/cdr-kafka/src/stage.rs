@@ -1,20 +1,136 @@
-//! The loop of a stateless stage (enricher, rater, detector): read a batch,
-//! transform each record with a pure processor, produce the results and the
-//! dead letters, wait for every acknowledgement, then commit. A crash between
-//! produce and commit replays the batch; the deterministic ids in every record
-//! make the replay harmless downstream.
+//! The one consume → process → produce → await acks → commit loop every
+//! service runs ([`run_stage`]). Services plug a [`Stage`] into it; none has
+//! a loop of its own.
+//!
+//! Two commit policies:
+//! * [`CommitPolicy::AfterEachBatch`]: a batch's input offsets are committed
+//!   once every output it caused is acknowledged (enricher, rater, detector,
+//!   sink);
+//! * [`CommitPolicy::StageControlled`]: the stage folds records into state
+//!   that outlives a batch (calls, buckets) and says how far the input may be
+//!   committed ([`Stage::commit_point`]); the loop commits that, every
+//!   `commit_interval`, after every output so far is acknowledged.
+//!
+//! What the loop guarantees, whatever the stage:
+//! * a record larger than `max_input_bytes` is dead-lettered (`oversized`)
+//!   with a bounded prefix, its length and SHA-256, and never reaches the
+//!   stage;
+//! * an output the broker refuses for the record itself (too large, invalid)
+//!   is replaced by a dead letter naming the input it came from; any other
+//!   produce failure after librdkafka's own retries ends the service with an
+//!   error (its successor replays from the last commit);
+//! * a revocation is a barrier: records of revoked partitions not yet
+//!   processed are dropped, the stage drops their state, and their offsets
+//!   are never committed by this instance again — at shutdown either;
+//! * commit failures are classified ([`crate::runtime::CommitClass`]); a
+//!   fatal one, or too many retriable ones in a row, ends the service;
+//! * shutdown (the token) stops consuming, drains what the stage has due,
+//!   waits for acknowledgements and commits synchronously.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cdr_model::dlq::DeadLetter;
-use rdkafka::consumer::CommitMode;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::StageSettings;
 use crate::metrics::StageMetrics;
-use crate::runtime::{self, StageConsumer};
+use crate::runtime::{self, CommitClass, ProduceClass, SendError, StageConsumer, Tp};
+
+/// A typed reason a record was refused: the stable label written to the
+/// dead letter's `reason` column and the field it is about.
+pub trait Rejection: std::fmt::Display {
+    fn reason(&self) -> &'static str;
+    fn field(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Refusals the loop itself makes, and the decoding failures every Avro
+/// stage shares.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    #[error("record of {len} bytes exceeds max_input_bytes {max}")]
+    Oversized { len: usize, max: usize },
+    #[error("output to {topic} refused by the broker: {message}")]
+    OutputRefused { topic: String, message: String },
+    #[error("undecodable Avro: {0}")]
+    BadAvro(String),
+    #[error("cannot encode output: {0}")]
+    EncodeFailed(String),
+}
+
+impl Rejection for Reject {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Oversized { .. } => "oversized",
+            Self::OutputRefused { .. } => "output_refused",
+            Self::BadAvro(_) => "bad_avro",
+            Self::EncodeFailed(_) => "encode_failed",
+        }
+    }
+}
+
+impl Rejection for cdr_model::event::EventError {
+    fn reason(&self) -> &'static str {
+        cdr_model::event::EventError::reason(self)
+    }
+    fn field(&self) -> Option<&str> {
+        cdr_model::event::EventError::field(self)
+    }
+}
+
+/// Why the loop stopped with an error (the service then exits non-zero).
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Produce(#[from] SendError),
+    #[error("delivery to {topic} failed: {source}")]
+    Delivery {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("{0}")]
+    Commit(String),
+    #[error("creating Kafka clients: {0:#}")]
+    Setup(anyhow::Error),
+    /// A stage's own unrecoverable error.
+    #[error("{0:#}")]
+    Fatal(anyhow::Error),
+    /// Shutdown arrived while the stage was still writing a batch (e.g. the
+    /// sink retrying a ClickHouse insert): the batch stays uncommitted and is
+    /// redelivered to the next owner. Not an error for the exit code.
+    #[error("shutdown while a batch was being written; left uncommitted")]
+    Interrupted,
+}
+
+/// Where an output came from, so a refused output can be dead-lettered
+/// against its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+}
+
+impl Origin {
+    pub fn of(m: &OwnedMessage) -> Self {
+        Origin {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+        }
+    }
+}
 
 /// One record to produce.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,78 +138,307 @@ pub struct Output {
     pub topic: String,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    pub origin: Option<Origin>,
 }
 
-/// What a processor decided for one input record.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Emit(Vec<Output>),
-    Reject {
-        reason: &'static str,
-        field: Option<&'static str>,
-        message: String,
-    },
+/// Outputs of a stage on their way to the broker. `emit` and `reject`
+/// buffer; `flush` hands everything to the producer and waits for every
+/// acknowledgement.
+pub struct Outbox {
+    service: &'static str,
+    dlq_topic: &'static str,
+    producer: FutureProducer,
+    metrics: StageMetrics,
+    buf: Vec<Output>,
+    /// Acknowledged records since the outbox was made.
+    delivered: u64,
 }
 
-/// Pure per-record logic of a stage.
-pub trait Processor: Send {
-    fn process(&mut self, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Outcome;
-}
-
-#[derive(Debug, Clone)]
-pub struct BatchSpec {
-    pub max_records: usize,
-    pub linger: Duration,
-}
-
-impl Default for BatchSpec {
-    fn default() -> Self {
-        BatchSpec {
-            max_records: 2000,
-            linger: Duration::from_millis(50),
+impl Outbox {
+    pub fn new(
+        service: &'static str,
+        dlq_topic: &'static str,
+        producer: FutureProducer,
+        metrics: StageMetrics,
+    ) -> Self {
+        Outbox {
+            service,
+            dlq_topic,
+            producer,
+            metrics,
+            buf: Vec::new(),
+            delivered: 0,
         }
     }
-}
 
-/// Reads up to `max_records`, waiting at most `linger` after the first one.
-/// Returns None once shutdown fired and nothing was read.
-pub async fn next_batch(
-    consumer: &StageConsumer,
-    spec: &BatchSpec,
-    shutdown: &CancellationToken,
-) -> Option<Vec<OwnedMessage>> {
-    let mut batch = Vec::new();
-    let first = loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return None,
-            m = consumer.recv() => match m {
-                Ok(m) => break m.detach(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    pub fn emit(
+        &mut self,
+        topic: &str,
+        key: impl Into<Vec<u8>>,
+        payload: Vec<u8>,
+        origin: Option<&OwnedMessage>,
+    ) {
+        self.buf.push(Output {
+            topic: topic.to_string(),
+            key: key.into(),
+            payload,
+            origin: origin.map(Origin::of),
+        });
+    }
+
+    /// Dead-letters `m` for `why`.
+    pub fn reject(&mut self, m: &OwnedMessage, why: &dyn Rejection) {
+        let dl = DeadLetter::new(
+            self.service,
+            why.reason(),
+            why.field(),
+            why.to_string(),
+            m.topic(),
+            m.partition(),
+            m.offset(),
+            m.key(),
+            m.payload().unwrap_or_default(),
+            crate::now_ms(),
+        );
+        self.dead_letter(dl, Some(m));
+    }
+
+    /// Queues a ready-made dead letter.
+    pub fn dead_letter(&mut self, dl: DeadLetter, origin: Option<&OwnedMessage>) {
+        tracing::warn!(
+            service = self.service,
+            reason = %dl.reason,
+            field = dl.field.as_deref(),
+            topic = %dl.topic,
+            partition = dl.partition,
+            offset = dl.offset,
+            message = %dl.message,
+            "dead-lettering record"
+        );
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[dl.reason.as_str()])
+            .inc();
+        let topic = self.dlq_topic;
+        self.emit(topic, dl.id().into_bytes(), dl.to_json(), origin);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    async fn refused(&mut self, o: &Output, e: &KafkaError) -> Result<DeliveryFuture, StageError> {
+        self.metrics.outputs_refused.inc();
+        let why = Reject::OutputRefused {
+            topic: o.topic.clone(),
+            message: e.to_string(),
+        };
+        let (topic, partition, offset, key) = match &o.origin {
+            Some(g) => (g.topic.as_str(), g.partition, g.offset, g.key.as_deref()),
+            None => (o.topic.as_str(), -1, -1, Some(o.key.as_slice())),
+        };
+        let dl = DeadLetter::new(
+            self.service,
+            why.reason(),
+            None,
+            why.to_string(),
+            topic,
+            partition,
+            offset,
+            key,
+            &o.payload,
+            crate::now_ms(),
+        );
+        tracing::error!(service = self.service, topic = %o.topic, bytes = o.payload.len(), error = %e, "output refused by the broker; dead-lettered instead");
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[why.reason()])
+            .inc();
+        Ok(runtime::enqueue(
+            &self.producer,
+            self.dlq_topic,
+            dl.id().as_bytes(),
+            &dl.to_json(),
+            Some(&self.metrics.produce_waits),
+        )
+        .await?)
+    }
+
+    /// Produces everything buffered and waits for every acknowledgement.
+    /// Outputs refused for their own content become dead letters; any other
+    /// failure is returned (the caller must not commit).
+    pub async fn flush(&mut self) -> Result<(), StageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let outs = std::mem::take(&mut self.buf);
+        let mut acks: Vec<(DeliveryFuture, usize)> = Vec::with_capacity(outs.len());
+        let mut fallbacks: Vec<DeliveryFuture> = Vec::new();
+        for (i, o) in outs.iter().enumerate() {
+            match runtime::enqueue(
+                &self.producer,
+                &o.topic,
+                &o.key,
+                &o.payload,
+                Some(&self.metrics.produce_waits),
+            )
+            .await
+            {
+                Ok(f) => acks.push((f, i)),
+                Err(e) if e.class == ProduceClass::RecordCaused => {
+                    fallbacks.push(self.refused(o, &e.source).await?)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let (futs, idx): (Vec<_>, Vec<_>) = acks.into_iter().unzip();
+        for (r, i) in futures::future::join_all(futs).await.into_iter().zip(idx) {
+            let o = &outs[i];
+            match r {
+                Ok(Ok(_)) => self.delivered += 1,
+                Ok(Err((e, _)))
+                    if runtime::classify_produce(e.rdkafka_error_code())
+                        == ProduceClass::RecordCaused =>
+                {
+                    fallbacks.push(self.refused(o, &e).await?)
+                }
+                Ok(Err((e, _))) => {
+                    return Err(StageError::Delivery {
+                        topic: o.topic.clone(),
+                        source: e,
+                    })
+                }
+                Err(_) => {
+                    return Err(StageError::Delivery {
+                        topic: o.topic.clone(),
+                        source: KafkaError::Canceled,
+                    })
                 }
             }
         }
-    };
-    batch.push(first);
-    let deadline = tokio::time::Instant::now() + spec.linger;
-    while batch.len() < spec.max_records {
-        match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(m)) => batch.push(m.detach()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "consumer error");
-                break;
+        for r in futures::future::join_all(fallbacks).await {
+            match r {
+                Ok(Ok(_)) => self.delivered += 1,
+                Ok(Err((e, _))) => {
+                    return Err(StageError::Delivery {
+                        topic: self.dlq_topic.to_string(),
+                        source: e,
+                    })
+                }
+                Err(_) => {
+                    return Err(StageError::Delivery {
+                        topic: self.dlq_topic.to_string(),
+                        source: KafkaError::Canceled,
+                    })
+                }
             }
-            Err(_) => break,
         }
+        self.metrics.produced.inc_by(outs.len() as u64);
+        Ok(())
     }
-    Some(batch)
 }
 
-/// Next offsets to commit for a fully processed batch.
-pub fn batch_offsets(batch: &[OwnedMessage]) -> BTreeMap<(String, i32), i64> {
-    let mut out: BTreeMap<(String, i32), i64> = BTreeMap::new();
+/// How the loop decides what to commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitPolicy {
+    AfterEachBatch,
+    StageControlled,
+}
+
+/// A service's logic, plugged into [`run_stage`].
+pub trait Stage: Send {
+    /// Handles one batch, in partition order. Outputs and rejections go to
+    /// `out`; the loop flushes it afterwards (a stage may flush earlier when
+    /// one output must be acknowledged before the next is produced).
+    fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        out: &mut Outbox,
+    ) -> impl Future<Output = Result<(), StageError>> + Send;
+
+    /// Time-driven work, every [`Stage::tick_interval`].
+    fn tick(&mut self, _wall_ms: i64, _out: &mut Outbox) -> Result<(), StageError> {
+        Ok(())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The loop dead-lettered this record itself (e.g. oversized); a stage
+    /// that tracks offsets must count it as consumed.
+    fn skipped(&mut self, _m: &OwnedMessage) {}
+
+    /// These partitions were revoked: drop their state.
+    fn revoke(&mut self, _partitions: &[Tp]) {}
+
+    /// `StageControlled` only: the next offset to commit per partition.
+    fn commit_point(&self) -> BTreeMap<Tp, i64> {
+        BTreeMap::new()
+    }
+
+    /// The broker confirmed these commits.
+    fn committed(&mut self, _offsets: &BTreeMap<Tp, i64>) {}
+
+    /// Shutdown: emit whatever is due before the final commit.
+    fn drain(&mut self, _wall_ms: i64, _out: &mut Outbox) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+/// Everything [`run_stage`] needs besides the stage.
+pub struct StageSpec<'a> {
+    pub service: &'static str,
+    pub topics: &'a [&'a str],
+    pub dlq_topic: &'static str,
+    pub policy: CommitPolicy,
+    pub settings: &'a StageSettings,
+    pub metrics: StageMetrics,
+}
+
+/// Records consumed but not yet processed. Kept outside the select so that
+/// a tick or a revocation never loses a half-collected batch.
+struct Pending {
+    msgs: Vec<OwnedMessage>,
+    first_at: Option<tokio::time::Instant>,
+}
+
+/// Waits for records until `max` are pending or `linger` passed since the
+/// first one. Cancel-safe: every record is in `p` as soon as it is received.
+async fn fill(
+    consumer: &StageConsumer,
+    p: &mut Pending,
+    max: usize,
+    linger: Duration,
+) -> Result<(), KafkaError> {
+    loop {
+        if p.msgs.len() >= max {
+            return Ok(());
+        }
+        let next = match p.first_at {
+            None => consumer.recv().await.map(Some),
+            Some(t) => match tokio::time::timeout_at(t + linger, consumer.recv()).await {
+                Ok(r) => r.map(Some),
+                Err(_) => Ok(None),
+            },
+        };
+        match next? {
+            Some(m) => {
+                p.first_at.get_or_insert_with(tokio::time::Instant::now);
+                p.msgs.push(m.detach());
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Next offsets to commit for fully processed records.
+pub fn batch_offsets(batch: &[OwnedMessage]) -> BTreeMap<Tp, i64> {
+    let mut out: BTreeMap<Tp, i64> = BTreeMap::new();
     for m in batch {
         let e = out
             .entry((m.topic().to_string(), m.partition()))
@@ -103,154 +448,274 @@ pub fn batch_offsets(batch: &[OwnedMessage]) -> BTreeMap<(String, i32), i64> {
     out
 }
 
-/// Builds the dead letter for a rejected input record.
-pub fn dead_letter(
-    service: &str,
-    m: &OwnedMessage,
-    reason: &str,
-    field: Option<&str>,
-    message: String,
-) -> DeadLetter {
-    DeadLetter::new(
-        service,
-        reason,
-        field,
-        message,
-        m.topic(),
-        m.partition(),
-        m.offset(),
-        m.key(),
-        m.payload().unwrap_or_default(),
-        crate::now_ms(),
-    )
+fn tpl(offsets: &BTreeMap<Tp, i64>) -> Result<TopicPartitionList, StageError> {
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in offsets {
+        tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+            .map_err(|e| StageError::Commit(format!("building commit list: {e}")))?;
+    }
+    Ok(tpl)
 }
 
-/// Runs a stateless stage until shutdown; returns after the last batch is
-/// acknowledged and committed.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_stateless<P: Processor>(
-    service: &str,
-    consumer: StageConsumer,
-    producer: FutureProducer,
-    dlq_topic: &str,
-    spec: BatchSpec,
-    metrics: StageMetrics,
-    mut processor: P,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    while let Some(batch) = next_batch(&consumer, &spec, &shutdown).await {
-        let started = Instant::now();
-        let mut acks = Vec::with_capacity(batch.len());
-        for m in &batch {
-            metrics.consumed.inc();
-            match processor.process(m.topic(), m.key(), m.payload().unwrap_or_default()) {
-                Outcome::Emit(outs) => {
-                    for o in outs {
-                        acks.push(runtime::send(&producer, &o.topic, &o.key, &o.payload).await?);
+struct Committer<'a> {
+    consumer: &'a StageConsumer,
+    metrics: &'a StageMetrics,
+    /// Last offsets handed to the broker, per owned partition.
+    last: BTreeMap<Tp, i64>,
+}
+
+impl Committer<'_> {
+    /// Commits the offsets that changed, for partitions this instance owns.
+    fn commit(&mut self, offsets: BTreeMap<Tp, i64>) -> Result<(), StageError> {
+        let own = &self.consumer.context().ownership;
+        let changed: BTreeMap<Tp, i64> = offsets
+            .into_iter()
+            .filter(|(tp, o)| own.owns(tp) && self.last.get(tp) != Some(o))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        match self.consumer.commit(&tpl(&changed)?, CommitMode::Async) {
+            Ok(()) => {
+                self.metrics.commits.inc();
+                self.last.extend(changed);
+                Ok(())
+            }
+            Err(e) => {
+                let class = own.commit_result(&Err(e.clone()), &changed);
+                self.count(class);
+                match class {
+                    Some(CommitClass::Fatal) => {
+                        Err(StageError::Commit(format!("offset commit refused: {e}")))
+                    }
+                    _ => {
+                        tracing::warn!(error = %e, "offset commit not issued; the next one carries these offsets");
+                        Ok(())
                     }
                 }
-                Outcome::Reject {
-                    reason,
-                    field,
-                    message,
-                } => {
-                    tracing::warn!(service, reason, field, topic = m.topic(), partition = m.partition(), offset = m.offset(), %message, "dead-lettering record");
-                    metrics.dead_lettered.with_label_values(&[reason]).inc();
-                    let dl = dead_letter(service, m, reason, field, message);
-                    acks.push(
-                        runtime::send(&producer, dlq_topic, dl.id().as_bytes(), &dl.to_json())
-                            .await?,
-                    );
+            }
+        }
+    }
+
+    fn count(&self, class: Option<CommitClass>) {
+        if let Some(c) = class {
+            self.metrics
+                .commit_failures
+                .with_label_values(&[c.as_str()])
+                .inc();
+        }
+    }
+
+    fn revoke(&mut self, tps: &[Tp]) {
+        for tp in tps {
+            self.last.remove(tp);
+        }
+    }
+
+    /// The shutdown commit: synchronous, owned partitions only, retried
+    /// briefly when the coordinator is away.
+    fn commit_final(&mut self, offsets: BTreeMap<Tp, i64>) -> Result<(), StageError> {
+        let own = &self.consumer.context().ownership;
+        let mut all = self.last.clone();
+        all.extend(offsets);
+        let all: BTreeMap<Tp, i64> = all.into_iter().filter(|(tp, _)| own.owns(tp)).collect();
+        if all.is_empty() {
+            return Ok(());
+        }
+        for attempt in 0..3 {
+            let r = self.consumer.commit(&tpl(&all)?, CommitMode::Sync);
+            let class = own.commit_result(&r, &all);
+            self.count(class);
+            match (class, &r) {
+                (None, _) => {
+                    self.metrics.commits.inc();
+                    return Ok(());
+                }
+                (Some(CommitClass::Rebalance), Err(e)) => {
+                    tracing::warn!(error = %e, "final commit refused by a rebalance; the new owner replays");
+                    return Ok(());
+                }
+                (Some(CommitClass::Retriable), Err(e)) if attempt < 2 => {
+                    tracing::warn!(error = %e, "final commit failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                (_, Err(e)) => return Err(StageError::Commit(format!("final commit: {e}"))),
+                (Some(_), Ok(())) => unreachable!("a successful commit has no failure class"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `stage` until `shutdown`, then drains and commits. Returns an error
+/// only for failures that must end the service.
+pub async fn run_stage<S: Stage>(
+    spec: StageSpec<'_>,
+    mut stage: S,
+    shutdown: CancellationToken,
+) -> Result<(), StageError> {
+    let StageSpec {
+        service,
+        topics,
+        dlq_topic,
+        policy,
+        settings,
+        metrics,
+    } = spec;
+    let consumer = runtime::consumer(&settings.kafka, service, topics, &metrics)
+        .await
+        .map_err(StageError::Setup)?;
+    let producer = runtime::producer(&settings.kafka, service).map_err(StageError::Setup)?;
+    let ownership = consumer.context().ownership.clone();
+    let mut out = Outbox::new(service, dlq_topic, producer.clone(), metrics.clone());
+    let mut committer = Committer {
+        consumer: &consumer,
+        metrics: &metrics,
+        last: BTreeMap::new(),
+    };
+    let has_tick = stage.tick_interval().is_some();
+    let mut tick =
+        tokio::time::interval(stage.tick_interval().unwrap_or(Duration::from_secs(3600)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let controlled = policy == CommitPolicy::StageControlled;
+    let mut commit_tick = tokio::time::interval(settings.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = Pending {
+        msgs: Vec::new(),
+        first_at: None,
+    };
+    let max_input = settings.max_input_bytes;
+
+    let result: Result<(), StageError> = async {
+        loop {
+            if let Some(f) = ownership.take_fatal() {
+                return Err(StageError::Commit(f));
+            }
+            let confirmed = ownership.take_confirmed();
+            if !confirmed.is_empty() {
+                stage.committed(&confirmed);
+            }
+            enum Step {
+                Stop,
+                Revoked,
+                Tick,
+                Commit,
+                Batch(Result<(), KafkaError>),
+            }
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Step::Stop,
+                _ = ownership.revoked_notify.notified() => Step::Revoked,
+                _ = tick.tick(), if has_tick => Step::Tick,
+                _ = commit_tick.tick(), if controlled => Step::Commit,
+                r = fill(&consumer, &mut pending, settings.batch_max_records, settings.batch_linger) => Step::Batch(r),
+            };
+            match step {
+                Step::Stop => return Ok(()),
+                Step::Revoked => {
+                    let revoked = ownership.take_revoked();
+                    if !revoked.is_empty() {
+                        pending.msgs.retain(|m| {
+                            !revoked
+                                .iter()
+                                .any(|(t, p)| m.topic() == t && m.partition() == *p)
+                        });
+                        if pending.msgs.is_empty() {
+                            pending.first_at = None;
+                        }
+                        stage.revoke(&revoked);
+                        committer.revoke(&revoked);
+                    }
+                }
+                Step::Tick => {
+                    stage.tick(crate::now_ms(), &mut out)?;
+                    out.flush().await?;
+                }
+                Step::Commit => {
+                    out.flush().await?;
+                    committer.commit(stage.commit_point())?;
+                }
+                Step::Batch(Err(e)) => {
+                    // Broker or network trouble: librdkafka reconnects by itself.
+                    tracing::warn!(error = %e, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Step::Batch(Ok(())) => {
+                    // A revocation seen while this batch was collected is
+                    // handled first: its records must not be processed.
+                    let revoked = ownership.take_revoked();
+                    let mut batch = std::mem::take(&mut pending.msgs);
+                    pending.first_at = None;
+                    if !revoked.is_empty() {
+                        batch.retain(|m| {
+                            !revoked
+                                .iter()
+                                .any(|(t, p)| m.topic() == t && m.partition() == *p)
+                        });
+                        stage.revoke(&revoked);
+                        committer.revoke(&revoked);
+                    }
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let started = Instant::now();
+                    metrics.consumed.inc_by(batch.len() as u64);
+                    let offsets = batch_offsets(&batch);
+                    let (fit, oversized): (Vec<_>, Vec<_>) = batch
+                        .into_iter()
+                        .partition(|m| m.payload().map_or(0, <[u8]>::len) <= max_input);
+                    for m in &oversized {
+                        let len = m.payload().map_or(0, <[u8]>::len);
+                        out.reject(m, &Reject::Oversized { len, max: max_input });
+                        stage.skipped(m);
+                    }
+                    if !fit.is_empty() {
+                        stage.process(&fit, &mut out).await?;
+                    }
+                    out.flush().await?;
+                    if !controlled {
+                        committer.commit(offsets)?;
+                    }
+                    metrics
+                        .batch_latency
+                        .observe(started.elapsed().as_secs_f64());
                 }
             }
         }
-        let n = runtime::await_acks(acks).await?;
-        metrics.produced.inc_by(n as u64);
-        let offsets = batch_offsets(&batch);
-        runtime::commit(&consumer, &offsets, CommitMode::Async)?;
-        committed.extend(offsets);
-        metrics.commits.inc();
-        metrics
-            .batch_latency
-            .observe(started.elapsed().as_secs_f64());
     }
-    runtime::flush(&producer);
-    // The async commits may still be in flight: make the final position durable.
-    runtime::commit(&consumer, &committed, CommitMode::Sync)?;
-    tracing::info!(service, "drained; exiting");
+    .await;
+
+    match result {
+        Ok(()) => {}
+        Err(StageError::Interrupted) => {
+            tracing::warn!(
+                service,
+                "interrupted mid-batch; exiting without committing it"
+            );
+            let _ = runtime::flush(&producer);
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::error!(service, error = %e, "stage failed; exiting without committing");
+            return Err(e);
+        }
+    }
+    // Drain: records collected but not processed stay uncommitted (the next
+    // owner reads them); what the stage has due is emitted and acknowledged.
+    stage.drain(crate::now_ms(), &mut out)?;
+    out.flush().await?;
+    if let Err(e) = runtime::flush(&producer) {
+        return Err(StageError::Delivery {
+            topic: "(flush)".into(),
+            source: e,
+        });
+    }
+    let final_offsets = if controlled {
+        stage.commit_point()
+    } else {
+        BTreeMap::new()
+    };
+    committer.commit_final(final_offsets)?;
+    tracing::info!(service, "drained and committed; exiting");
     Ok(())
-}
-
-/// A stage whose records are Avro in and Avro out: decodes, applies a pure
-/// function, encodes. Undecodable input is rejected (dead-lettered) with the
-/// decoder's message.
-pub struct AvroMap<I, O, F> {
-    input: cdr_model::avro::Codec<I>,
-    output: cdr_model::avro::Codec<O>,
-    out_topic: &'static str,
-    f: F,
-}
-
-/// Why a pure stage function refused a record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reject {
-    pub reason: &'static str,
-    pub field: Option<&'static str>,
-    pub message: String,
-}
-
-impl<I, O, F> AvroMap<I, O, F>
-where
-    I: apache_avro::AvroSchema + serde::Serialize + serde::de::DeserializeOwned,
-    O: apache_avro::AvroSchema + serde::Serialize + serde::de::DeserializeOwned,
-    F: FnMut(I) -> Result<(String, O), Reject> + Send,
-{
-    pub fn new(out_topic: &'static str, f: F) -> Self {
-        AvroMap {
-            input: cdr_model::avro::Codec::new(),
-            output: cdr_model::avro::Codec::new(),
-            out_topic,
-            f,
-        }
-    }
-}
-
-impl<I, O, F> Processor for AvroMap<I, O, F>
-where
-    I: apache_avro::AvroSchema + serde::Serialize + serde::de::DeserializeOwned,
-    O: apache_avro::AvroSchema + serde::Serialize + serde::de::DeserializeOwned,
-    F: FnMut(I) -> Result<(String, O), Reject> + Send,
-{
-    fn process(&mut self, _topic: &str, _key: Option<&[u8]>, payload: &[u8]) -> Outcome {
-        let rec = match self.input.decode(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                return Outcome::Reject {
-                    reason: "bad_avro",
-                    field: None,
-                    message: e.to_string(),
-                }
-            }
-        };
-        match (self.f)(rec) {
-            Ok((key, out)) => match self.output.encode(&out) {
-                Ok(bytes) => Outcome::Emit(vec![Output {
-                    topic: self.out_topic.to_string(),
-                    key: key.into_bytes(),
-                    payload: bytes,
-                }]),
-                Err(e) => Outcome::Reject {
-                    reason: "encode_failed",
-                    field: None,
-                    message: e.to_string(),
-                },
-            },
-            Err(r) => Outcome::Reject {
-                reason: r.reason,
-                field: r.field,
-                message: r.message,
-            },
-        }
-    }
 }

@@ -140,6 +140,21 @@ pub enum EventError {
     NegativeDuration { answer_ms: i64, end_ms: i64 },
     #[error("event for call already closed more than the retention ago or after close: {0}")]
     EventAfterClose(String),
+    /// A timestamp too far from the time the record entered the log: a
+    /// switch clock that is wrong, not a call that happened then.
+    #[error("field `{field}` = {ts_ms} ms is {delta_ms} ms from the record's log time {log_ms} ms (allowed: {min_ms}..={max_ms})")]
+    ClockOutOfRange {
+        field: &'static str,
+        ts_ms: i64,
+        log_ms: i64,
+        delta_ms: i64,
+        min_ms: i64,
+        max_ms: i64,
+    },
+    #[error("call already holds {limit} events; further events are refused")]
+    TooManyEvents { limit: usize },
+    #[error("{count} headers exceed the limit of {limit}")]
+    TooManyHeaders { count: usize, limit: usize },
 }
 
 impl EventError {
@@ -153,6 +168,9 @@ impl EventError {
             Self::AnswerBeforeSetup { .. } => "answer_before_setup",
             Self::NegativeDuration { .. } => "negative_duration",
             Self::EventAfterClose(_) => "event_after_close",
+            Self::ClockOutOfRange { .. } => "clock_out_of_range",
+            Self::TooManyEvents { .. } => "too_many_events",
+            Self::TooManyHeaders { .. } => "too_many_headers",
         }
     }
 
@@ -164,8 +182,55 @@ impl EventError {
             Self::BadTimestamp { field, .. } | Self::BadValue { field, .. } => Some(field),
             Self::AnswerBeforeSetup { .. } => Some("answer_ts"),
             Self::NegativeDuration { .. } => Some("end_ts"),
+            Self::ClockOutOfRange { field, .. } => Some(field),
+            Self::TooManyHeaders { .. } => Some("headers"),
             _ => None,
         }
+    }
+}
+
+/// SIP headers one event may carry, and the longest name or value: a switch
+/// forwards a handful; thousands would only bloat the call downstream.
+pub const MAX_HEADERS: usize = 64;
+pub const MAX_HEADER_BYTES: usize = 1024;
+
+impl SwitchEvent {
+    /// Every timestamp the event carries, with its field name.
+    pub fn timestamps(&self) -> impl Iterator<Item = (&'static str, i64)> + '_ {
+        [
+            ("ts", Some(self.ts_ms)),
+            ("setup_ts", self.setup_ts_ms),
+            ("progress_ts", self.progress_ts_ms),
+            ("answer_ts", self.answer_ts_ms),
+            ("end_ts", self.end_ts_ms),
+        ]
+        .into_iter()
+        .filter_map(|(f, t)| t.map(|t| (f, t)))
+    }
+
+    /// Refuses the event when any of its timestamps lies more than
+    /// `max_behind_ms` before or `max_ahead_ms` after `log_ms`, the time the
+    /// record entered the log (its Kafka timestamp).
+    pub fn check_clock(
+        &self,
+        log_ms: i64,
+        max_behind_ms: i64,
+        max_ahead_ms: i64,
+    ) -> Result<(), EventError> {
+        for (field, ts) in self.timestamps() {
+            let delta = ts - log_ms;
+            if delta < -max_behind_ms || delta > max_ahead_ms {
+                return Err(EventError::ClockOutOfRange {
+                    field,
+                    ts_ms: ts,
+                    log_ms,
+                    delta_ms: delta,
+                    min_ms: -max_behind_ms,
+                    max_ms: max_ahead_ms,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -243,6 +308,25 @@ impl SwitchEvent {
                 })
             }
         };
+        if raw.headers.len() > MAX_HEADERS {
+            return Err(EventError::TooManyHeaders {
+                count: raw.headers.len(),
+                limit: MAX_HEADERS,
+            });
+        }
+        if let Some((k, _)) = raw
+            .headers
+            .iter()
+            .find(|(k, v)| k.len() > MAX_HEADER_BYTES || v.len() > MAX_HEADER_BYTES)
+        {
+            return Err(EventError::BadValue {
+                field: "headers",
+                message: format!(
+                    "header `{}` is longer than {MAX_HEADER_BYTES} bytes",
+                    k.chars().take(64).collect::<String>()
+                ),
+            });
+        }
         if kind == EventKind::Setup && raw.dialed.as_deref().is_none_or(|d| d.trim().is_empty()) {
             return Err(EventError::MissingField("dialed"));
         }
@@ -339,6 +423,40 @@ mod tests {
         assert_eq!(ev(&neg).unwrap_err().reason(), "negative_duration");
         let ok = format!("{{{base}\"setup_ts\":\"2026-11-21T10:00:00.000Z\",\"answer_ts\":\"2026-11-21T10:00:05.000Z\",\"end_ts\":\"2026-11-21T10:00:09.000Z\"}}");
         assert!(ev(&ok).is_ok());
+    }
+
+    #[test]
+    fn clock_check_names_the_field_out_of_range() {
+        let base = r#""event_id":"e1","call_id":"c","type":"cdr","ts":"2026-11-21T10:00:10.000Z","switch_id":"s","account_id":"a","dialed":"4420","#;
+        let e = ev(&format!("{{{base}\"setup_ts\":\"2026-11-21T10:00:00.000Z\",\"end_ts\":\"2099-11-21T10:00:09.000Z\"}}"));
+        // end_ts is after ts: the record is valid JSON, only its clock is wrong.
+        let e = e.unwrap();
+        let log = parse_ts("t", "2026-11-21T10:00:11.000Z").unwrap();
+        let err = e.check_clock(log, 7 * 86_400_000, 900_000).unwrap_err();
+        assert_eq!(err.reason(), "clock_out_of_range");
+        assert_eq!(err.field(), Some("end_ts"));
+        let ok = ev(&format!("{{{base}\"setup_ts\":\"2026-11-21T10:00:00.000Z\",\"end_ts\":\"2026-11-21T10:00:09.000Z\"}}")).unwrap();
+        assert!(ok.check_clock(log, 7 * 86_400_000, 900_000).is_ok());
+        assert_eq!(
+            ok.check_clock(log + 8 * 86_400_000, 7 * 86_400_000, 900_000)
+                .unwrap_err()
+                .field(),
+            Some("ts")
+        );
+    }
+
+    #[test]
+    fn header_floods_are_refused() {
+        let mut h = String::new();
+        for i in 0..65 {
+            h.push_str(&format!("\"X-{i}\":\"v\","));
+        }
+        h.pop();
+        let e = ev(&format!(r#"{{"event_id":"e1","call_id":"c","type":"hangup","ts":"2026-11-21T10:00:00.000Z","switch_id":"s","account_id":"a","headers":{{{h}}}}}"#)).unwrap_err();
+        assert_eq!(e.reason(), "too_many_headers");
+        let long = "x".repeat(2000);
+        let e = ev(&format!(r#"{{"event_id":"e1","call_id":"c","type":"hangup","ts":"2026-11-21T10:00:00.000Z","switch_id":"s","account_id":"a","headers":{{"X-A":"{long}"}}}}"#)).unwrap_err();
+        assert_eq!((e.reason(), e.field()), ("bad_value", Some("headers")));
     }
 
     #[test]

@@ -1,13 +1,26 @@
 //! The pure assembly core: folds switch events into calls, decides when a
 //! call is complete (hangup plus a short reorder grace, or stale after the
 //! maximum call length), swallows duplicates, and tracks which input offsets
-//! may be committed. No I/O: the service feeds events and wall-clock ticks.
+//! may be committed. No I/O.
 //!
 //! A call's fields are computed from the *set* of its distinct events at close
 //! time (sorted canonically), so any arrival order and any duplication of the
 //! same events yields the same call.
+//!
+//! # Time
+//! Every partition has its own clock: the largest log time (the Kafka record
+//! timestamp) of the records read from it. Closing a call (grace after the
+//! hangup), stale closure and forgetting closed calls are decided against
+//! that clock only, and evaluated after every record, so a replay of the same
+//! log closes the same calls at the same records. The wall clock moves a
+//! partition's clock only while the partition is idle (no record for
+//! `idle_flush_ms`), so the last calls before a lull are still emitted.
+//!
+//! Switch clocks never move a partition clock: an event whose timestamps lie
+//! more than `max_behind_ms` before or `max_ahead_ms` after its own record's
+//! log time is refused (`clock_out_of_range`) and affects nothing else.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cdr_model::call::{AssembledCall, Disposition, Media};
 use cdr_model::event::{EventError, EventKind, SwitchEvent};
@@ -17,15 +30,28 @@ use cdr_model::offsets::PartitionTracker;
 /// Tunables (milliseconds).
 #[derive(Debug, Clone)]
 pub struct AssemblyConfig {
-    /// A call without hangup this long after its start is closed as stale.
+    /// A call without hangup this long after it was first seen is closed as stale.
     pub max_call_ms: i64,
-    /// After a hangup, wait this long (wall clock) for stragglers (e.g. an
-    /// answer that arrived out of order) before emitting.
+    /// After a hangup, wait this long (partition clock) for stragglers (e.g.
+    /// an answer that arrived out of order) before emitting.
     pub reorder_grace_ms: i64,
     /// Clock-skew tolerance between a call's milestones.
     pub skew_ms: i64,
     /// Closed calls are remembered this long to swallow late duplicates.
     pub closed_retention_ms: i64,
+    /// An event timestamp may lie at most this far before its record's log time.
+    pub max_behind_ms: i64,
+    /// ... and at most this far after it.
+    pub max_ahead_ms: i64,
+    /// A partition without records for this long (wall clock) lets its
+    /// clock run on wall time.
+    pub idle_flush_ms: i64,
+    /// Open calls per partition; at the cap the oldest open call is closed
+    /// as stale (flag `open_call_cap`) to make room.
+    pub max_open_calls: usize,
+    /// Distinct events one call may hold; further ones are refused
+    /// (`too_many_events`).
+    pub max_events_per_call: usize,
 }
 
 impl Default for AssemblyConfig {
@@ -35,6 +61,11 @@ impl Default for AssemblyConfig {
             reorder_grace_ms: 2000,
             skew_ms: 2000,
             closed_retention_ms: 600_000,
+            max_behind_ms: 7 * 24 * 3600 * 1000,
+            max_ahead_ms: 15 * 60 * 1000,
+            idle_flush_ms: 1000,
+            max_open_calls: 500_000,
+            max_events_per_call: 64,
         }
     }
 }
@@ -46,6 +77,24 @@ pub struct Pos {
     pub offset: i64,
 }
 
+/// The two clocks of one record: when it entered the log (Kafka timestamp)
+/// and when this process read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub log_ms: i64,
+    pub wall_ms: i64,
+}
+
+impl Clock {
+    /// A record read at the moment it was written (tests, tools).
+    pub fn at(ms: i64) -> Self {
+        Clock {
+            log_ms: ms,
+            wall_ms: ms,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingest {
     Accepted,
@@ -54,23 +103,43 @@ pub enum Ingest {
 }
 
 struct CallState {
-    key: u64,
-    partition: i32,
+    seq: u64,
     events: Vec<SwitchEvent>,
     ids: HashSet<String>,
-    closing_since_wall: Option<i64>,
-    closed_at_wall: Option<i64>,
+    first_log_ms: i64,
+    /// Partition clock when the hangup (or `cdr` record) arrived.
+    closing_since: Option<i64>,
+    /// Partition clock when the call was emitted.
+    closed_at: Option<i64>,
     last_offset: i64,
+}
+
+/// One input partition: its calls, clock, deadlines and commit tracker.
+#[derive(Default)]
+struct Part {
+    calls: HashMap<String, CallState>,
+    tracker: PartitionTracker,
+    next_seq: u64,
+    clock: Option<i64>,
+    last_wall: i64,
+    /// The clock when the partition went idle (wall time then runs it on).
+    idle_base: Option<i64>,
+    /// (deadline, seq, cdr_id): when to look at an open call again (grace
+    /// over, or stale).
+    due: BTreeSet<(i64, u64, String)>,
+    /// Open calls by age, for the open-call cap.
+    open: BTreeSet<(u64, String)>,
+    /// (forget after, seq, cdr_id) for closed calls.
+    retained: BTreeSet<(i64, u64, String)>,
+    /// Retention over but the commit has not passed them yet.
+    awaiting_commit: Vec<String>,
 }
 
 /// The in-flight state of one assembler instance.
 pub struct Assembler {
     cfg: AssemblyConfig,
-    calls: HashMap<String, CallState>,
-    trackers: BTreeMap<i32, PartitionTracker>,
-    next_key: u64,
-    /// Event-time watermark and the wall time it last advanced.
-    watermark: Option<(i64, i64)>,
+    parts: BTreeMap<i32, Part>,
+    closed: Vec<AssembledCall>,
 }
 
 fn milestone_rank(k: EventKind) -> u8 {
@@ -83,180 +152,300 @@ fn milestone_rank(k: EventKind) -> u8 {
     }
 }
 
+impl Part {
+    fn close(
+        &mut self,
+        id: &str,
+        stale: bool,
+        flag: Option<&str>,
+        wall_ms: i64,
+        cfg: &AssemblyConfig,
+        out: &mut Vec<AssembledCall>,
+    ) {
+        let clock = self.clock.unwrap_or(0);
+        let Some(st) = self.calls.get_mut(id) else {
+            return;
+        };
+        if st.closed_at.is_some() {
+            return;
+        }
+        let mut call = build_call(id, &st.events, stale, wall_ms);
+        if let Some(f) = flag {
+            call.flags.push(f.to_string());
+        }
+        out.push(call);
+        st.closed_at = Some(clock);
+        self.open.remove(&(st.seq, id.to_string()));
+        self.retained
+            .insert((clock + cfg.closed_retention_ms, st.seq, id.to_string()));
+        self.tracker.close(st.seq, st.last_offset);
+    }
+
+    /// Moves the clock to `to` (never back) and closes what became due.
+    fn advance(
+        &mut self,
+        to: i64,
+        wall_ms: i64,
+        cfg: &AssemblyConfig,
+        out: &mut Vec<AssembledCall>,
+    ) {
+        let clock = self.clock.map_or(to, |c| c.max(to));
+        self.clock = Some(clock);
+        let mut batch = Vec::new();
+        while let Some(first) = self.due.first() {
+            if first.0 > clock {
+                break;
+            }
+            let (_, _, id) = self.due.pop_first().expect("non-empty");
+            let Some(st) = self.calls.get(&id) else {
+                continue;
+            };
+            if st.closed_at.is_some() {
+                continue;
+            }
+            let complete = st.closing_since.is_some_and(|t| {
+                clock >= t + cfg.reorder_grace_ms
+                    || st.events.iter().any(|e| e.kind == EventKind::Cdr)
+            });
+            let stale = clock >= st.first_log_ms + cfg.max_call_ms;
+            if complete || (stale && st.closing_since.is_none()) {
+                batch.push((id, !complete));
+            }
+        }
+        let start = out.len();
+        for (id, stale) in batch {
+            self.close(&id, stale, None, wall_ms, cfg, out);
+        }
+        sort_emitted(&mut out[start..]);
+        while let Some(first) = self.retained.first() {
+            if first.0 > clock {
+                break;
+            }
+            let (_, _, id) = self.retained.pop_first().expect("non-empty");
+            self.awaiting_commit.push(id);
+        }
+        self.forget_committed();
+    }
+
+    fn forget_committed(&mut self) {
+        let mut keep = Vec::new();
+        for id in std::mem::take(&mut self.awaiting_commit) {
+            let Some(st) = self.calls.get(&id) else {
+                continue;
+            };
+            if self.tracker.safely_committed(st.seq) {
+                let seq = st.seq;
+                self.calls.remove(&id);
+                self.tracker.forget(seq);
+            } else {
+                keep.push(id);
+            }
+        }
+        self.awaiting_commit = keep;
+    }
+}
+
+/// Hangup order (then id, for determinism): downstream per-account monitors
+/// see calls in event-time order, as switches produced them.
+fn sort_emitted(calls: &mut [AssembledCall]) {
+    calls.sort_by(|a, b| {
+        (a.end_ts_ms.unwrap_or(a.setup_ts_ms), &a.cdr_id)
+            .cmp(&(b.end_ts_ms.unwrap_or(b.setup_ts_ms), &b.cdr_id))
+    });
+}
+
 impl Assembler {
     pub fn new(cfg: AssemblyConfig) -> Self {
         Assembler {
             cfg,
-            calls: HashMap::new(),
-            trackers: BTreeMap::new(),
-            next_key: 0,
-            watermark: None,
+            parts: BTreeMap::new(),
+            closed: Vec::new(),
         }
     }
 
     pub fn open_calls(&self) -> usize {
-        self.calls
-            .values()
-            .filter(|c| c.closed_at_wall.is_none())
-            .count()
+        self.parts.values().map(|p| p.open.len()).sum()
     }
 
     pub fn retained_calls(&self) -> usize {
-        self.calls.len()
+        self.parts.values().map(|p| p.calls.len()).sum()
     }
 
-    /// Folds one valid event in. Events that contradict what the call already
-    /// holds (answer before setup, hangup before answer beyond the skew) are
-    /// rejected so they can be dead-lettered; a new event for a call that
-    /// already closed is rejected too.
-    pub fn ingest(&mut self, ev: SwitchEvent, pos: Pos, wall_ms: i64) -> Ingest {
-        self.watermark = match self.watermark {
-            Some((w, at)) if w >= ev.ts_ms => Some((w, at)),
-            _ => Some((ev.ts_ms, wall_ms)),
-        };
-        let tracker = self.trackers.entry(pos.partition).or_default();
+    /// The clock of a partition (None before its first record).
+    pub fn partition_clock(&self, partition: i32) -> Option<i64> {
+        self.parts.get(&partition).and_then(|p| p.clock)
+    }
+
+    /// Folds one parsed event in, then closes whatever the record's log time
+    /// made due. Events that contradict what the call already holds, whose
+    /// clock is out of range, or that arrive for a call already emitted are
+    /// rejected so they can be dead-lettered.
+    pub fn ingest(&mut self, ev: SwitchEvent, pos: Pos, clock: Clock) -> Ingest {
+        let cfg = &self.cfg;
+        let part = self.parts.entry(pos.partition).or_default();
+        part.last_wall = clock.wall_ms;
+        part.idle_base = None;
+        // A producer whose own clock runs ahead must not drag the partition
+        // clock (and with it every other call) into the future.
+        if clock.log_ms > clock.wall_ms + cfg.max_ahead_ms {
+            part.tracker.seen(pos.offset);
+            return Ingest::Rejected(EventError::ClockOutOfRange {
+                field: "kafka_timestamp",
+                ts_ms: clock.log_ms,
+                log_ms: clock.wall_ms,
+                delta_ms: clock.log_ms - clock.wall_ms,
+                min_ms: i64::MIN,
+                max_ms: cfg.max_ahead_ms,
+            });
+        }
+        if let Err(e) = ev.check_clock(clock.log_ms, cfg.max_behind_ms, cfg.max_ahead_ms) {
+            part.tracker.seen(pos.offset);
+            return Ingest::Rejected(e);
+        }
+        let now = part.clock.map_or(clock.log_ms, |c| c.max(clock.log_ms));
+        part.clock = Some(now);
+        let result = Self::fold(cfg, part, ev, pos, now, clock.wall_ms, &mut self.closed);
+        part.advance(now, clock.wall_ms, cfg, &mut self.closed);
+        result
+    }
+
+    fn fold(
+        cfg: &AssemblyConfig,
+        part: &mut Part,
+        ev: SwitchEvent,
+        pos: Pos,
+        now: i64,
+        wall_ms: i64,
+        out: &mut Vec<AssembledCall>,
+    ) -> Ingest {
         let id = cdr_id(&ev.switch_id, &ev.call_id);
-        if let Some(st) = self.calls.get_mut(&id) {
+        let closing_kind = matches!(ev.kind, EventKind::Hangup | EventKind::Cdr);
+        let grace = if ev.kind == EventKind::Cdr {
+            0
+        } else {
+            cfg.reorder_grace_ms
+        };
+        if let Some(st) = part.calls.get_mut(&id) {
             if st.ids.contains(&ev.event_id) {
-                tracker.touch(st.key, pos.offset, st.closed_at_wall.is_none());
+                part.tracker
+                    .touch(st.seq, pos.offset, st.closed_at.is_none());
                 st.last_offset = st.last_offset.max(pos.offset);
                 return Ingest::Duplicate;
             }
-            if st.closed_at_wall.is_some() {
-                tracker.touch(st.key, pos.offset, false);
+            if st.closed_at.is_some() {
+                part.tracker.touch(st.seq, pos.offset, false);
                 st.last_offset = st.last_offset.max(pos.offset);
                 return Ingest::Rejected(EventError::EventAfterClose(format!(
                     "call {} already emitted",
-                    ev.call_id
+                    cdr_model::dlq::bounded(&ev.call_id, 128)
                 )));
             }
-            if let Err(e) = check_consistency(&st.events, &ev, self.cfg.skew_ms) {
-                tracker.seen(pos.offset);
+            if st.events.len() >= cfg.max_events_per_call {
+                part.tracker.seen(pos.offset);
+                return Ingest::Rejected(EventError::TooManyEvents {
+                    limit: cfg.max_events_per_call,
+                });
+            }
+            if let Err(e) = check_consistency(&st.events, &ev, cfg.skew_ms) {
+                part.tracker.seen(pos.offset);
                 return Ingest::Rejected(e);
             }
-            tracker.touch(st.key, pos.offset, true);
+            part.tracker.touch(st.seq, pos.offset, true);
             st.last_offset = st.last_offset.max(pos.offset);
-            if matches!(ev.kind, EventKind::Hangup | EventKind::Cdr)
-                && st.closing_since_wall.is_none()
-            {
-                st.closing_since_wall = Some(wall_ms);
+            if closing_kind && st.closing_since.is_none() {
+                st.closing_since = Some(now);
+                part.due.insert((now + grace, st.seq, id.clone()));
+            } else if ev.kind == EventKind::Cdr {
+                // A self-contained record completes the call at once.
+                part.due.insert((now, st.seq, id.clone()));
             }
             st.ids.insert(ev.event_id.clone());
             st.events.push(ev);
             return Ingest::Accepted;
         }
-        let key = self.next_key;
-        self.next_key += 1;
-        tracker.touch(key, pos.offset, true);
-        let closing = matches!(ev.kind, EventKind::Hangup | EventKind::Cdr).then_some(wall_ms);
+        if part.open.len() >= cfg.max_open_calls {
+            if let Some((_, oldest)) = part.open.first().cloned() {
+                part.close(&oldest, true, Some("open_call_cap"), wall_ms, cfg, out);
+            }
+        }
+        let seq = part.next_seq;
+        part.next_seq += 1;
+        part.tracker.touch(seq, pos.offset, true);
         let mut ids = HashSet::new();
         ids.insert(ev.event_id.clone());
-        self.calls.insert(
-            id,
+        part.calls.insert(
+            id.clone(),
             CallState {
-                key,
-                partition: pos.partition,
+                seq,
                 events: vec![ev],
                 ids,
-                closing_since_wall: closing,
-                closed_at_wall: None,
+                first_log_ms: now,
+                closing_since: closing_kind.then_some(now),
+                closed_at: None,
                 last_offset: pos.offset,
             },
         );
+        part.open.insert((seq, id.clone()));
+        part.due.insert((now + cfg.max_call_ms, seq, id.clone()));
+        if closing_kind {
+            part.due.insert((now + grace, seq, id));
+        }
         Ingest::Accepted
     }
 
     /// Records an input offset that did not become part of any call (e.g. a
     /// malformed message that was dead-lettered).
-    pub fn skip(&mut self, pos: Pos) {
-        self.trackers
-            .entry(pos.partition)
-            .or_default()
-            .seen(pos.offset);
+    pub fn skip(&mut self, pos: Pos, wall_ms: i64) {
+        let part = self.parts.entry(pos.partition).or_default();
+        part.tracker.seen(pos.offset);
+        part.last_wall = wall_ms;
+        part.idle_base = None;
     }
 
-    fn event_now(&self, wall_ms: i64) -> i64 {
-        match self.watermark {
-            Some((w, at)) => w + (wall_ms - at).max(0),
-            None => wall_ms,
-        }
+    /// Calls closed since the last call, in hangup order within each close.
+    pub fn take_closed(&mut self) -> Vec<AssembledCall> {
+        std::mem::take(&mut self.closed)
     }
 
-    /// Emits every call whose reorder grace has passed or that went stale, and
-    /// forgets closed calls past their retention.
+    /// Lets the clock of every partition idle for `idle_flush_ms` run on
+    /// wall time, and returns every call closed since the last call.
     pub fn tick(&mut self, wall_ms: i64) -> Vec<AssembledCall> {
-        let now_ev = self.event_now(wall_ms);
-        let mut out = Vec::new();
-        let mut forget = Vec::new();
-        for (id, st) in self.calls.iter_mut() {
-            if let Some(closed) = st.closed_at_wall {
-                let committed = self
-                    .trackers
-                    .get(&st.partition)
-                    .is_some_and(|t| t.safely_committed(st.key));
-                if wall_ms - closed >= self.cfg.closed_retention_ms && committed {
-                    forget.push(id.clone());
+        let cfg = &self.cfg;
+        for part in self.parts.values_mut() {
+            let idle = wall_ms - part.last_wall;
+            if let Some(c) = part.clock {
+                if idle >= cfg.idle_flush_ms {
+                    // Run on from where the log left off, by the wall time
+                    // that passed since its last record.
+                    let to = c.max(part.idle_base.unwrap_or(c) + idle);
+                    part.idle_base.get_or_insert(c);
+                    part.advance(to, wall_ms, cfg, &mut self.closed);
                 }
-                continue;
-            }
-            let complete = st.closing_since_wall.is_some_and(|t| {
-                wall_ms - t >= self.cfg.reorder_grace_ms
-                    || st.events.iter().any(|e| e.kind == EventKind::Cdr)
-            });
-            let start = st
-                .events
-                .iter()
-                .map(|e| e.setup_ts_ms.unwrap_or(e.ts_ms))
-                .min()
-                .unwrap_or(now_ev);
-            let stale = !complete && now_ev - start > self.cfg.max_call_ms;
-            if complete || stale {
-                out.push(build_call(id, &st.events, stale, wall_ms));
-                st.closed_at_wall = Some(wall_ms);
-                self.trackers
-                    .entry(st.partition)
-                    .or_default()
-                    .close(st.key, st.last_offset);
             }
         }
-        for id in forget {
-            if let Some(st) = self.calls.remove(&id) {
-                self.trackers
-                    .entry(st.partition)
-                    .or_default()
-                    .forget(st.key);
-            }
-        }
-        // Hangup order (then id, for determinism): downstream per-account
-        // monitors see calls in event-time order, as switches produced them.
-        out.sort_by(|a, b| {
-            (a.end_ts_ms.unwrap_or(a.setup_ts_ms), &a.cdr_id)
-                .cmp(&(b.end_ts_ms.unwrap_or(b.setup_ts_ms), &b.cdr_id))
-        });
-        out
+        self.take_closed()
     }
 
     /// Drops every call of a revoked partition: its new owner replays from
     /// the last commit, which never splits a call.
     pub fn revoke(&mut self, partition: i32) {
-        self.calls.retain(|_, st| st.partition != partition);
-        self.trackers.remove(&partition);
+        self.parts.remove(&partition);
     }
 
     /// Tells the core which offsets were committed, so closed calls wholly
     /// before them may be forgotten once their retention is over.
     pub fn committed(&mut self, partition: i32, offset: i64) {
-        self.trackers
-            .entry(partition)
-            .or_default()
-            .mark_committed(offset);
+        if let Some(part) = self.parts.get_mut(&partition) {
+            part.tracker.mark_committed(offset);
+            part.forget_committed();
+        }
     }
 
     /// Offsets safe to commit, per partition.
     pub fn committable(&self) -> BTreeMap<i32, i64> {
-        self.trackers
+        self.parts
             .iter()
-            .filter_map(|(p, t)| t.committable().map(|c| (*p, c)))
+            .filter_map(|(p, part)| part.tracker.committable().map(|c| (*p, c)))
             .collect()
     }
 }

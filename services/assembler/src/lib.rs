@@ -11,38 +11,43 @@
 //! with the same deterministic id and collapse downstream. Restart cost: the
 //! replay covers at most the longest call in progress (bounded by
 //! `max_call_secs`) plus the closed-call retention.
+//!
+//! Closing decisions follow each partition's log clock (see [`core`]), so a
+//! replay of the same records closes the same calls with the same events.
 
 pub mod core;
 pub mod metrics;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
-use cdr_kafka::runtime::{self, StageConsumer};
-use cdr_kafka::{now_ms, CancellationToken, KafkaConfig};
+use cdr_kafka::runtime::Tp;
+use cdr_kafka::stage::{Outbox, StageError};
+use cdr_kafka::{
+    now_ms, CancellationToken, CommitPolicy, Message, OwnedMessage, StageConfig, StageDefaults,
+};
 use cdr_model::avro::Codec;
 use cdr_model::call::AssembledCall;
 use cdr_model::event::SwitchEvent;
 use cdr_model::topics;
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::Message;
 use serde::Deserialize;
 
-use crate::core::{Assembler, AssemblyConfig, Ingest, Pos};
+use crate::core::{Assembler, AssemblyConfig, Clock, Ingest, Pos};
 use crate::metrics::AssemblerMetrics;
 
 pub const SERVICE: &str = "assembler";
 
+/// The assembler's `[stage]` defaults (metrics on :9101).
+pub const STAGE_DEFAULTS: StageDefaults = StageDefaults::new(9101);
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Kafka, metrics address, batching, input size limit (shared by every service).
     #[serde(default)]
-    pub kafka: KafkaConfig,
-    #[serde(default = "default_metrics")]
-    pub metrics_listen: SocketAddr,
+    pub stage: StageConfig,
     #[serde(default = "default_max_call")]
     pub max_call_secs: i64,
     #[serde(default = "default_grace")]
@@ -51,13 +56,24 @@ pub struct Config {
     pub skew_ms: i64,
     #[serde(default = "default_retention")]
     pub closed_retention_secs: i64,
-    #[serde(default = "default_commit")]
-    pub commit_interval_ms: u64,
+    /// Event timestamps more than this before their record's Kafka timestamp
+    /// are refused (`clock_out_of_range`).
+    #[serde(default = "default_behind")]
+    pub max_clock_behind_secs: i64,
+    /// ... or more than this after it.
+    #[serde(default = "default_ahead")]
+    pub max_clock_ahead_secs: i64,
+    /// A partition without records this long lets its clock run on wall time.
+    #[serde(default = "default_idle")]
+    pub idle_flush_ms: i64,
+    /// Open calls per partition before the oldest is closed as stale.
+    #[serde(default = "default_open_cap")]
+    pub max_open_calls_per_partition: usize,
+    /// Distinct events per call before further ones are refused.
+    #[serde(default = "default_events_cap")]
+    pub max_events_per_call: usize,
 }
 
-fn default_metrics() -> SocketAddr {
-    "127.0.0.1:9101".parse().unwrap()
-}
 fn default_max_call() -> i64 {
     4 * 3600
 }
@@ -70,13 +86,25 @@ fn default_skew() -> i64 {
 fn default_retention() -> i64 {
     600
 }
-fn default_commit() -> u64 {
+fn default_behind() -> i64 {
+    7 * 24 * 3600
+}
+fn default_ahead() -> i64 {
+    15 * 60
+}
+fn default_idle() -> i64 {
     1000
+}
+fn default_open_cap() -> usize {
+    500_000
+}
+fn default_events_cap() -> usize {
+    64
 }
 
 impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.kafka.validate()?;
+        self.stage.resolve(STAGE_DEFAULTS)?;
         anyhow::ensure!(self.max_call_secs > 0, "max_call_secs must be positive");
         anyhow::ensure!(
             self.reorder_grace_ms >= 0,
@@ -88,8 +116,17 @@ impl Config {
             "closed_retention_secs must not be negative"
         );
         anyhow::ensure!(
-            self.commit_interval_ms > 0,
-            "commit_interval_ms must be positive"
+            self.max_clock_behind_secs >= self.max_call_secs,
+            "max_clock_behind_secs must be at least max_call_secs (a cdr record carries its setup time)"
+        );
+        anyhow::ensure!(
+            self.max_clock_ahead_secs > 0,
+            "max_clock_ahead_secs must be positive"
+        );
+        anyhow::ensure!(self.idle_flush_ms > 0, "idle_flush_ms must be positive");
+        anyhow::ensure!(
+            self.max_open_calls_per_partition > 0 && self.max_events_per_call > 0,
+            "max_open_calls_per_partition and max_events_per_call must be positive"
         );
         Ok(())
     }
@@ -100,6 +137,11 @@ impl Config {
             reorder_grace_ms: self.reorder_grace_ms,
             skew_ms: self.skew_ms,
             closed_retention_ms: self.closed_retention_secs * 1000,
+            max_behind_ms: self.max_clock_behind_secs * 1000,
+            max_ahead_ms: self.max_clock_ahead_secs * 1000,
+            idle_flush_ms: self.idle_flush_ms,
+            max_open_calls: self.max_open_calls_per_partition,
+            max_events_per_call: self.max_events_per_call,
         }
     }
 }
@@ -119,143 +161,152 @@ pub fn affinity_key(dialed: &str) -> String {
     digits.trim_start_matches("00").to_string()
 }
 
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    config.validate()?;
-    let stage = StageMetrics::new(SERVICE);
-    let m = AssemblerMetrics::register(&stage.registry);
-    let (consumer, producer) = runtime::start_stage(
-        &config.kafka,
-        SERVICE,
-        config.metrics_listen,
-        &stage,
-        &[topics::CALL_EVENTS],
-        &shutdown,
-    )
-    .await?;
-    let codec: Codec<AssembledCall> = Codec::new();
-    let mut asm = Assembler::new(config.assembly());
-    let mut acks = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut commit_tick = tokio::time::interval(Duration::from_millis(config.commit_interval_ms));
-    let mut last_commit: BTreeMap<(String, i32), i64> = BTreeMap::new();
-
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            _ = commit_tick.tick() => {
-                commit(&consumer, &mut asm, &mut acks, &mut last_commit, &stage, CommitMode::Async).await?;
-            }
-            _ = tick.tick() => {
-                emit_due(&mut asm, &codec, &producer, &m, &mut acks).await?;
-                m.open_calls.set(asm.open_calls() as i64);
-                m.retained_calls.set(asm.retained_calls() as i64);
-            }
-            msg = consumer.recv() => {
-                let msg = match msg {
-                    Ok(msg) => msg,
-                    Err(e) => { tracing::warn!(error = %e, "consumer error"); continue; }
-                };
-                for (topic, p) in consumer.context().revoked() {
-                    if topic == topics::CALL_EVENTS { asm.revoke(p); }
-                }
-                stage.consumed.inc();
-                let pos = Pos { partition: msg.partition(), offset: msg.offset() };
-                let payload = msg.payload().unwrap_or_default();
-                let rejected = match SwitchEvent::from_json(payload, config.skew_ms) {
-                    Err(e) => { asm.skip(pos); Some(e) }
-                    Ok(ev) => match asm.ingest(ev, pos, now_ms()) {
-                        Ingest::Accepted => None,
-                        Ingest::Duplicate => { m.duplicates.inc(); None }
-                        Ingest::Rejected(e) => Some(e),
-                    },
-                };
-                if let Some(e) = rejected {
-                    let reason = e.reason();
-                    tracing::warn!(reason, field = e.field(), partition = pos.partition, offset = pos.offset, error = %e, "dead-lettering event");
-                    stage.dead_lettered.with_label_values(&[reason]).inc();
-                    let dl = cdr_model::dlq::DeadLetter::new(SERVICE, reason, e.field(), e.to_string(), msg.topic(), pos.partition, pos.offset, msg.key(), payload, now_ms());
-                    acks.push(runtime::send(&producer, topics::CALL_EVENTS_DLQ, dl.id().as_bytes(), &dl.to_json()).await?);
-                }
-            }
-        }
-    }
-    // Drain: emit what is due, wait for acknowledgements, commit synchronously.
-    emit_due(&mut asm, &codec, &producer, &m, &mut acks).await?;
-    commit(
-        &consumer,
-        &mut asm,
-        &mut acks,
-        &mut last_commit,
-        &stage,
-        CommitMode::Sync,
-    )
-    .await?;
-    runtime::flush(&producer);
-    tracing::info!(
-        open_calls = asm.open_calls(),
-        "drained; open calls will be rebuilt by the next owner"
-    );
-    Ok(())
+/// The assembler in the stage loop (commit point controlled by the core).
+struct AssemblerStage {
+    asm: Assembler,
+    codec: Codec<AssembledCall>,
+    skew_ms: i64,
+    metrics: AssemblerMetrics,
 }
 
-/// Produces every call the core closed since the last tick.
-async fn emit_due(
-    asm: &mut Assembler,
-    codec: &Codec<AssembledCall>,
-    producer: &rdkafka::producer::FutureProducer,
-    m: &AssemblerMetrics,
-    acks: &mut Vec<rdkafka::producer::DeliveryFuture>,
-) -> anyhow::Result<()> {
-    for call in asm.tick(now_ms()) {
-        m.calls_closed.with_label_values(&[&call.disposition]).inc();
-        let payload = codec.encode(&call).context("encoding assembled call")?;
-        let key = affinity_key(&call.dialed);
-        acks.push(
-            runtime::send(producer, topics::CALLS_ASSEMBLED, key.as_bytes(), &payload).await?,
+impl AssemblerStage {
+    fn emit(&mut self, calls: Vec<AssembledCall>, out: &mut Outbox) -> Result<(), StageError> {
+        for call in calls {
+            self.metrics
+                .calls_closed
+                .with_label_values(&[&call.disposition])
+                .inc();
+            let payload = self
+                .codec
+                .encode(&call)
+                .context("encoding assembled call")
+                .map_err(StageError::Fatal)?;
+            out.emit(
+                topics::CALLS_ASSEMBLED,
+                affinity_key(&call.dialed),
+                payload,
+                None,
+            );
+        }
+        self.metrics.open_calls.set(self.asm.open_calls() as i64);
+        self.metrics
+            .retained_calls
+            .set(self.asm.retained_calls() as i64);
+        Ok(())
+    }
+}
+
+impl cdr_kafka::Stage for AssemblerStage {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
+        let wall = now_ms();
+        for m in batch {
+            let pos = Pos {
+                partition: m.partition(),
+                offset: m.offset(),
+            };
+            let clock = Clock {
+                log_ms: m.timestamp().to_millis().unwrap_or(wall),
+                wall_ms: wall,
+            };
+            match SwitchEvent::from_json(m.payload().unwrap_or_default(), self.skew_ms) {
+                Err(e) => {
+                    self.asm.skip(pos, wall);
+                    out.reject(m, &e);
+                }
+                Ok(ev) => match self.asm.ingest(ev, pos, clock) {
+                    Ingest::Accepted => {}
+                    Ingest::Duplicate => self.metrics.duplicates.inc(),
+                    Ingest::Rejected(e) => out.reject(m, &e),
+                },
+            }
+        }
+        let closed = self.asm.take_closed();
+        self.emit(closed, out)
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(250))
+    }
+
+    fn tick(&mut self, wall_ms: i64, out: &mut Outbox) -> Result<(), StageError> {
+        let closed = self.asm.tick(wall_ms);
+        self.emit(closed, out)
+    }
+
+    fn skipped(&mut self, m: &OwnedMessage) {
+        self.asm.skip(
+            Pos {
+                partition: m.partition(),
+                offset: m.offset(),
+            },
+            now_ms(),
         );
     }
-    Ok(())
+
+    fn revoke(&mut self, partitions: &[Tp]) {
+        for (t, p) in partitions {
+            if t == topics::CALL_EVENTS {
+                self.asm.revoke(*p);
+            }
+        }
+    }
+
+    fn commit_point(&self) -> BTreeMap<Tp, i64> {
+        self.asm
+            .committable()
+            .into_iter()
+            .map(|(p, o)| ((topics::CALL_EVENTS.to_string(), p), o))
+            .collect()
+    }
+
+    fn committed(&mut self, offsets: &BTreeMap<Tp, i64>) {
+        for ((t, p), o) in offsets {
+            if t == topics::CALL_EVENTS {
+                self.asm.committed(*p, *o);
+            }
+        }
+    }
+
+    fn drain(&mut self, wall_ms: i64, out: &mut Outbox) -> Result<(), StageError> {
+        let closed = self.asm.tick(wall_ms);
+        self.emit(closed, out)?;
+        tracing::info!(
+            open_calls = self.asm.open_calls(),
+            "open calls will be rebuilt by the next owner"
+        );
+        Ok(())
+    }
 }
 
-async fn commit(
-    consumer: &StageConsumer,
-    asm: &mut Assembler,
-    acks: &mut Vec<rdkafka::producer::DeliveryFuture>,
-    last: &mut BTreeMap<(String, i32), i64>,
-    stage: &StageMetrics,
-    mode: CommitMode,
-) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let n = runtime::await_acks(std::mem::take(acks)).await?;
-    stage.produced.inc_by(n as u64);
-    let offsets: BTreeMap<(String, i32), i64> = asm
-        .committable()
-        .into_iter()
-        .map(|(p, o)| ((topics::CALL_EVENTS.to_string(), p), o))
-        .collect();
-    let changed: BTreeMap<_, _> = offsets
-        .into_iter()
-        .filter(|(k, v)| last.get(k) != Some(v))
-        .collect();
-    let sync = matches!(mode, CommitMode::Sync);
-    if !changed.is_empty() || sync {
-        let all: BTreeMap<_, _> = if sync {
-            let mut a = last.clone();
-            a.extend(changed.clone());
-            a
-        } else {
-            changed.clone()
-        };
-        runtime::commit(consumer, &all, mode)?;
-        for ((_, p), o) in &all {
-            asm.committed(*p, *o);
-        }
-        stage.commits.inc();
-        last.extend(changed);
-    }
-    if n > 0 {
-        stage.batch_latency.observe(started.elapsed().as_secs_f64());
-    }
-    Ok(())
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config.validate()?;
+    let settings = config.stage.resolve(STAGE_DEFAULTS)?;
+    let stage_metrics = StageMetrics::new(SERVICE);
+    let m = AssemblerMetrics::register(&stage_metrics.registry);
+    cdr_kafka::metrics::serve(
+        settings.metrics_listen,
+        stage_metrics.registry.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
+    let stage = AssemblerStage {
+        asm: Assembler::new(config.assembly()),
+        codec: Codec::new(),
+        skew_ms: config.skew_ms,
+        metrics: m,
+    };
+    let spec = cdr_kafka::StageSpec {
+        service: SERVICE,
+        topics: &[topics::CALL_EVENTS],
+        dlq_topic: topics::CALL_EVENTS_DLQ,
+        policy: CommitPolicy::StageControlled,
+        settings: &settings,
+        metrics: stage_metrics,
+    };
+    Ok(cdr_kafka::run_stage(spec, stage, shutdown).await?)
 }

@@ -1,7 +1,7 @@
 //! Assembly semantics: interleavings, duplicates, reordering, stale calls,
 //! contradictory timestamps and the offset-commit rule.
 
-use assembler::core::{Assembler, AssemblyConfig, Ingest, Pos};
+use assembler::core::{Assembler, AssemblyConfig, Clock, Ingest, Pos};
 use cdr_model::event::{EventKind, MediaStats, SwitchEvent};
 use proptest::prelude::*;
 
@@ -68,6 +68,10 @@ fn cfg() -> AssemblyConfig {
         reorder_grace_ms: 1000,
         skew_ms: 2000,
         closed_retention_ms: 60_000,
+        // Long talk times in the property test end hours after the feed's
+        // log time; the clock check has its own tests.
+        max_ahead_ms: 36_000_000,
+        ..Default::default()
     }
 }
 
@@ -80,10 +84,10 @@ fn feed(events: &[SwitchEvent]) -> (Assembler, Vec<cdr_model::AssembledCall>) {
                 partition: 0,
                 offset: i as i64,
             },
-            1000,
+            Clock::at(T0 + 1000),
         );
     }
-    let out = a.tick(10_000);
+    let out = a.tick(T0 + 10_000);
     (a, out)
 }
 
@@ -113,38 +117,160 @@ fn hangup_before_answer_still_one_correct_call() {
     assert_eq!(out[0].duration_ms, 30_000);
 }
 
+fn at(a: &mut Assembler, e: &SwitchEvent, partition: i32, offset: i64, log: i64) -> Ingest {
+    a.ingest(e.clone(), Pos { partition, offset }, Clock::at(T0 + log))
+}
+
 #[test]
 fn grace_holds_emission_until_stragglers_can_arrive() {
     let mut a = Assembler::new(cfg());
     let evs = answered_call("c1", 30_000);
-    a.ingest(
-        evs[0].clone(),
+    at(&mut a, &evs[0], 0, 0, 0);
+    at(&mut a, &evs[3], 0, 1, 0);
+    assert!(
+        a.tick(T0 + 500).is_empty(),
+        "emitted inside the reorder grace"
+    );
+    // The straggler arrives within the grace (partition clock 600 < 0 + 1000).
+    at(&mut a, &evs[2], 0, 2, 600);
+    assert!(a.take_closed().is_empty());
+    // Idle for longer than idle_flush_ms: the clock runs on and the grace ends.
+    let out = a.tick(T0 + 2000);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].disposition, "answered");
+}
+
+#[test]
+fn the_log_clock_closes_calls_whatever_the_wall_clock_says() {
+    let mut a = Assembler::new(cfg());
+    let c1 = answered_call("c1", 30_000);
+    let c2 = answered_call("c2", 30_000);
+    at(&mut a, &c1[0], 0, 0, 0);
+    at(&mut a, &c1[3], 0, 1, 100);
+    at(&mut a, &c2[0], 0, 2, 900);
+    assert!(a.take_closed().is_empty(), "grace of c1 not over at 900");
+    // c1's answer is late, but within the grace by the log clock.
+    at(&mut a, &c1[2], 0, 3, 1000);
+    // A later record moves the clock past c1's grace (100 + 1000).
+    at(&mut a, &c2[1], 0, 4, 1200);
+    let out = a.take_closed();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].call_id, "c1");
+    assert_eq!(
+        out[0].disposition, "answered",
+        "the straggler was folded in"
+    );
+}
+
+#[test]
+fn far_future_and_far_past_events_are_refused_and_poison_nothing() {
+    let mut a = Assembler::new(cfg());
+    let mut future = ev(
+        "x",
+        "x-s",
+        EventKind::Setup,
+        T0 + 73 * 365 * 86_400_000,
+        None,
+    );
+    future.dialed = Some("4420".into());
+    match at(&mut a, &future, 0, 0, 0) {
+        Ingest::Rejected(e) => {
+            assert_eq!((e.reason(), e.field()), ("clock_out_of_range", Some("ts")))
+        }
+        o => panic!("{o:?}"),
+    }
+    let past = ev("y", "y-s", EventKind::Setup, T0 - 30 * 86_400_000, None);
+    assert!(
+        matches!(at(&mut a, &past, 0, 1, 0), Ingest::Rejected(e) if e.reason() == "clock_out_of_range")
+    );
+    // The partition clock is untouched: a normal call is neither stale nor early.
+    let c = answered_call("c1", 20_000);
+    for (k, e) in c.iter().enumerate() {
+        at(&mut a, e, 0, 2 + k as i64, e.ts_ms - T0);
+    }
+    assert_eq!(a.partition_clock(0), Some(c[3].ts_ms));
+    let out = a.tick(T0 + 40_000);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].disposition, "answered");
+    assert_eq!(out[0].duration_ms, 20_000);
+    // Dead-lettered records are consumed: the commit passes them.
+    assert_eq!(a.committable().get(&0), Some(&6));
+}
+
+#[test]
+fn a_producer_clock_ahead_of_the_wall_is_refused() {
+    let mut a = Assembler::new(cfg());
+    let e = ev("c1", "s", EventKind::Setup, T0, None);
+    let clock = Clock {
+        log_ms: T0 + 86_400_000 * 365,
+        wall_ms: T0,
+    };
+    let mut e2 = e.clone();
+    e2.ts_ms = clock.log_ms;
+    match a.ingest(
+        e2,
         Pos {
             partition: 0,
             offset: 0,
         },
-        0,
-    );
-    a.ingest(
-        evs[3].clone(),
-        Pos {
-            partition: 0,
-            offset: 1,
-        },
-        0,
-    );
-    assert!(a.tick(500).is_empty(), "emitted inside the reorder grace");
-    a.ingest(
-        evs[2].clone(),
-        Pos {
-            partition: 0,
-            offset: 2,
-        },
-        600,
-    );
-    let out = a.tick(1500);
+        clock,
+    ) {
+        Ingest::Rejected(err) => assert_eq!(err.field(), Some("kafka_timestamp")),
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(a.partition_clock(0), None);
+}
+
+#[test]
+fn partitions_keep_their_own_clocks() {
+    let mut a = Assembler::new(cfg());
+    let c1 = answered_call("c1", 10_000);
+    // Partition 0 holds c1 with its hangup at log time 0 ...
+    at(&mut a, &c1[0], 0, 0, 0);
+    at(&mut a, &c1[2], 0, 1, 0);
+    at(&mut a, &c1[3], 0, 2, 0);
+    // ... partition 1 runs an hour ahead: c1 must not close on its account.
+    let c2 = answered_call("c2", 10_000);
+    at(&mut a, &c2[0], 1, 0, 3_600_000);
+    assert!(a.take_closed().is_empty());
+    assert_eq!(a.partition_clock(0), Some(T0));
+}
+
+#[test]
+fn too_many_events_for_one_call_are_refused() {
+    let mut c = cfg();
+    c.max_events_per_call = 3;
+    let mut a = Assembler::new(c);
+    let evs = answered_call("c1", 10_000);
+    for (k, e) in evs[..3].iter().enumerate() {
+        assert_eq!(at(&mut a, e, 0, k as i64, 0), Ingest::Accepted);
+    }
+    match at(&mut a, &evs[3], 0, 3, 0) {
+        Ingest::Rejected(e) => assert_eq!(e.reason(), "too_many_events"),
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn the_open_call_cap_closes_the_oldest_call_as_stale() {
+    let mut c = cfg();
+    c.max_open_calls = 2;
+    let mut a = Assembler::new(c);
+    for (k, call) in ["c1", "c2", "c3"].iter().enumerate() {
+        at(
+            &mut a,
+            &ev(call, &format!("{call}-s"), EventKind::Setup, T0, None),
+            0,
+            k as i64,
+            0,
+        );
+    }
+    let out = a.take_closed();
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].disposition, "answered");
+    assert_eq!(out[0].call_id, "c1");
+    assert_eq!(out[0].disposition, "stale");
+    assert!(out[0].flags.contains(&"open_call_cap".to_string()));
+    assert_eq!(a.open_calls(), 2);
 }
 
 #[test]
@@ -185,11 +311,11 @@ fn duplicate_event_changes_nothing_and_late_duplicate_is_swallowed() {
                 partition: 0,
                 offset: 99
             },
-            11_000
+            Clock::at(T0 + 11_000)
         ),
         Ingest::Duplicate
     );
-    assert!(a.tick(12_000).is_empty());
+    assert!(a.tick(T0 + 12_000).is_empty());
 }
 
 #[test]
@@ -202,7 +328,7 @@ fn new_event_after_close_is_rejected() {
             partition: 0,
             offset: 50,
         },
-        11_000,
+        Clock::at(T0 + 11_000),
     ) {
         Ingest::Rejected(e) => assert_eq!(e.reason(), "event_after_close"),
         other => panic!("{other:?}"),
@@ -218,7 +344,7 @@ fn call_without_hangup_closes_stale_after_max_length() {
             partition: 0,
             offset: 0,
         },
-        0,
+        Clock::at(T0),
     );
     a.ingest(
         ev("c1", "a", EventKind::Answer, T0 + 3000, None),
@@ -226,10 +352,10 @@ fn call_without_hangup_closes_stale_after_max_length() {
             partition: 0,
             offset: 1,
         },
-        0,
+        Clock::at(T0),
     );
-    assert!(a.tick(3_000_000).is_empty());
-    let out = a.tick(3_700_000);
+    assert!(a.tick(T0 + 3_000_000).is_empty());
+    let out = a.tick(T0 + 3_700_000);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].disposition, "stale");
     assert!(out[0].flags.contains(&"stale".to_string()));
@@ -245,7 +371,7 @@ fn contradictory_timestamps_are_rejected() {
             partition: 0,
             offset: 0,
         },
-        0,
+        Clock::at(T0),
     );
     match a.ingest(
         ev("c1", "a", EventKind::Answer, T0 - 60_000, None),
@@ -253,7 +379,7 @@ fn contradictory_timestamps_are_rejected() {
             partition: 0,
             offset: 1,
         },
-        0,
+        Clock::at(T0),
     ) {
         Ingest::Rejected(e) => assert_eq!(e.reason(), "answer_before_setup"),
         o => panic!("{o:?}"),
@@ -264,7 +390,7 @@ fn contradictory_timestamps_are_rejected() {
             partition: 0,
             offset: 2,
         },
-        0,
+        Clock::at(T0),
     );
     match a.ingest(
         ev("c1", "h", EventKind::Hangup, T0 + 1000, Some(200)),
@@ -272,7 +398,7 @@ fn contradictory_timestamps_are_rejected() {
             partition: 0,
             offset: 3,
         },
-        0,
+        Clock::at(T0),
     ) {
         Ingest::Rejected(e) => assert_eq!(e.reason(), "negative_duration"),
         o => panic!("{o:?}"),
@@ -290,7 +416,7 @@ fn commit_point_never_splits_an_open_call() {
             partition: 0,
             offset: 0,
         },
-        0,
+        Clock::at(T0),
     );
     a.ingest(
         c2[0].clone(),
@@ -298,7 +424,7 @@ fn commit_point_never_splits_an_open_call() {
             partition: 0,
             offset: 1,
         },
-        0,
+        Clock::at(T0),
     );
     a.ingest(
         c2[2].clone(),
@@ -306,7 +432,7 @@ fn commit_point_never_splits_an_open_call() {
             partition: 0,
             offset: 2,
         },
-        0,
+        Clock::at(T0),
     );
     a.ingest(
         c2[3].clone(),
@@ -314,9 +440,9 @@ fn commit_point_never_splits_an_open_call() {
             partition: 0,
             offset: 3,
         },
-        0,
+        Clock::at(T0),
     );
-    a.tick(5000);
+    a.tick(T0 + 5000);
     // c1 still open at offset 0: nothing beyond it may be committed.
     assert_eq!(a.committable().get(&0), Some(&0));
     a.ingest(
@@ -325,7 +451,7 @@ fn commit_point_never_splits_an_open_call() {
             partition: 0,
             offset: 4,
         },
-        6000,
+        Clock::at(T0 + 6000),
     );
     a.ingest(
         c1[2].clone(),
@@ -333,13 +459,71 @@ fn commit_point_never_splits_an_open_call() {
             partition: 0,
             offset: 5,
         },
-        6000,
+        Clock::at(T0 + 6000),
     );
-    assert_eq!(a.tick(8000).len(), 1);
+    assert_eq!(a.tick(T0 + 8000).len(), 1);
     assert_eq!(a.committable().get(&0), Some(&6));
 }
 
+/// A log: calls on one partition, each record with its log time.
+fn log_of(calls: usize, seed: u64) -> Vec<(SwitchEvent, i64)> {
+    let mut out = Vec::new();
+    for c in 0..calls {
+        let id = format!("c{c}");
+        let start = (c as i64) * 700 + (seed as i64 % 300);
+        for (k, e) in answered_call(&id, 1_000 + (c as i64 * 37 % 9) * 1000)
+            .into_iter()
+            .enumerate()
+        {
+            // Milestones reach the log in order, a little apart.
+            out.push((e, start + k as i64 * 400));
+        }
+    }
+    out.sort_by_key(|(_, t)| *t);
+    out
+}
+
+fn replay(log: &[(SwitchEvent, i64)], ticks: &[bool]) -> Vec<cdr_model::AssembledCall> {
+    let mut a = Assembler::new(cfg());
+    let mut out = Vec::new();
+    for (i, (e, t)) in log.iter().enumerate() {
+        a.ingest(
+            e.clone(),
+            Pos {
+                partition: 0,
+                offset: i as i64,
+            },
+            Clock::at(T0 + t),
+        );
+        // Ticks between records (never idle long enough to matter) must not
+        // change what closes when.
+        if ticks.get(i).copied().unwrap_or(false) {
+            out.extend(a.tick(T0 + t + 10));
+        }
+        out.extend(a.take_closed());
+    }
+    out.extend(a.tick(T0 + 10_000_000));
+    for c in &mut out {
+        c.assembled_at_ms = 0;
+    }
+    out
+}
+
 proptest! {
+    /// The same log gives the same calls, in the same order, whatever ticks
+    /// of the wall clock fall between its records.
+    #[test]
+    fn replay_of_the_same_log_gives_the_same_calls(
+        calls in 1usize..12,
+        seed in 0u64..1000,
+        ticks in proptest::collection::vec(any::<bool>(), 0..60),
+    ) {
+        let log = log_of(calls, seed);
+        let reference = replay(&log, &[]);
+        prop_assert_eq!(reference.len(), calls);
+        prop_assert_eq!(replay(&log, &ticks), reference);
+    }
+
     /// Any interleaving and duplication of a call's events yields the same call.
     #[test]
     fn any_order_and_duplication_same_call(

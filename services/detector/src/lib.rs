@@ -18,14 +18,15 @@ pub mod core;
 pub mod metrics;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
-use cdr_kafka::stage::{run_stateless, BatchSpec, Outcome, Output, Processor};
-use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
+use cdr_kafka::stage::{Outbox, Reject, StageError};
+use cdr_kafka::{
+    CancellationToken, CommitPolicy, Message, OwnedMessage, StageConfig, StageDefaults,
+};
 use cdr_model::avro::Codec;
 use cdr_model::call::RatedCdr;
 use cdr_model::control::{AccountAlertEvent, Adjustment, RouteAlertEvent, RouteStatusEvent};
@@ -41,14 +42,9 @@ pub const SERVICE: &str = "detector";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Kafka, metrics address, batching (shared by every service).
     #[serde(default)]
-    pub kafka: KafkaConfig,
-    #[serde(default = "default_metrics")]
-    pub metrics_listen: SocketAddr,
-    #[serde(default = "default_batch")]
-    pub batch_max_records: usize,
-    #[serde(default = "default_linger")]
-    pub batch_linger_ms: u64,
+    pub stage: StageConfig,
     /// Per-call FAS signal thresholds and weights.
     #[serde(default)]
     pub fas: FasConfig,
@@ -63,23 +59,12 @@ pub struct Config {
     pub traffic_profiles: Option<PathBuf>,
 }
 
-fn default_metrics() -> SocketAddr {
-    "127.0.0.1:9104".parse().unwrap()
-}
-fn default_batch() -> usize {
-    2000
-}
-fn default_linger() -> u64 {
-    50
-}
+/// The detector's `[stage]` defaults (metrics on :9104).
+pub const STAGE_DEFAULTS: StageDefaults = StageDefaults::new(9104);
 
 impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.kafka.validate()?;
-        anyhow::ensure!(
-            self.batch_max_records > 0,
-            "batch_max_records must be positive"
-        );
+        self.stage.resolve(STAGE_DEFAULTS)?;
         self.fas.validate()?;
         self.route.validate()?;
         self.profile.validate()?;
@@ -113,40 +98,44 @@ struct DetectorProcessor {
     metrics: DetectorMetrics,
 }
 
-fn out<T>(c: &Codec<T>, topic: &str, key: &str, rec: &T, outs: &mut Vec<Output>)
+/// Encodes one output of input `m`; a record that cannot be encoded is a
+/// bug in this service, logged and counted, never produced half-made.
+fn out<T>(c: &Codec<T>, topic: &str, key: &str, rec: &T, m: &OwnedMessage, outs: &mut Outbox)
 where
     T: apache_avro::AvroSchema + serde::Serialize + serde::de::DeserializeOwned,
 {
     match c.encode(rec) {
-        Ok(payload) => outs.push(Output {
-            topic: topic.to_string(),
-            key: key.as_bytes().to_vec(),
-            payload,
-        }),
+        Ok(payload) => outs.emit(topic, key.as_bytes(), payload, Some(m)),
         Err(e) => tracing::error!(topic, error = %e, "encoding detector output"),
     }
 }
 
-impl Processor for DetectorProcessor {
-    fn process(&mut self, _topic: &str, _key: Option<&[u8]>, payload: &[u8]) -> Outcome {
+impl cdr_kafka::Stage for DetectorProcessor {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
         while let Ok(e) = self.restores.try_recv() {
             if e.status == "active" && self.detector.restore(&e.trunk_id, &e.breakout) {
                 self.metrics.restores.inc();
                 tracing::info!(trunk = %e.trunk_id, breakout = %e.breakout, actor = %e.actor, "route restored");
             }
         }
-        let cdr = match self.input.decode(payload) {
+        for m in batch {
+            self.score_one(m, out);
+        }
+        Ok(())
+    }
+}
+
+impl DetectorProcessor {
+    fn score_one(&mut self, m: &OwnedMessage, outs: &mut Outbox) {
+        let cdr = match self.input.decode(m.payload().unwrap_or_default()) {
             Ok(c) => c,
-            Err(e) => {
-                return Outcome::Reject {
-                    reason: "bad_avro",
-                    field: None,
-                    message: e.to_string(),
-                }
-            }
+            Err(e) => return outs.reject(m, &Reject::BadAvro(e.to_string())),
         };
         let o = self.detector.process(cdr, cdr_kafka::now_ms());
-        let mut outs = Vec::new();
         if let Some(s) = &o.scored {
             if let Some(d) = &s.detection {
                 for sig in &d.fas_signals {
@@ -157,22 +146,16 @@ impl Processor for DetectorProcessor {
                 }
             }
             let key = s.call.cdr_id.clone();
-            out(&self.output, topics::CDRS_SCORED, &key, s, &mut outs);
+            out(&self.output, topics::CDRS_SCORED, &key, s, m, outs);
         }
         for a in &o.alerts {
             self.metrics.route_alerts.inc();
             tracing::warn!(trunk = %a.trunk_id, breakout = %a.breakout, patterns = ?a.patterns, credited = a.credited_calls, "route pulled for FAS");
-            out(
-                &self.alert,
-                topics::ROUTES_ALERTS,
-                &a.alert_id,
-                a,
-                &mut outs,
-            );
+            out(&self.alert, topics::ROUTES_ALERTS, &a.alert_id, a, m, outs);
         }
         for s in &o.status {
             let key = format!("{}|{}", s.trunk_id, s.breakout);
-            out(&self.status, topics::ROUTES_STATUS, &key, s, &mut outs);
+            out(&self.status, topics::ROUTES_STATUS, &key, s, m, outs);
         }
         for a in &o.adjustments {
             self.metrics.credits.inc();
@@ -181,7 +164,8 @@ impl Processor for DetectorProcessor {
                 topics::BILLING_ADJUSTMENTS,
                 &a.account_id,
                 a,
-                &mut outs,
+                m,
+                outs,
             );
         }
         for a in &o.account_alerts {
@@ -192,17 +176,25 @@ impl Processor for DetectorProcessor {
                 topics::ACCOUNTS_ALERTS,
                 &a.account_id,
                 a,
-                &mut outs,
+                m,
+                outs,
             );
         }
-        Outcome::Emit(outs)
     }
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
+    let settings = config.stage.resolve(STAGE_DEFAULTS)?;
     let metrics = StageMetrics::new(SERVICE);
     let dm = DetectorMetrics::register(&metrics.registry)?;
+    cdr_kafka::metrics::serve(
+        settings.metrics_listen,
+        metrics.registry.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
     let declared = load_profiles(&config.traffic_profiles)?;
     tracing::info!(
         accounts = declared.len(),
@@ -216,22 +208,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     // Follow operator restores. History before start-up needs no replay:
     // a fresh detector has no pulls to lift.
-    let table = cdr_kafka::table::TopicTable::open(&config.kafka, SERVICE, topics::ROUTES_STATUS)?;
+    let table =
+        cdr_kafka::table::TopicTable::open(&settings.kafka, SERVICE, topics::ROUTES_STATUS)?;
     table.read_to_end(Duration::from_secs(120)).await?;
     let rx = table.follow::<RouteStatusEvent>(shutdown.clone(), 256);
-    let (consumer, producer) = runtime::start_stage(
-        &config.kafka,
-        SERVICE,
-        config.metrics_listen,
-        &metrics,
-        &[topics::CDRS_RATED],
-        &shutdown,
-    )
-    .await?;
-    let spec = BatchSpec {
-        max_records: config.batch_max_records,
-        linger: Duration::from_millis(config.batch_linger_ms),
-    };
     let processor = DetectorProcessor {
         detector,
         restores: rx,
@@ -243,15 +223,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         account_alert: Codec::new(),
         metrics: dm,
     };
-    run_stateless(
-        SERVICE,
-        consumer,
-        producer,
-        topics::PIPELINE_DLQ,
-        spec,
+    let spec = cdr_kafka::StageSpec {
+        service: SERVICE,
+        topics: &[topics::CDRS_RATED],
+        dlq_topic: topics::PIPELINE_DLQ,
+        policy: CommitPolicy::AfterEachBatch,
+        settings: &settings,
         metrics,
-        processor,
-        shutdown,
-    )
-    .await
+    };
+    Ok(cdr_kafka::run_stage(spec, processor, shutdown).await?)
 }

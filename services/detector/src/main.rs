@@ -1,12 +1,5 @@
-//! Detector binary: config, tracing, metrics, then [`detector::run`].
+//! Detector binary: [`detector::run`] under the shared service main.
 
-use std::path::PathBuf;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    cdr_kafka::telemetry::init_tracing(detector::SERVICE);
-    let path = std::env::args().nth(1).map(PathBuf::from);
-    let config: detector::Config = cdr_kafka::load_config(path.as_deref())?;
-    config.validate()?;
-    detector::run(config, cdr_kafka::telemetry::shutdown_on_signals()).await
+fn main() -> std::process::ExitCode {
+    cdr_kafka::service_main(detector::SERVICE, detector::run)
 }

@@ -19,12 +19,11 @@
 //! # max_attempts = 3
 //! ```
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, ensure};
-use cdr_kafka::KafkaConfig;
+use cdr_kafka::{StageConfig, StageDefaults};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -32,14 +31,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Kafka, metrics address, batching (shared by every service).
     #[serde(default)]
-    pub kafka: KafkaConfig,
-    #[serde(default = "default_metrics")]
-    pub metrics_listen: SocketAddr,
-    #[serde(default = "default_batch")]
-    pub batch_max_records: usize,
-    #[serde(default = "default_linger")]
-    pub batch_linger_ms: u64,
+    pub stage: StageConfig,
     /// LRN resolutions in flight at once within a batch (overlaps HTTP dips).
     #[serde(default = "default_lookup_concurrency")]
     pub lookup_concurrency: usize,
@@ -92,15 +86,8 @@ pub struct HttpSourceConfig {
     pub max_attempts: u32,
 }
 
-fn default_metrics() -> SocketAddr {
-    "127.0.0.1:9102".parse().unwrap()
-}
-fn default_batch() -> usize {
-    2000
-}
-fn default_linger() -> u64 {
-    50
-}
+/// The enricher's `[stage]` defaults (metrics on :9102).
+pub const STAGE_DEFAULTS: StageDefaults = StageDefaults::new(9102);
 fn default_lookup_concurrency() -> usize {
     256
 }
@@ -222,11 +209,7 @@ fn cwd() -> String {
 
 impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.kafka.validate()?;
-        ensure!(
-            self.batch_max_records > 0,
-            "batch_max_records must be positive"
-        );
+        self.stage.resolve(STAGE_DEFAULTS)?;
         ensure!(
             self.lookup_concurrency > 0,
             "lookup_concurrency must be positive"

@@ -61,12 +61,12 @@ pub mod metrics;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
-use cdr_kafka::stage::{batch_offsets, dead_letter, next_batch, BatchSpec};
-use cdr_kafka::{runtime, CancellationToken};
+use cdr_kafka::stage::{Outbox, Reject, StageError};
+use cdr_kafka::{CancellationToken, CommitPolicy};
 use cdr_model::avro::Codec;
 use cdr_model::call::{AssembledCall, EnrichedCall};
 use cdr_model::topics;
@@ -75,10 +75,9 @@ use lrn::{
     AnySource, EnrichmentRecord, HttpDip, HttpDipConfig, LrnCache, LrnCacheConfig, LrnSourceKind,
     NpaNxxTable, PortedDb,
 };
-use rdkafka::consumer::CommitMode;
 use rdkafka::message::{Message, OwnedMessage};
 
-pub use config::{Config, HttpSourceConfig, LrnConfig};
+pub use config::{Config, HttpSourceConfig, LrnConfig, STAGE_DEFAULTS};
 use metrics::EnricherMetrics;
 
 pub const SERVICE: &str = "enricher";
@@ -264,9 +263,12 @@ pub struct Decision {
 /// Reads `lrn.decisions` into the replay memo; returns how many were kept.
 /// Decisions older than the cache TTL are skipped: a copy re-delivered that
 /// late would have found an expired cache entry anyway.
-async fn restore_decisions(config: &Config, enricher: &Enricher) -> anyhow::Result<usize> {
-    let lrn_cfg = config.lrn.as_ref().expect("validated");
-    let table = cdr_kafka::table::TopicTable::open(&config.kafka, SERVICE, topics::LRN_DECISIONS)?;
+async fn restore_decisions(
+    kafka: &cdr_kafka::KafkaConfig,
+    lrn_cfg: &LrnConfig,
+    enricher: &Enricher,
+) -> anyhow::Result<usize> {
+    let table = cdr_kafka::table::TopicTable::open(kafka, SERVICE, topics::LRN_DECISIONS)?;
     let msgs = table.read_to_end(Duration::from_secs(120)).await?;
     let oldest = cdr_kafka::now_ms() - (lrn_cfg.cache_ttl_secs as i64) * 1000;
     let mut kept = 0;
@@ -309,119 +311,118 @@ fn observe(m: &EnricherMetrics, e: &Enriched) {
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
-    let lrn_cfg = config.lrn.as_ref().expect("validated");
+    let settings = config.stage.resolve(STAGE_DEFAULTS)?;
+    let lrn_cfg = config.lrn.as_ref().context("missing [lrn] section")?;
     lrn::numbering::warm_up();
     let enricher = Enricher::from_config(lrn_cfg)?;
     let metrics = StageMetrics::new(SERVICE);
     let em = EnricherMetrics::new(&metrics.registry);
-    let restored = restore_decisions(&config, &enricher).await?;
+    cdr_kafka::metrics::serve(
+        settings.metrics_listen,
+        metrics.registry.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
+    let restored = restore_decisions(&settings.kafka, lrn_cfg, &enricher).await?;
     tracing::info!(
         restored,
         "LRN decisions restored from {}",
         topics::LRN_DECISIONS
     );
-    let (consumer, producer) = runtime::start_stage(
-        &config.kafka,
-        SERVICE,
-        config.metrics_listen,
-        &metrics,
-        &[topics::CALLS_ASSEMBLED],
-        &shutdown,
-    )
-    .await?;
-    let spec = BatchSpec {
-        max_records: config.batch_max_records,
-        linger: Duration::from_millis(config.batch_linger_ms),
+    let stage = EnricherStage {
+        enricher,
+        metrics: em,
+        input: Codec::new(),
+        output: Codec::new(),
+        concurrency: config.lookup_concurrency,
     };
-    let input: Codec<AssembledCall> = Codec::new();
-    let output: Codec<EnrichedCall> = Codec::new();
-    let mut committed = std::collections::BTreeMap::new();
+    let spec = cdr_kafka::StageSpec {
+        service: SERVICE,
+        topics: &[topics::CALLS_ASSEMBLED],
+        dlq_topic: topics::PIPELINE_DLQ,
+        policy: CommitPolicy::AfterEachBatch,
+        settings: &settings,
+        metrics,
+    };
+    Ok(cdr_kafka::run_stage(spec, stage, shutdown).await?)
+}
 
-    // Same shape as `cdr_kafka::stage::run_stateless`, with an async middle:
-    // next_batch → decode → enrich (LRN lookups overlap) → produce → await
-    // acks → commit. Offsets move only after every ack.
-    while let Some(batch) = next_batch(&consumer, &spec, &shutdown).await {
-        let started = Instant::now();
-        metrics.consumed.inc_by(batch.len() as u64);
-        type Pending = Vec<(&'static str, Vec<u8>, Vec<u8>)>;
-        let dead = |pending: &mut Pending,
-                    m: &OwnedMessage,
-                    reason: &'static str,
-                    message: String| {
-            tracing::warn!(service = SERVICE, reason, topic = m.topic(), partition = m.partition(), offset = m.offset(), %message, "dead-lettering record");
-            metrics.dead_lettered.with_label_values(&[reason]).inc();
-            let dl = dead_letter(SERVICE, m, reason, None, message);
-            pending.push((topics::PIPELINE_DLQ, dl.id().into_bytes(), dl.to_json()));
-        };
+/// The enricher in the stage loop: decode → enrich the batch (LRN lookups
+/// overlap) → persist fresh LRN decisions and wait for their acks → the
+/// enriched calls. A call is never produced before its fee is durable.
+struct EnricherStage {
+    enricher: Enricher,
+    metrics: EnricherMetrics,
+    input: Codec<AssembledCall>,
+    output: Codec<EnrichedCall>,
+    concurrency: usize,
+}
+
+impl cdr_kafka::Stage for EnricherStage {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
         let mut calls = Vec::with_capacity(batch.len());
         let mut idx = Vec::with_capacity(batch.len());
-        let mut pending: Pending = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
-            match input.decode(m.payload().unwrap_or_default()) {
+            match self.input.decode(m.payload().unwrap_or_default()) {
                 Ok(c) => {
                     calls.push(c);
                     idx.push(i);
                 }
-                Err(e) => dead(&mut pending, m, "bad_avro", e.to_string()),
+                Err(e) => out.reject(m, &Reject::BadAvro(e.to_string())),
             }
         }
-        let enriched = enricher
-            .enrich_batch(calls, config.lookup_concurrency)
-            .await;
+        let enriched = self.enricher.enrich_batch(calls, self.concurrency).await;
         // Decisions first: once the enriched copy exists downstream, its fee
         // must be recoverable on any replay.
         let now = cdr_kafka::now_ms();
-        let mut acks = Vec::new();
-        for e in enriched
-            .iter()
-            .filter(|e| !e.replayed && e.record.source.is_some())
-        {
+        for (e, i) in enriched.iter().zip(&idx) {
+            if e.replayed || e.record.source.is_none() {
+                continue;
+            }
             let d = Decision {
                 record: e.record.clone(),
                 decided_at_ms: now,
             };
-            let v = serde_json::to_vec(&d).context("encoding LRN decision")?;
-            acks.push(
-                runtime::send(
-                    &producer,
-                    topics::LRN_DECISIONS,
-                    e.call.call.cdr_id.as_bytes(),
-                    &v,
-                )
-                .await?,
+            let v = serde_json::to_vec(&d).map_err(|err| {
+                StageError::Fatal(anyhow::anyhow!("encoding LRN decision: {err}"))
+            })?;
+            out.emit(
+                topics::LRN_DECISIONS,
+                e.call.call.cdr_id.as_bytes(),
+                v,
+                Some(&batch[*i]),
             );
         }
-        runtime::await_acks(acks).await?;
+        out.flush().await?;
         for (e, i) in enriched.into_iter().zip(idx) {
-            observe(&em, &e);
-            match output.encode(&e.call) {
-                Ok(bytes) => pending.push((topics::CALLS_ENRICHED, e.key.into_bytes(), bytes)),
-                Err(err) => dead(&mut pending, &batch[i], "encode_failed", err.to_string()),
+            observe(&self.metrics, &e);
+            match self.output.encode(&e.call) {
+                Ok(bytes) => out.emit(
+                    topics::CALLS_ENRICHED,
+                    e.key.into_bytes(),
+                    bytes,
+                    Some(&batch[i]),
+                ),
+                Err(err) => out.reject(&batch[i], &Reject::EncodeFailed(err.to_string())),
             }
         }
-        let mut acks = Vec::with_capacity(pending.len());
-        for (topic, key, payload) in &pending {
-            acks.push(runtime::send(&producer, topic, key, payload).await?);
-        }
-        let n = runtime::await_acks(acks).await?;
-        metrics.produced.inc_by(n as u64);
-        let offsets = batch_offsets(&batch);
-        runtime::commit(&consumer, &offsets, CommitMode::Async)?;
-        committed.extend(offsets);
-        metrics.commits.inc();
-        metrics
-            .batch_latency
-            .observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
-    runtime::flush(&producer);
-    runtime::commit(&consumer, &committed, CommitMode::Sync)?;
-    let s = enricher.cache().stats();
-    tracing::info!(
-        service = SERVICE,
-        dips = s.dips,
-        unavailable = s.unavailable,
-        coalesced = s.coalesced,
-        "drained; exiting"
-    );
-    Ok(())
+
+    fn drain(&mut self, _wall_ms: i64, _out: &mut Outbox) -> Result<(), StageError> {
+        let s = self.enricher.cache().stats();
+        tracing::info!(
+            service = SERVICE,
+            dips = s.dips,
+            unavailable = s.unavailable,
+            coalesced = s.coalesced,
+            "LRN cache at shutdown"
+        );
+        Ok(())
+    }
 }

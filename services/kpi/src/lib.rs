@@ -8,30 +8,33 @@ pub mod core;
 pub mod metrics;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
-use cdr_kafka::{now_ms, runtime, CancellationToken, KafkaConfig};
+use cdr_kafka::runtime::Tp;
+use cdr_kafka::stage::{Outbox, Reject, StageError};
+use cdr_kafka::{
+    now_ms, CancellationToken, CommitPolicy, Message, OwnedMessage, StageConfig, StageDefaults,
+};
 use cdr_model::avro::Codec;
 use cdr_model::call::{KpiMinute, RatedCdr};
 use cdr_model::topics;
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::Message;
 use serde::Deserialize;
 
 use crate::core::{KpiAggregator, KpiConfig};
 
 pub const SERVICE: &str = "kpi";
 
+/// The KPI service's `[stage]` defaults (metrics on :9105).
+pub const STAGE_DEFAULTS: StageDefaults = StageDefaults::new(9105);
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Kafka, metrics address, batching (shared by every service).
     #[serde(default)]
-    pub kafka: KafkaConfig,
-    #[serde(default = "default_metrics")]
-    pub metrics_listen: SocketAddr,
+    pub stage: StageConfig,
     #[serde(default = "default_flush")]
     pub flush_interval_ms: u64,
     #[serde(default = "default_lateness")]
@@ -40,9 +43,6 @@ pub struct Config {
     pub retention_secs: i64,
 }
 
-fn default_metrics() -> SocketAddr {
-    "127.0.0.1:9105".parse().unwrap()
-}
 fn default_flush() -> u64 {
     1000
 }
@@ -55,7 +55,7 @@ fn default_retention() -> i64 {
 
 impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.kafka.validate()?;
+        self.stage.resolve(STAGE_DEFAULTS)?;
         anyhow::ensure!(
             self.flush_interval_ms > 0,
             "flush_interval_ms must be positive"
@@ -68,72 +68,121 @@ impl Config {
     }
 }
 
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    config.validate()?;
-    let stage = StageMetrics::new(SERVICE);
-    let km = metrics::KpiMetrics::register(&stage.registry);
-    let (consumer, producer) = runtime::start_stage(
-        &config.kafka,
-        SERVICE,
-        config.metrics_listen,
-        &stage,
-        &[topics::CDRS_SCORED],
-        &shutdown,
-    )
-    .await?;
-    let input: Codec<RatedCdr> = Codec::new();
-    let output: Codec<KpiMinute> = Codec::new();
-    let mut agg = KpiAggregator::new(KpiConfig {
-        lateness_ms: config.lateness_secs * 1000,
-        retention_ms: config.retention_secs * 1000,
-        ..Default::default()
-    });
-    let mut flush = tokio::time::interval(Duration::from_millis(config.flush_interval_ms));
-    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled(), if !draining => { draining = true; }
-            _ = flush.tick() => {
-                let started = std::time::Instant::now();
-                let mut acks = Vec::new();
-                for b in agg.flush(now_ms()) {
-                    let payload = output.encode(&b).context("encoding KPI bucket")?;
-                    acks.push(runtime::send(&producer, topics::KPI_MINUTE, b.bucket_id.as_bytes(), &payload).await?);
-                }
-                let n = runtime::await_acks(acks).await?;
-                stage.produced.inc_by(n as u64);
-                let offsets: BTreeMap<(String, i32), i64> = agg.committable().into_iter().map(|(p, o)| ((topics::CDRS_SCORED.to_string(), p), o)).collect();
-                let changed: BTreeMap<_, _> = offsets.into_iter().filter(|(k, v)| last.get(k) != Some(v)).collect();
-                if !changed.is_empty() {
-                    runtime::commit(&consumer, &changed, if draining { CommitMode::Sync } else { CommitMode::Async })?;
-                    for ((_, p), o) in &changed { agg.committed(*p, *o); }
-                    last.extend(changed);
-                    stage.commits.inc();
-                }
-                km.buckets.set(agg.buckets() as i64);
-                if n > 0 { stage.batch_latency.observe(started.elapsed().as_secs_f64()); }
-                if draining { break; }
-            }
-            msg = consumer.recv(), if !draining => {
-                let msg = match msg { Ok(m) => m, Err(e) => { tracing::warn!(error = %e, "consumer error"); continue; } };
-                for (t, p) in consumer.context().revoked() { if t == topics::CDRS_SCORED { agg.revoke(p); } }
-                stage.consumed.inc();
-                match input.decode(msg.payload().unwrap_or_default()) {
-                    Ok(cdr) => agg.add(&cdr, msg.partition(), msg.offset(), now_ms()),
-                    Err(e) => {
-                        agg.seen(msg.partition(), msg.offset());
-                        stage.dead_lettered.with_label_values(&["bad_avro"]).inc();
-                        let dl = cdr_kafka::stage::dead_letter(SERVICE, &msg.detach(), "bad_avro", None, e.to_string());
-                        let ack = runtime::send(&producer, topics::PIPELINE_DLQ, dl.id().as_bytes(), &dl.to_json()).await?;
-                        runtime::await_acks(vec![ack]).await?;
-                    }
+/// The aggregator in the stage loop: CDRs fold into buckets, every flush
+/// produces the changed buckets, and the commit point never passes a bucket
+/// that is still open.
+struct KpiStage {
+    agg: KpiAggregator,
+    input: Codec<RatedCdr>,
+    output: Codec<KpiMinute>,
+    flush_every: Duration,
+    metrics: metrics::KpiMetrics,
+}
+
+impl KpiStage {
+    fn flush(&mut self, wall_ms: i64, out: &mut Outbox) -> Result<(), StageError> {
+        for b in self.agg.flush(wall_ms) {
+            let payload = self
+                .output
+                .encode(&b)
+                .context("encoding KPI bucket")
+                .map_err(StageError::Fatal)?;
+            out.emit(topics::KPI_MINUTE, b.bucket_id.as_bytes(), payload, None);
+        }
+        self.metrics.buckets.set(self.agg.buckets() as i64);
+        Ok(())
+    }
+}
+
+impl cdr_kafka::Stage for KpiStage {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
+        for m in batch {
+            match self.input.decode(m.payload().unwrap_or_default()) {
+                Ok(cdr) => self.agg.add(&cdr, m.partition(), m.offset(), now_ms()),
+                Err(e) => {
+                    self.agg.seen(m.partition(), m.offset());
+                    out.reject(m, &Reject::BadAvro(e.to_string()));
                 }
             }
         }
+        Ok(())
     }
-    runtime::flush(&producer);
-    tracing::info!("drained; exiting");
-    Ok(())
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.flush_every)
+    }
+
+    fn tick(&mut self, wall_ms: i64, out: &mut Outbox) -> Result<(), StageError> {
+        self.flush(wall_ms, out)
+    }
+
+    fn skipped(&mut self, m: &OwnedMessage) {
+        self.agg.seen(m.partition(), m.offset());
+    }
+
+    fn revoke(&mut self, partitions: &[Tp]) {
+        for (t, p) in partitions {
+            if t == topics::CDRS_SCORED {
+                self.agg.revoke(*p);
+            }
+        }
+    }
+
+    fn commit_point(&self) -> BTreeMap<Tp, i64> {
+        self.agg
+            .committable()
+            .into_iter()
+            .map(|(p, o)| ((topics::CDRS_SCORED.to_string(), p), o))
+            .collect()
+    }
+
+    fn committed(&mut self, offsets: &BTreeMap<Tp, i64>) {
+        for ((t, p), o) in offsets {
+            if t == topics::CDRS_SCORED {
+                self.agg.committed(*p, *o);
+            }
+        }
+    }
+
+    fn drain(&mut self, wall_ms: i64, out: &mut Outbox) -> Result<(), StageError> {
+        self.flush(wall_ms, out)
+    }
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config.validate()?;
+    let settings = config.stage.resolve(STAGE_DEFAULTS)?;
+    let stage_metrics = StageMetrics::new(SERVICE);
+    let km = metrics::KpiMetrics::register(&stage_metrics.registry);
+    cdr_kafka::metrics::serve(
+        settings.metrics_listen,
+        stage_metrics.registry.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
+    let stage = KpiStage {
+        agg: KpiAggregator::new(KpiConfig {
+            lateness_ms: config.lateness_secs * 1000,
+            retention_ms: config.retention_secs * 1000,
+            ..Default::default()
+        }),
+        input: Codec::new(),
+        output: Codec::new(),
+        flush_every: Duration::from_millis(config.flush_interval_ms),
+        metrics: km,
+    };
+    let spec = cdr_kafka::StageSpec {
+        service: SERVICE,
+        topics: &[topics::CDRS_SCORED],
+        dlq_topic: topics::PIPELINE_DLQ,
+        policy: CommitPolicy::StageControlled,
+        settings: &settings,
+        metrics: stage_metrics,
+    };
+    Ok(cdr_kafka::run_stage(spec, stage, shutdown).await?)
 }

@@ -12,14 +12,15 @@ pub mod conformance;
 pub mod rating;
 pub mod tables;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
-use cdr_kafka::stage::{run_stateless, BatchSpec, Outcome, Output, Processor};
-use cdr_kafka::{runtime, CancellationToken, KafkaConfig};
+use cdr_kafka::stage::{Outbox, Reject, StageError};
+use cdr_kafka::{
+    CancellationToken, CommitPolicy, Message, OwnedMessage, StageConfig, StageDefaults,
+};
 use cdr_model::avro::Codec;
 use cdr_model::call::{EnrichedCall, RatedCdr};
 use cdr_model::control::PlanChange;
@@ -36,14 +37,9 @@ pub const SERVICE: &str = "rater";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Kafka, metrics address, batching (shared by every service).
     #[serde(default)]
-    pub kafka: KafkaConfig,
-    #[serde(default = "default_metrics")]
-    pub metrics_listen: SocketAddr,
-    #[serde(default = "default_batch")]
-    pub batch_max_records: usize,
-    #[serde(default = "default_linger")]
-    pub batch_linger_ms: u64,
+    pub stage: StageConfig,
     /// Rate decks, loaded in this order (see [`tables`] for the fields).
     #[serde(default)]
     pub decks: Vec<DeckFileConfig>,
@@ -67,23 +63,12 @@ pub struct Config {
     pub conformance: ratedeck::conformance::ConformanceConfig,
 }
 
-fn default_metrics() -> SocketAddr {
-    "127.0.0.1:9103".parse().unwrap()
-}
-fn default_batch() -> usize {
-    2000
-}
-fn default_linger() -> u64 {
-    50
-}
+/// The rater's `[stage]` defaults (metrics on :9103).
+pub const STAGE_DEFAULTS: StageDefaults = StageDefaults::new(9103);
 
 impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.kafka.validate()?;
-        anyhow::ensure!(
-            self.batch_max_records > 0,
-            "batch_max_records must be positive"
-        );
+        self.stage.resolve(STAGE_DEFAULTS)?;
         self.conformance.validate()?;
         self.rating().validate()
     }
@@ -169,8 +154,16 @@ impl RaterMetrics {
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
+    let settings = config.stage.resolve(STAGE_DEFAULTS)?;
     let metrics = StageMetrics::new(SERVICE);
     let rm = RaterMetrics::new(&metrics.registry)?;
+    cdr_kafka::metrics::serve(
+        settings.metrics_listen,
+        metrics.registry.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
     // Load everything before consuming: a missing file must stop start-up,
     // not rate a single call wrongly.
     let rating_cfg = config.rating();
@@ -211,23 +204,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
         None
     };
-    let (consumer, producer) = runtime::start_stage(
-        &config.kafka,
-        SERVICE,
-        config.metrics_listen,
-        &metrics,
-        &[topics::CALLS_ENRICHED],
-        &shutdown,
-    )
-    .await?;
-    let spec = BatchSpec {
-        max_records: config.batch_max_records,
-        linger: Duration::from_millis(config.batch_linger_ms),
-    };
     // Account categories decided so far (by any rater instance or an
     // operator) before the first call is rated, then followed while running.
-    let table =
-        cdr_kafka::table::TopicTable::open(&config.kafka, SERVICE, topics::ACCOUNTS_PLAN_CHANGES)?;
+    let table = cdr_kafka::table::TopicTable::open(
+        &settings.kafka,
+        SERVICE,
+        topics::ACCOUNTS_PLAN_CHANGES,
+    )?;
     let initial: Vec<PlanChange> = table.read_all(Duration::from_secs(120)).await?;
     tracing::info!(changes = initial.len(), "account plan changes restored");
     let rx = table.follow::<PlanChange>(shutdown.clone(), 1024);
@@ -236,17 +219,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     for c in initial {
         processor.apply(&c);
     }
-    run_stateless(
-        SERVICE,
-        consumer,
-        producer,
-        topics::PIPELINE_DLQ,
-        spec,
+    let spec = cdr_kafka::StageSpec {
+        service: SERVICE,
+        topics: &[topics::CALLS_ENRICHED],
+        dlq_topic: topics::PIPELINE_DLQ,
+        policy: CommitPolicy::AfterEachBatch,
+        settings: &settings,
         metrics,
-        processor,
-        shutdown,
-    )
-    .await
+    };
+    Ok(cdr_kafka::run_stage(spec, processor, shutdown).await?)
 }
 
 /// Kafka key of a rated CDR: its route (termination trunk and breakout), so
@@ -305,22 +286,12 @@ impl RaterProcessor {
     }
 }
 
-impl Processor for RaterProcessor {
-    fn process(&mut self, _topic: &str, _key: Option<&[u8]>, payload: &[u8]) -> Outcome {
-        while let Ok(c) = self.changes.try_recv() {
-            self.apply(&c);
-        }
-        let call: EnrichedCall = match self.input.decode(payload) {
+impl RaterProcessor {
+    fn rate_one(&mut self, m: &OwnedMessage, out: &mut Outbox) {
+        let call: EnrichedCall = match self.input.decode(m.payload().unwrap_or_default()) {
             Ok(c) => c,
-            Err(e) => {
-                return Outcome::Reject {
-                    reason: "bad_avro",
-                    field: None,
-                    message: e.to_string(),
-                }
-            }
+            Err(e) => return out.reject(m, &Reject::BadAvro(e.to_string())),
         };
-        let mut outs = Vec::with_capacity(2);
         let cdr = match &self.tables {
             Some(t) => rate_call(call, &t.context()),
             None => unrated_no_decks(call),
@@ -332,6 +303,10 @@ impl Processor for RaterProcessor {
                 cdr.rating.unrated_reason.as_deref().unwrap_or(""),
             ])
             .inc();
+        let encoded = match self.output.encode(&cdr) {
+            Ok(bytes) => bytes,
+            Err(e) => return out.reject(m, &Reject::EncodeFailed(e.to_string())),
+        };
         if let Some(t) = &self.tables {
             if let Some(d) = conformance::observe(&mut self.monitor, t, &cdr) {
                 let change = conformance::downgrade_event(&d);
@@ -339,29 +314,32 @@ impl Processor for RaterProcessor {
                 self.metrics.downgrades.inc();
                 tracing::warn!(account = %d.account_id, asr = d.asr, acd_s = d.acd_s, seizures = d.seizures, "wholesale account downgraded to retail");
                 match self.change_codec.encode(&change) {
-                    Ok(bytes) => outs.push(Output {
-                        topic: topics::ACCOUNTS_PLAN_CHANGES.to_string(),
-                        key: change.account_id.clone().into_bytes(),
-                        payload: bytes,
-                    }),
+                    Ok(bytes) => out.emit(
+                        topics::ACCOUNTS_PLAN_CHANGES,
+                        change.account_id.clone(),
+                        bytes,
+                        Some(m),
+                    ),
                     Err(e) => tracing::error!(error = %e, "encoding plan change"),
                 }
             }
         }
-        match self.output.encode(&cdr) {
-            Ok(bytes) => outs.push(Output {
-                topic: topics::CDRS_RATED.to_string(),
-                key: route_key(&cdr).into_bytes(),
-                payload: bytes,
-            }),
-            Err(e) => {
-                return Outcome::Reject {
-                    reason: "encode_failed",
-                    field: None,
-                    message: e.to_string(),
-                }
-            }
+        out.emit(topics::CDRS_RATED, route_key(&cdr), encoded, Some(m));
+    }
+}
+
+impl cdr_kafka::Stage for RaterProcessor {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
+        while let Ok(c) = self.changes.try_recv() {
+            self.apply(&c);
         }
-        Outcome::Emit(outs)
+        for m in batch {
+            self.rate_one(m, out);
+        }
+        Ok(())
     }
 }
