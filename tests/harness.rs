@@ -81,6 +81,68 @@ fn alive(pid: &str) -> bool {
     }
 }
 
+/// Pid of a process the local scripts started (`svc-<service>`, `clickhouse`, `tansu`).
+pub fn pid_of(name: &str) -> String {
+    let pidf = state_dir().join("pids").join(format!("{name}.pid"));
+    std::fs::read_to_string(&pidf)
+        .unwrap_or_else(|e| panic!("pid file {}: {e}", pidf.display()))
+        .trim()
+        .to_string()
+}
+
+/// Sends `signal` (e.g. "TERM", "STOP", "CONT") to a process the scripts started.
+pub fn signal(name: &str, signal: &str) {
+    let pid = pid_of(name);
+    let st = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{signal} {name} ({pid})");
+}
+
+/// Waits until the process `name` exited; returns how long that took, or
+/// None when it is still alive after `timeout`.
+pub fn wait_exit(name: &str, timeout: Duration) -> Option<Duration> {
+    let pid = pid_of(name);
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if !alive(&pid) {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// True while the process `name` runs.
+pub fn running(name: &str) -> bool {
+    alive(&pid_of(name))
+}
+
+/// Scrapes one counter or gauge (summed over its label sets) from a
+/// service's `/metrics`.
+pub fn metric(service: &str, name: &str) -> f64 {
+    let ports = ["assembler", "enricher", "rater", "detector", "kpi", "sink"];
+    let idx = ports.iter().position(|s| *s == service).expect("service");
+    let base: u16 = std::env::var("CDR_METRICS_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9101);
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            &format!("http://127.0.0.1:{}/metrics", base + idx as u16),
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn restart(service: &str) {
     script("services.sh", &[service]);
 }

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "delivery",
         include_str!("../../../schemas/clickhouse/009_delivery.sql"),
     ),
+    (
+        10,
+        "dead_letters_view",
+        include_str!("../../../schemas/clickhouse/010_dead_letters_view.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping

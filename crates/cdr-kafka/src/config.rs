@@ -127,9 +127,10 @@ impl StageDefaults {
     }
 }
 
-/// Default `max_input_bytes`: larger than any switch record seen in the
-/// field (a FreeSWITCH JSON CDR with every variable is ~50 kB).
-pub const DEFAULT_MAX_INPUT_BYTES: usize = 1024 * 1024;
+/// Default `max_input_bytes`: ten times any switch record seen in the field
+/// (a FreeSWITCH JSON CDR with every variable is ~50 kB), and half of a
+/// producer's default 1 MB message limit.
+pub const DEFAULT_MAX_INPUT_BYTES: usize = 512 * 1024;
 
 /// [`StageConfig`] with every default applied and validated.
 #[derive(Debug, Clone)]

@@ -1,0 +1,269 @@
+//! End-to-end: hostile input and faults against the real stack. Each test
+//! mixes bad records or a fault into simulated traffic and asserts both the
+//! bad record's dead letter and that every other call of the run landed
+//! exactly as the simulator expected.
+// Each test runs on its own runtime and thread; the std guard serialises
+// them across threads on purpose (they share one stack and its services).
+#![allow(clippy::await_holding_lock)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cdr_e2e::*;
+use cdr_model::event::format_ts;
+use cdrctl::simulate::{generate, Msg, SimConfig};
+use clickhouse::Row;
+use serde::Deserialize;
+
+fn as_map(v: &[cdrctl::report::Count]) -> BTreeMap<String, usize> {
+    v.iter().map(|c| (c.label.clone(), c.n as usize)).collect()
+}
+
+fn sim(run: &str, calls: usize, seed: u64) -> (Vec<Msg>, cdrctl::simulate::Expected) {
+    generate(&SimConfig {
+        calls,
+        seed,
+        run_id: run.to_string(),
+        malformed_pct: 1.0,
+        start_ms: cdr_kafka::now_ms() - 3_600_000,
+        ..Default::default()
+    })
+}
+
+fn event(run: &str, name: &str, kind: &str, ts_ms: i64, extra: serde_json::Value) -> Msg {
+    let call = format!("{run}-bad-{name}");
+    let mut v = serde_json::json!({
+        "event_id": format!("{call}-e"), "call_id": call, "type": kind,
+        "ts": format_ts(ts_ms), "switch_id": "sw-nyc-1", "account_id": "acc-1001",
+        "dialed": "442079460123", "cli": "+12125550100",
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    Msg {
+        key: call,
+        payload: serde_json::to_vec(&v).unwrap(),
+        ts_ms,
+    }
+}
+
+#[derive(Row, Deserialize, Debug)]
+struct DeadRow {
+    reason: String,
+    field: Option<String>,
+    payload_len: u64,
+    payload_truncated: bool,
+    kept: u64,
+    payload_sha256: String,
+}
+
+async fn dead_letter(key: &str) -> Vec<DeadRow> {
+    clickhouse()
+        .client()
+        .query(
+            "SELECT reason, field, payload_len, payload_truncated, \
+             toUInt64(length(base64Decode(payload_b64))) AS kept, payload_sha256 \
+             FROM dead_letters_final WHERE key = ?",
+        )
+        .bind(key)
+        .fetch_all::<DeadRow>()
+        .await
+        .expect("dead letter query")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_out_of_range_clock_records_are_dead_lettered_and_poison_nothing() {
+    let _g = stack();
+    let run = unique_run("hostile");
+    let (mut msgs, mut expected) = sim(&run, 1500, 31);
+    let now = cdr_kafka::now_ms();
+    // 700 kB, over max_input_bytes (512 KiB): it used to kill the assembler
+    // (its base64 dead letter exceeded the producer's message size).
+    let big = event(
+        &run,
+        "big",
+        "setup",
+        now - 60_000,
+        serde_json::json!({"headers": {"X-Pad": "x".repeat(1000)}, "pad": "y".repeat(700_000)}),
+    );
+    let big_len = big.payload.len() as u64;
+    // A valid setup dated 2099: it used to drag the watermark and stale
+    // every other call of the instance.
+    let future = event(
+        &run,
+        "future",
+        "setup",
+        4_070_908_800_000,
+        serde_json::json!({}),
+    );
+    // A valid hangup 30 days old (beyond the 7-day bound).
+    let past = event(
+        &run,
+        "past",
+        "hangup",
+        now - 30 * 86_400_000,
+        serde_json::json!({"sip_code": 200}),
+    );
+    let third = msgs.len() / 3;
+    msgs.insert(third, future);
+    msgs.insert(2 * third, big);
+    msgs.insert(third / 2, past);
+    *expected
+        .dead_by_reason
+        .entry("oversized".into())
+        .or_default() += 1;
+    *expected
+        .dead_by_reason
+        .entry("clock_out_of_range".into())
+        .or_default() += 2;
+    expected.dead_letters += 3;
+
+    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+    let r = wait_for(
+        &run,
+        expected.calls as u64,
+        expected.dead_letters as u64,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(r.calls as usize, expected.calls, "{r}");
+    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
+    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
+    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+    assert!(running("svc-assembler"), "the assembler survived");
+
+    let d = dead_letter(&format!("{run}-bad-big")).await;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].reason, "oversized");
+    assert_eq!(d[0].payload_len, big_len);
+    assert!(d[0].payload_truncated);
+    assert_eq!(d[0].kept, cdr_model::dlq::MAX_PAYLOAD_BYTES as u64);
+    assert_eq!(d[0].payload_sha256.len(), 64);
+    let d = dead_letter(&format!("{run}-bad-future")).await;
+    assert_eq!(
+        (d[0].reason.as_str(), d[0].field.as_deref()),
+        ("clock_out_of_range", Some("ts"))
+    );
+}
+
+fn scored(run: &str, i: usize, setup_ms: i64) -> cdr_model::RatedCdr {
+    use cdr_model::call::{AssembledCall, Enrichment, Rating};
+    let id = format!("{run}-m{i:03}");
+    cdr_model::RatedCdr {
+        call: AssembledCall {
+            cdr_id: cdr_model::ids::cdr_id("sw-test", &id),
+            call_id: id,
+            switch_id: "sw-test".into(),
+            account_id: "acc-1001".into(),
+            direction: "outbound".into(),
+            cli: None,
+            dialed: "4930123456".into(),
+            trunk_id: Some("trk-1".into()),
+            setup_ts_ms: setup_ms,
+            progress_ts_ms: None,
+            progress_code: None,
+            answer_ts_ms: Some(setup_ms + 5_000),
+            end_ts_ms: Some(setup_ms + 65_000),
+            final_sip_code: Some(200),
+            disposition: "answered".into(),
+            duration_ms: 60_000,
+            billable_seconds: 60,
+            pdd_ms: None,
+            headers: Default::default(),
+            source_ip: None,
+            behind_nat: false,
+            codec: None,
+            media: None,
+            flags: vec![],
+            event_count: 4,
+            assembled_at_ms: 0,
+        },
+        enrichment: Enrichment::default(),
+        rating: Rating {
+            status: "rated".into(),
+            destination: Some("Germany".into()),
+            amount: "0.012".into(),
+            lrn_fee: "0".into(),
+            billed_seconds: 60,
+            ..Default::default()
+        },
+        detection: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_clickhouse_refuses_is_split_and_every_row_lands() {
+    let _g = stack();
+    let run = unique_run("months");
+    // 101 CDRs in 101 different months: one insert of them all exceeds
+    // ClickHouse's 100 partitions per INSERT block and is refused whole.
+    let codec: cdr_model::avro::Codec<cdr_model::RatedCdr> = cdr_model::avro::Codec::new();
+    let producer = cdr_kafka::runtime::producer(&kafka(), "e2e-months").unwrap();
+    let splits_before = metric("sink", "cdr_sink_insert_splits_total");
+    let base = 1_577_836_800_000i64; // 2020-01-01
+    let mut acks = Vec::new();
+    for i in 0..101 {
+        let setup = base + i as i64 * 31 * 86_400_000;
+        let c = scored(&run, i, setup);
+        let bytes = codec.encode(&c).unwrap();
+        acks.push(
+            cdr_kafka::runtime::send(
+                &producer,
+                cdr_model::topics::CDRS_SCORED,
+                c.call.cdr_id.as_bytes(),
+                &bytes,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    cdr_kafka::runtime::await_acks(acks).await.unwrap();
+    let r = wait_for(&run, 101, 0, Duration::from_secs(120)).await;
+    assert_eq!(r.calls, 101, "{r}");
+    assert!(running("svc-sink"));
+    // They arrived in one batch: the sink had to split the insert.
+    let splits = metric("sink", "cdr_sink_insert_splits_total");
+    assert!(
+        splits > splits_before,
+        "no insert split ({splits_before} -> {splits})"
+    );
+}
+
+/// Resumes ClickHouse even when the test fails half-way.
+struct Resume;
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal("clickhouse", "CONT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_sink_while_clickhouse_hangs_and_nothing_is_lost() {
+    let _g = stack();
+    let run = unique_run("chstop");
+    let (msgs, expected) = sim(&run, 400, 41);
+    signal("clickhouse", "STOP");
+    let resume = Resume;
+    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+    // Let the sink reach ClickHouse with a batch of this run and hang on it.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    signal("svc-sink", "TERM");
+    let took = wait_exit("svc-sink", Duration::from_secs(10));
+    drop(resume);
+    assert!(
+        took.is_some(),
+        "the sink ignored SIGTERM while ClickHouse was stopped"
+    );
+    restart("sink");
+    let r = wait_for(
+        &run,
+        expected.calls as u64,
+        expected.dead_letters as u64,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(r.calls as usize, expected.calls, "{r}");
+    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
+    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
+    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+}
