@@ -267,3 +267,118 @@ async fn sigterm_stops_the_sink_while_clickhouse_hangs_and_nothing_is_lost() {
     assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
     assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
 }
+
+/// The offset the group `cdr-<service>` committed for `topic`/`partition`.
+fn committed_offset(service: &str, topic: &str, partition: i32) -> Option<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &kafka().brokers)
+        .set("group.id", format!("cdr-{service}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+    let e = got.find_partition(topic, partition)?;
+    match e.offset() {
+        rdkafka::Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+async fn publish_one(m: &Msg) -> (i32, i64) {
+    let producer = cdr_kafka::runtime::producer(&kafka(), "e2e-stuck").unwrap();
+    let f = cdr_kafka::runtime::send(
+        &producer,
+        cdr_model::topics::CALL_EVENTS,
+        m.key.as_bytes(),
+        &m.payload,
+    )
+    .await
+    .unwrap();
+    let d = f.await.unwrap().unwrap();
+    (d.partition, d.offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
+    let _g = stack();
+    let run = unique_run("stuck");
+    let now = cdr_kafka::now_ms();
+    let call = format!("{run}-long");
+    let ev = |kind: &str, ts: i64, extra: serde_json::Value| {
+        let mut v = serde_json::json!({
+            "event_id": format!("{call}-{kind}"), "call_id": call, "type": kind,
+            "ts": format_ts(ts), "switch_id": "sw-nyc-1", "account_id": "acc-1001",
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        Msg {
+            key: call.clone(),
+            payload: serde_json::to_vec(&v).unwrap(),
+            ts_ms: ts,
+        }
+    };
+    let setup = ev(
+        "setup",
+        now - 2_000,
+        serde_json::json!({"dialed": "442079460123", "cli": "+12125550100"}),
+    );
+    let answer = ev(
+        "answer",
+        now - 1_000,
+        serde_json::json!({"trunk_id": "trk-1"}),
+    );
+    publish_one(&setup).await;
+    let (p, answer_off) = publish_one(&answer).await;
+    // Other traffic on every partition keeps the commit moving.
+    let (msgs, expected) = sim(&run, 300, 51);
+    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+    // Checkpoint after 20 s of partition clock (local stack config), scanned
+    // every 5 s, then committed within a second.
+    let started = std::time::Instant::now();
+    loop {
+        let c = committed_offset("assembler", cdr_model::topics::CALL_EVENTS, p);
+        if c.is_some_and(|c| c > answer_off) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the open call still holds the commit of partition {p} at {c:?} (answer at {answer_off})"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    kill9("assembler");
+    restart("assembler");
+    // The hangup arrives after the restart; setup and answer are behind the
+    // committed offset, so only the checkpoint can still know them.
+    let hangup = ev(
+        "hangup",
+        cdr_kafka::now_ms(),
+        serde_json::json!({"sip_code": 200, "trunk_id": "trk-1"}),
+    );
+    let talk_ms = serde_json::from_slice::<serde_json::Value>(&hangup.payload).unwrap()["ts"]
+        .as_str()
+        .map(|t| cdr_model::event::parse_ts("ts", t).unwrap())
+        .unwrap()
+        - (now - 1_000);
+    publish_one(&hangup).await;
+    let r = wait_for(
+        &run,
+        expected.calls as u64 + 1,
+        expected.dead_letters as u64,
+        Duration::from_secs(180),
+    )
+    .await;
+    let mut want = expected.by_disposition.clone();
+    *want.entry("answered".into()).or_default() += 1;
+    assert_eq!(as_map(&r.by_disposition), want, "{r}");
+    assert_eq!(
+        r.answered_seconds,
+        expected.answered_seconds + (talk_ms + 999) / 1000,
+        "{r}"
+    );
+    assert!(metric("assembler", "cdr_assembler_restored_calls_total") >= 1.0);
+}

@@ -388,7 +388,26 @@ pub async fn enqueue(
     payload: &[u8],
     waits: Option<&prometheus::IntCounter>,
 ) -> Result<DeliveryFuture, SendError> {
-    let mut rec = FutureRecord::to(topic).key(key).payload(payload);
+    enqueue_record(producer, topic, None, key, Some(payload), waits).await
+}
+
+/// [`enqueue`] with an optional explicit partition and an optional payload
+/// (`None` is a tombstone).
+pub async fn enqueue_record(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    payload: Option<&[u8]>,
+    waits: Option<&prometheus::IntCounter>,
+) -> Result<DeliveryFuture, SendError> {
+    let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+    if let Some(p) = payload {
+        rec = rec.payload(p);
+    }
+    if let Some(p) = partition {
+        rec = rec.partition(p);
+    }
     loop {
         match producer.send_result(rec) {
             Ok(f) => return Ok(f),

@@ -136,8 +136,11 @@ impl Origin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     pub topic: String,
+    /// An explicit partition (else the key's).
+    pub partition: Option<i32>,
     pub key: Vec<u8>,
-    pub payload: Vec<u8>,
+    /// `None`: a tombstone (deletes the key from a compacted topic).
+    pub payload: Option<Vec<u8>>,
     pub origin: Option<Origin>,
 }
 
@@ -180,9 +183,27 @@ impl Outbox {
     ) {
         self.buf.push(Output {
             topic: topic.to_string(),
+            partition: None,
+            key: key.into(),
+            payload: Some(payload),
+            origin: origin.map(Origin::of),
+        });
+    }
+
+    /// A record for an explicit partition, or a tombstone (`payload: None`).
+    pub fn emit_to(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: impl Into<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+    ) {
+        self.buf.push(Output {
+            topic: topic.to_string(),
+            partition: Some(partition),
             key: key.into(),
             payload,
-            origin: origin.map(Origin::of),
+            origin: None,
         });
     }
 
@@ -250,10 +271,10 @@ impl Outbox {
             partition,
             offset,
             key,
-            &o.payload,
+            o.payload.as_deref().unwrap_or_default(),
             crate::now_ms(),
         );
-        tracing::error!(service = self.service, topic = %o.topic, bytes = o.payload.len(), error = %e, "output refused by the broker; dead-lettered instead");
+        tracing::error!(service = self.service, topic = %o.topic, bytes = o.payload.as_ref().map_or(0, Vec::len), error = %e, "output refused by the broker; dead-lettered instead");
         self.metrics
             .dead_lettered
             .with_label_values(&[why.reason()])
@@ -279,11 +300,12 @@ impl Outbox {
         let mut acks: Vec<(DeliveryFuture, usize)> = Vec::with_capacity(outs.len());
         let mut fallbacks: Vec<DeliveryFuture> = Vec::new();
         for (i, o) in outs.iter().enumerate() {
-            match runtime::enqueue(
+            match runtime::enqueue_record(
                 &self.producer,
                 &o.topic,
+                o.partition,
                 &o.key,
-                &o.payload,
+                o.payload.as_deref(),
                 Some(&self.metrics.produce_waits),
             )
             .await

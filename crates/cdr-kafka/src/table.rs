@@ -22,27 +22,33 @@ use crate::config::KafkaConfig;
 pub struct TopicTable {
     consumer: StreamConsumer,
     topic: String,
+    /// Set when only one partition is assigned.
+    only: Option<i32>,
+}
+
+fn table_consumer(cfg: &KafkaConfig, client_id: &str) -> anyhow::Result<StreamConsumer> {
+    let mut c = rdkafka::config::ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", client_id)
+        // Required by librdkafka for a consumer; never joined (assign only).
+        .set(
+            "group.id",
+            format!("{client_id}-table-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c.create().context("creating table consumer")
 }
 
 impl TopicTable {
     /// Opens `topic` from the beginning. No group offsets are used or
     /// committed: the whole topic is the state.
     pub fn open(cfg: &KafkaConfig, client_id: &str, topic: &str) -> anyhow::Result<TopicTable> {
-        let mut c = rdkafka::config::ClientConfig::new();
-        c.set("bootstrap.servers", &cfg.brokers)
-            .set("client.id", client_id)
-            // Required by librdkafka for a consumer; never joined (assign only).
-            .set(
-                "group.id",
-                format!("{client_id}-table-{}", std::process::id()),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", "earliest");
-        for (k, v) in &cfg.properties {
-            c.set(k, v);
-        }
-        let consumer: StreamConsumer = c.create().context("creating table consumer")?;
+        let consumer = table_consumer(cfg, client_id)?;
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .with_context(|| format!("metadata of {topic}"))?;
@@ -66,7 +72,61 @@ impl TopicTable {
         Ok(TopicTable {
             consumer,
             topic: topic.to_string(),
+            only: None,
         })
+    }
+
+    /// Opens one partition of `topic` from the beginning.
+    pub fn open_partition(
+        cfg: &KafkaConfig,
+        client_id: &str,
+        topic: &str,
+        partition: i32,
+    ) -> anyhow::Result<TopicTable> {
+        let consumer = table_consumer(cfg, client_id)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+        consumer.assign(&tpl).context("assigning table partition")?;
+        Ok(TopicTable {
+            consumer,
+            topic: topic.to_string(),
+            only: Some(partition),
+        })
+    }
+
+    /// Partitions of `topic` (metadata).
+    pub fn partition_count(
+        cfg: &KafkaConfig,
+        client_id: &str,
+        topic: &str,
+    ) -> anyhow::Result<usize> {
+        let consumer = table_consumer(cfg, client_id)?;
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("metadata of {topic}"))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+            .sum())
+    }
+
+    /// Reads to the end and keeps the last value of every key (a tombstone,
+    /// i.e. no payload, deletes the key): the table a compacted topic holds.
+    pub async fn read_latest(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut out = std::collections::BTreeMap::new();
+        for m in self.read_to_end(timeout).await? {
+            let Some(k) = m.key() else { continue };
+            match m.payload() {
+                Some(v) => out.insert(k.to_vec(), v.to_vec()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out)
     }
 
     /// Reads until every partition reaches the high watermark it had when
@@ -77,7 +137,11 @@ impl TopicTable {
             .fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
         let mut pending: HashMap<i32, i64> = HashMap::new();
         for t in md.topics() {
-            for p in t.partitions() {
+            for p in t
+                .partitions()
+                .iter()
+                .filter(|p| self.only.is_none_or(|o| o == p.id()))
+            {
                 let (lo, hi) = self
                     .consumer
                     .fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))

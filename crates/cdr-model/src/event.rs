@@ -90,7 +90,8 @@ pub struct RawEvent {
 }
 
 /// A validated switch event. Timestamps are UTC milliseconds since the epoch.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialisable so the assembler can checkpoint the events of a long call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwitchEvent {
     pub event_id: String,
     pub call_id: String,

@@ -80,6 +80,11 @@ impl PartitionTracker {
         matches!(self.by_first.get(&(*first, key)), Some(Some(last)) if *last < c)
     }
 
+    /// True while the tracker holds an interval for `key`.
+    pub fn tracks(&self, key: u64) -> bool {
+        self.firsts.contains_key(&key)
+    }
+
     pub fn units(&self) -> usize {
         self.firsts.len()
     }

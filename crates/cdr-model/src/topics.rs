@@ -23,13 +23,24 @@ pub const ROUTES_STATUS: &str = "routes.status";
 /// Credits and other adjustments referencing a CDR.
 pub const BILLING_ADJUSTMENTS: &str = "billing.adjustments";
 
+/// Checkpoints of long open calls (compacted, key cdr_id, tombstoned at
+/// close); partition i holds the calls of `call-events` partition i, so it
+/// must have as many partitions.
+pub const ASSEMBLER_OPEN_CALLS: &str = "assembler.open-calls";
+
 /// Topics whose records are state keyed by id (cleanup.policy=compact).
-pub const COMPACTED: &[&str] = &[LRN_DECISIONS, ACCOUNTS_PLAN_CHANGES, ROUTES_STATUS];
+pub const COMPACTED: &[&str] = &[
+    LRN_DECISIONS,
+    ACCOUNTS_PLAN_CHANGES,
+    ROUTES_STATUS,
+    ASSEMBLER_OPEN_CALLS,
+];
 
 /// Every topic the pipeline uses with its partition count. Partition counts
 /// bound consumer parallelism, so they are explicit rather than broker defaults.
 pub const ALL: &[(&str, i32)] = &[
     (CALL_EVENTS, 4),
+    (ASSEMBLER_OPEN_CALLS, 4),
     (CALL_EVENTS_DLQ, 1),
     (CALLS_ASSEMBLED, 4),
     (CALLS_ENRICHED, 4),

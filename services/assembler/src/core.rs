@@ -16,6 +16,14 @@
 //! partition's clock only while the partition is idle (no record for
 //! `idle_flush_ms`), so the last calls before a lull are still emitted.
 //!
+//! # Long calls
+//! A call still open `checkpoint_after_ms` after it was first seen is
+//! checkpointed (its events, to the compacted topic `assembler.open-calls`,
+//! same partition as its input) and stops holding the commit point back;
+//! when it closes its checkpoint is tombstoned. A new owner of the partition
+//! restores the checkpoints before reading on, so a call that never hangs up
+//! costs a restart minutes of replay, not hours.
+//!
 //! Switch clocks never move a partition clock: an event whose timestamps lie
 //! more than `max_behind_ms` before or `max_ahead_ms` after its own record's
 //! log time is refused (`clock_out_of_range`) and affects nothing else.
@@ -52,6 +60,9 @@ pub struct AssemblyConfig {
     /// Distinct events one call may hold; further ones are refused
     /// (`too_many_events`).
     pub max_events_per_call: usize,
+    /// Open calls older than this (partition clock) are checkpointed so they
+    /// stop holding the commit point; None disables checkpoints.
+    pub checkpoint_after_ms: Option<i64>,
 }
 
 impl Default for AssemblyConfig {
@@ -66,6 +77,7 @@ impl Default for AssemblyConfig {
             idle_flush_ms: 1000,
             max_open_calls: 500_000,
             max_events_per_call: 64,
+            checkpoint_after_ms: Some(5 * 60 * 1000),
         }
     }
 }
@@ -95,6 +107,17 @@ impl Clock {
     }
 }
 
+/// The durable form of an open call (value on `assembler.open-calls`, key
+/// `cdr_id`, partition = its input partition).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OpenCall {
+    pub cdr_id: String,
+    pub partition: i32,
+    pub first_log_ms: i64,
+    pub closing_since: Option<i64>,
+    pub events: Vec<SwitchEvent>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingest {
     Accepted,
@@ -112,6 +135,11 @@ struct CallState {
     /// Partition clock when the call was emitted.
     closed_at: Option<i64>,
     last_offset: i64,
+    /// The call's events are in a checkpoint (tombstone it at close).
+    checkpointed: bool,
+    /// Events were folded in since the last checkpoint (or since the
+    /// tracker interval was released).
+    dirty: bool,
 }
 
 /// One input partition: its calls, clock, deadlines and commit tracker.
@@ -133,6 +161,8 @@ struct Part {
     retained: BTreeSet<(i64, u64, String)>,
     /// Retention over but the commit has not passed them yet.
     awaiting_commit: Vec<String>,
+    /// Checkpointed calls that closed: their checkpoints must be tombstoned.
+    tombstones: Vec<String>,
 }
 
 /// The in-flight state of one assembler instance.
@@ -179,6 +209,9 @@ impl Part {
         self.retained
             .insert((clock + cfg.closed_retention_ms, st.seq, id.to_string()));
         self.tracker.close(st.seq, st.last_offset);
+        if st.checkpointed {
+            self.tombstones.push(id.to_string());
+        }
     }
 
     /// Moves the clock to `to` (never back) and closes what became due.
@@ -233,7 +266,9 @@ impl Part {
             let Some(st) = self.calls.get(&id) else {
                 continue;
             };
-            if self.tracker.safely_committed(st.seq) {
+            // A checkpointed call may hold no interval at all: nothing of it
+            // can be re-read, so nothing waits for the commit.
+            if !self.tracker.tracks(st.seq) || self.tracker.safely_committed(st.seq) {
                 let seq = st.seq;
                 self.calls.remove(&id);
                 self.tracker.forget(seq);
@@ -352,6 +387,7 @@ impl Assembler {
             }
             part.tracker.touch(st.seq, pos.offset, true);
             st.last_offset = st.last_offset.max(pos.offset);
+            st.dirty = true;
             if closing_kind && st.closing_since.is_none() {
                 st.closing_since = Some(now);
                 part.due.insert((now + grace, st.seq, id.clone()));
@@ -383,6 +419,8 @@ impl Assembler {
                 closing_since: closing_kind.then_some(now),
                 closed_at: None,
                 last_offset: pos.offset,
+                checkpointed: false,
+                dirty: true,
             },
         );
         part.open.insert((seq, id.clone()));
@@ -424,6 +462,100 @@ impl Assembler {
             }
         }
         self.take_closed()
+    }
+
+    /// Open calls of `partition`... of every partition, that are older than
+    /// `checkpoint_after_ms` and changed since their last checkpoint. Each
+    /// returned call stops holding the commit point: the caller must have
+    /// the checkpoint acknowledged before it commits (the stage loop flushes
+    /// outputs before every commit).
+    pub fn checkpoints_due(&mut self) -> Vec<OpenCall> {
+        let Some(after) = self.cfg.checkpoint_after_ms else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (p, part) in self.parts.iter_mut() {
+            let Some(clock) = part.clock else { continue };
+            for (seq, id) in part.open.iter() {
+                let Some(st) = part.calls.get_mut(id) else {
+                    continue;
+                };
+                if !st.dirty || clock < st.first_log_ms + after {
+                    continue;
+                }
+                out.push(OpenCall {
+                    cdr_id: id.clone(),
+                    partition: *p,
+                    first_log_ms: st.first_log_ms,
+                    closing_since: st.closing_since,
+                    events: st.events.clone(),
+                });
+                st.dirty = false;
+                st.checkpointed = true;
+                // Released: the events up to here are in the checkpoint. A
+                // later event opens a new interval (fresh sequence number).
+                part.tracker.forget(*seq);
+            }
+            // Re-key released calls so a later touch starts a new interval
+            // instead of extending the forgotten one.
+            for oc in out.iter().filter(|o| o.partition == *p) {
+                if let Some(st) = part.calls.get_mut(&oc.cdr_id) {
+                    let old = st.seq;
+                    let new = part.next_seq;
+                    part.next_seq += 1;
+                    st.seq = new;
+                    part.open.remove(&(old, oc.cdr_id.clone()));
+                    part.open.insert((new, oc.cdr_id.clone()));
+                    // Deadlines keep their old sequence numbers: they are
+                    // looked up by id.
+                }
+            }
+        }
+        out
+    }
+
+    /// Checkpoints of calls that closed since the last call: (partition, cdr_id).
+    pub fn take_tombstones(&mut self) -> Vec<(i32, String)> {
+        let mut out = Vec::new();
+        for (p, part) in self.parts.iter_mut() {
+            out.extend(part.tombstones.drain(..).map(|id| (*p, id)));
+        }
+        out
+    }
+
+    /// Puts a checkpointed call back (a new owner, before reading the
+    /// partition). Its events re-read after the commit point are duplicates.
+    pub fn restore(&mut self, oc: OpenCall) {
+        let cfg = &self.cfg;
+        let part = self.parts.entry(oc.partition).or_default();
+        if part.calls.contains_key(&oc.cdr_id) {
+            return;
+        }
+        let seq = part.next_seq;
+        part.next_seq += 1;
+        let id = oc.cdr_id;
+        part.open.insert((seq, id.clone()));
+        part.due
+            .insert((oc.first_log_ms + cfg.max_call_ms, seq, id.clone()));
+        if let Some(c) = oc.closing_since {
+            let cdr = oc.events.iter().any(|e| e.kind == EventKind::Cdr);
+            let grace = if cdr { 0 } else { cfg.reorder_grace_ms };
+            part.due.insert((c + grace, seq, id.clone()));
+        }
+        part.calls.insert(
+            id,
+            CallState {
+                seq,
+                ids: oc.events.iter().map(|e| e.event_id.clone()).collect(),
+                events: oc.events,
+                first_log_ms: oc.first_log_ms,
+                closing_since: oc.closing_since,
+                closed_at: None,
+                last_offset: -1,
+                checkpointed: true,
+                dirty: false,
+            },
+        );
     }
 
     /// Drops every call of a revoked partition: its new owner replays from

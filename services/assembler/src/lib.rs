@@ -34,7 +34,7 @@ use cdr_model::event::SwitchEvent;
 use cdr_model::topics;
 use serde::Deserialize;
 
-use crate::core::{Assembler, AssemblyConfig, Clock, Ingest, Pos};
+use crate::core::{Assembler, AssemblyConfig, Clock, Ingest, OpenCall, Pos};
 use crate::metrics::AssemblerMetrics;
 
 pub const SERVICE: &str = "assembler";
@@ -72,6 +72,14 @@ pub struct Config {
     /// Distinct events per call before further ones are refused.
     #[serde(default = "default_events_cap")]
     pub max_events_per_call: usize,
+    /// Calls open this long are checkpointed to `assembler.open-calls` and
+    /// stop holding the commit point back (0 disables checkpoints).
+    #[serde(default = "default_checkpoint")]
+    pub checkpoint_after_secs: i64,
+}
+
+fn default_checkpoint() -> i64 {
+    300
 }
 
 fn default_max_call() -> i64 {
@@ -125,6 +133,10 @@ impl Config {
         );
         anyhow::ensure!(self.idle_flush_ms > 0, "idle_flush_ms must be positive");
         anyhow::ensure!(
+            self.checkpoint_after_secs >= 0,
+            "checkpoint_after_secs must not be negative"
+        );
+        anyhow::ensure!(
             self.max_open_calls_per_partition > 0 && self.max_events_per_call > 0,
             "max_open_calls_per_partition and max_events_per_call must be positive"
         );
@@ -142,6 +154,8 @@ impl Config {
             idle_flush_ms: self.idle_flush_ms,
             max_open_calls: self.max_open_calls_per_partition,
             max_events_per_call: self.max_events_per_call,
+            checkpoint_after_ms: (self.checkpoint_after_secs > 0)
+                .then_some(self.checkpoint_after_secs * 1000),
         }
     }
 }
@@ -167,9 +181,65 @@ struct AssemblerStage {
     codec: Codec<AssembledCall>,
     skew_ms: i64,
     metrics: AssemblerMetrics,
+    kafka: cdr_kafka::KafkaConfig,
+    /// Partitions whose checkpoints were restored since they were assigned.
+    restored: std::collections::BTreeSet<i32>,
+    ticks: u64,
 }
 
+/// Checkpoints are looked for every this many ticks (5 s).
+const CHECKPOINT_EVERY_TICKS: u64 = 20;
+
 impl AssemblerStage {
+    /// Restores the checkpointed open calls of `partition` before any of
+    /// its records is folded in.
+    async fn restore(&mut self, partition: i32) -> Result<(), StageError> {
+        let table = cdr_kafka::table::TopicTable::open_partition(
+            &self.kafka,
+            SERVICE,
+            topics::ASSEMBLER_OPEN_CALLS,
+            partition,
+        )
+        .map_err(StageError::Fatal)?;
+        let calls = table
+            .read_latest(Duration::from_secs(120))
+            .await
+            .map_err(StageError::Fatal)?;
+        let mut n = 0;
+        for (k, v) in calls {
+            match serde_json::from_slice::<OpenCall>(&v) {
+                Ok(oc) if oc.partition == partition => {
+                    self.asm.restore(oc);
+                    n += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable open-call checkpoint skipped")
+                }
+            }
+        }
+        tracing::info!(partition, calls = n, "open calls restored from checkpoints");
+        self.metrics.restored_calls.inc_by(n);
+        self.restored.insert(partition);
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, out: &mut Outbox) -> Result<(), StageError> {
+        for oc in self.asm.checkpoints_due() {
+            let v = serde_json::to_vec(&oc)
+                .context("encoding open-call checkpoint")
+                .map_err(StageError::Fatal)?;
+            self.metrics.checkpoints.inc();
+            out.emit_to(
+                topics::ASSEMBLER_OPEN_CALLS,
+                oc.partition,
+                oc.cdr_id.into_bytes(),
+                Some(v),
+            );
+        }
+        Ok(())
+    }
+
     fn emit(&mut self, calls: Vec<AssembledCall>, out: &mut Outbox) -> Result<(), StageError> {
         for call in calls {
             self.metrics
@@ -202,6 +272,14 @@ impl cdr_kafka::Stage for AssemblerStage {
         batch: &[OwnedMessage],
         out: &mut Outbox,
     ) -> Result<(), StageError> {
+        let mut parts: Vec<i32> = batch.iter().map(|m| m.partition()).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        for p in parts {
+            if !self.restored.contains(&p) {
+                self.restore(p).await?;
+            }
+        }
         let wall = now_ms();
         for m in batch {
             let pos = Pos {
@@ -234,7 +312,12 @@ impl cdr_kafka::Stage for AssemblerStage {
 
     fn tick(&mut self, wall_ms: i64, out: &mut Outbox) -> Result<(), StageError> {
         let closed = self.asm.tick(wall_ms);
-        self.emit(closed, out)
+        self.emit(closed, out)?;
+        self.ticks += 1;
+        if self.ticks % CHECKPOINT_EVERY_TICKS == 0 {
+            self.checkpoint(out)?;
+        }
+        Ok(())
     }
 
     fn skipped(&mut self, m: &OwnedMessage) {
@@ -251,6 +334,7 @@ impl cdr_kafka::Stage for AssemblerStage {
         for (t, p) in partitions {
             if t == topics::CALL_EVENTS {
                 self.asm.revoke(*p);
+                self.restored.remove(p);
             }
         }
     }
@@ -294,11 +378,33 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     )
     .await
     .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
+    // Checkpoint partition i holds the open calls of input partition i.
+    let (inputs, checkpoints) = (
+        cdr_kafka::table::TopicTable::partition_count(
+            &settings.kafka,
+            SERVICE,
+            topics::CALL_EVENTS,
+        )?,
+        cdr_kafka::table::TopicTable::partition_count(
+            &settings.kafka,
+            SERVICE,
+            topics::ASSEMBLER_OPEN_CALLS,
+        )?,
+    );
+    anyhow::ensure!(
+        inputs == checkpoints,
+        "{} has {checkpoints} partitions but {} has {inputs}: they must match (partition i checkpoints input partition i)",
+        topics::ASSEMBLER_OPEN_CALLS,
+        topics::CALL_EVENTS
+    );
     let stage = AssemblerStage {
         asm: Assembler::new(config.assembly()),
         codec: Codec::new(),
         skew_ms: config.skew_ms,
         metrics: m,
+        kafka: settings.kafka.clone(),
+        restored: Default::default(),
+        ticks: 0,
     };
     let spec = cdr_kafka::StageSpec {
         service: SERVICE,

@@ -8,6 +8,8 @@ pub struct AssemblerMetrics {
     pub retained_calls: IntGauge,
     pub calls_closed: IntCounterVec,
     pub duplicates: IntCounter,
+    pub checkpoints: IntCounter,
+    pub restored_calls: IntCounter,
 }
 
 impl AssemblerMetrics {
@@ -35,12 +37,26 @@ impl AssemblerMetrics {
         registry.register(Box::new(open_calls.clone())).unwrap();
         registry.register(Box::new(retained_calls.clone())).unwrap();
         registry.register(Box::new(calls_closed.clone())).unwrap();
+        let checkpoints = IntCounter::new(
+            "cdr_assembler_open_call_checkpoints_total",
+            "Checkpoints of long open calls written to assembler.open-calls",
+        )
+        .unwrap();
+        let restored_calls = IntCounter::new(
+            "cdr_assembler_restored_calls_total",
+            "Open calls restored from checkpoints when a partition was assigned",
+        )
+        .unwrap();
         registry.register(Box::new(duplicates.clone())).unwrap();
+        registry.register(Box::new(checkpoints.clone())).unwrap();
+        registry.register(Box::new(restored_calls.clone())).unwrap();
         AssemblerMetrics {
             open_calls,
             retained_calls,
             calls_closed,
             duplicates,
+            checkpoints,
+            restored_calls,
         }
     }
 }

@@ -543,3 +543,94 @@ proptest! {
         prop_assert_eq!(&got[0], &reference[0]);
     }
 }
+
+fn ckpt_cfg() -> AssemblyConfig {
+    AssemblyConfig {
+        checkpoint_after_ms: Some(60_000),
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_long_open_call_is_checkpointed_and_stops_holding_the_commit_point() {
+    let mut a = Assembler::new(ckpt_cfg());
+    let stuck = answered_call("stuck", 3_000_000);
+    at(&mut a, &stuck[0], 0, 0, 0);
+    at(&mut a, &stuck[2], 0, 1, 5_000);
+    // Short calls keep flowing after it.
+    let mut off = 2;
+    for k in 0..5 {
+        for e in answered_call(&format!("c{k}"), 1_000) {
+            at(&mut a, &e, 0, off, 10_000 + k * 20_000);
+            off += 1;
+        }
+    }
+    a.tick(T0 + 200_000);
+    assert_eq!(
+        a.committable().get(&0),
+        Some(&0),
+        "the open call pins the commit"
+    );
+    let cps = a.checkpoints_due();
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0].cdr_id, cdr_model::ids::cdr_id("sw1", "stuck"));
+    assert_eq!(cps[0].events.len(), 2);
+    assert!(
+        a.checkpoints_due().is_empty(),
+        "unchanged: no second checkpoint"
+    );
+    assert_eq!(
+        a.committable().get(&0),
+        Some(&off),
+        "checkpointed: the commit passes it"
+    );
+    // Its hangup arrives: it closes as answered and its checkpoint is tombstoned.
+    at(&mut a, &stuck[3], 0, off, 3_005_000);
+    let out = a.tick(T0 + 3_010_000);
+    assert!(out
+        .iter()
+        .any(|c| c.call_id == "stuck" && c.disposition == "answered"));
+    assert_eq!(a.take_tombstones(), vec![(0, cps[0].cdr_id.clone())]);
+}
+
+#[test]
+fn a_new_owner_restores_the_checkpoint_and_builds_the_same_call() {
+    let stuck = answered_call("stuck", 3_000_000);
+    // Uninterrupted run.
+    let mut a = Assembler::new(ckpt_cfg());
+    at(&mut a, &stuck[0], 0, 0, 0);
+    at(&mut a, &stuck[2], 0, 1, 5_000);
+    a.tick(T0 + 100_000);
+    let cps = a.checkpoints_due();
+    assert_eq!(cps.len(), 1);
+    let committed = *a.committable().get(&0).unwrap();
+    assert_eq!(committed, 2);
+    at(&mut a, &stuck[3], 0, 2, 3_005_000);
+    let mut reference = a.tick(T0 + 3_010_000);
+    // A new owner: restores the checkpoint, reads from the commit point.
+    let mut b = Assembler::new(ckpt_cfg());
+    for oc in cps {
+        b.restore(oc);
+    }
+    at(&mut b, &stuck[3], 0, 2, 3_005_000);
+    let mut got = b.tick(T0 + 3_010_000);
+    for c in reference.iter_mut().chain(got.iter_mut()) {
+        c.assembled_at_ms = 0;
+    }
+    assert_eq!(got, reference);
+    assert_eq!(got[0].duration_ms, 3_000_000);
+}
+
+#[test]
+fn a_checkpointed_stale_call_leaves_memory_after_its_retention() {
+    let mut a = Assembler::new(ckpt_cfg());
+    at(&mut a, &ev("s", "s-s", EventKind::Setup, T0, None), 0, 0, 0);
+    a.tick(T0 + 100_000);
+    assert_eq!(a.checkpoints_due().len(), 1);
+    // Stale after max_call_ms (1 h), forgotten after the retention (60 s).
+    let out = a.tick(T0 + 3_700_000);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].disposition, "stale");
+    a.tick(T0 + 3_800_000);
+    assert_eq!(a.retained_calls(), 0);
+}
