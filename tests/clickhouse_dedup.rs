@@ -115,7 +115,12 @@ async fn redelivered_rows_collapse_in_the_finance_view() {
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!(raw, 3, "three deliveries stored raw");
+    // Three deliveries: stored as up to three rows, fewer once a background
+    // merge of the ReplacingMergeTree collapsed them (merges run at any time).
+    assert!(
+        (1..=3).contains(&raw),
+        "{raw} raw rows for three deliveries"
+    );
     let seen = client
         .query("SELECT count() AS n, max(version) AS version, any(amount) AS amount FROM rated_cdrs_final WHERE cdr_id = ?")
         .bind(&id)

@@ -382,3 +382,36 @@ async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
     );
     assert!(metric("assembler", "cdr_assembler_restored_calls_total") >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_one_call_on_different_partitions_make_one_call() {
+    let _g = stack();
+    let run = unique_run("split");
+    let (mut msgs, expected) = sim(&run, 600, 61);
+    // A switch (or a load balancer in front of several) that does not key by
+    // call_id: consecutive events of one call spread over the partitions.
+    for (i, m) in msgs.iter_mut().enumerate() {
+        if !m.key.contains("-bad-") {
+            m.key = format!("{run}-lb-{}", i % 5);
+        }
+    }
+    let before = metric("assembler", "cdr_assembler_rekeyed_events_total");
+    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+    let r = wait_for(
+        &run,
+        expected.calls as u64,
+        expected.dead_letters as u64,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(r.calls as usize, expected.calls, "{r}");
+    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
+    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
+    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+    assert_eq!(r.raw_rows, r.calls, "no call was emitted twice in parts");
+    let rekeyed = metric("assembler", "cdr_assembler_rekeyed_events_total") - before;
+    assert!(
+        rekeyed >= (expected.events - expected.dead_letters) as f64 * 0.9,
+        "{rekeyed}"
+    );
+}

@@ -295,6 +295,21 @@ impl cdr_kafka::Stage for AssemblerStage {
                     self.asm.skip(pos, wall);
                     out.reject(m, &e);
                 }
+                // The contract keys events by call_id so that every event of
+                // a call reaches one partition. A record keyed otherwise (or
+                // not at all) may have siblings elsewhere: it is re-published
+                // keyed by its call_id and assembled where that copy lands,
+                // so a call is never split into partial CDRs.
+                Ok(ev) if m.key() != Some(ev.call_id.as_bytes()) => {
+                    self.asm.skip(pos, wall);
+                    self.metrics.rekeyed.inc();
+                    out.emit(
+                        topics::CALL_EVENTS,
+                        ev.call_id.into_bytes(),
+                        m.payload().unwrap_or_default().to_vec(),
+                        Some(m),
+                    );
+                }
                 Ok(ev) => match self.asm.ingest(ev, pos, clock) {
                     Ingest::Accepted => {}
                     Ingest::Duplicate => self.metrics.duplicates.inc(),

@@ -10,6 +10,7 @@ pub struct AssemblerMetrics {
     pub duplicates: IntCounter,
     pub checkpoints: IntCounter,
     pub restored_calls: IntCounter,
+    pub rekeyed: IntCounter,
 }
 
 impl AssemblerMetrics {
@@ -49,7 +50,13 @@ impl AssemblerMetrics {
         .unwrap();
         registry.register(Box::new(duplicates.clone())).unwrap();
         registry.register(Box::new(checkpoints.clone())).unwrap();
+        let rekeyed = IntCounter::new(
+            "cdr_assembler_rekeyed_events_total",
+            "Events not keyed by their call_id, re-published keyed by it",
+        )
+        .unwrap();
         registry.register(Box::new(restored_calls.clone())).unwrap();
+        registry.register(Box::new(rekeyed.clone())).unwrap();
         AssemblerMetrics {
             open_calls,
             retained_calls,
@@ -57,6 +64,7 @@ impl AssemblerMetrics {
             duplicates,
             checkpoints,
             restored_calls,
+            rekeyed,
         }
     }
 }
