@@ -329,7 +329,7 @@ impl cdr_kafka::Stage for AssemblerStage {
         let closed = self.asm.tick(wall_ms);
         self.emit(closed, out)?;
         self.ticks += 1;
-        if self.ticks % CHECKPOINT_EVERY_TICKS == 0 {
+        if self.ticks.is_multiple_of(CHECKPOINT_EVERY_TICKS) {
             self.checkpoint(out)?;
         }
         Ok(())
