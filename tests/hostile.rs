@@ -415,3 +415,51 @@ async fn events_of_one_call_on_different_partitions_make_one_call() {
         "{rekeyed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_assembler_joining_and_leaving_mid_stream_changes_nothing() {
+    let _g = stack();
+    let run = unique_run("rebal");
+    let (msgs, expected) = sim(&run, 3000, 71);
+    let kafka = kafka();
+    // 200 events/s: the traffic outlasts the second instance's join delay.
+    let publisher = tokio::spawn(async move { cdrctl::publish(&kafka, &msgs, 600).await });
+    let log = std::fs::File::create(state_dir().join("logs/assembler-2.log")).unwrap();
+    let mut second = std::process::Command::new(repo().join("target/release/assembler"))
+        .arg(repo().join("deploy/local/config/assembler.toml"))
+        .current_dir(repo())
+        .env("CDR__STAGE__METRICS_LISTEN", "127.0.0.1:0")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("second assembler");
+    // It joins after its 7.5 s join delay (a rebalance revokes partitions
+    // from the first instance), works a while, then leaves on SIGTERM
+    // (a second rebalance gives them back).
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exit = tokio::task::spawn_blocking(move || second.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "second assembler exited with {exit:?}");
+    publisher.await.unwrap().expect("publish");
+    let r = wait_for(
+        &run,
+        expected.calls as u64,
+        expected.dead_letters as u64,
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(r.calls as usize, expected.calls, "{r}");
+    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
+    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
+    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+    assert!(running("svc-assembler"));
+    let revoked = metric("assembler", "cdr_assembler_partitions_revoked_total");
+    assert!(revoked >= 1.0, "the first instance saw no revocation");
+}
