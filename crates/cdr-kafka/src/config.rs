@@ -28,7 +28,9 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub group_id: Option<String>,
     /// Extra librdkafka properties (e.g. `security.protocol`, SASL settings in production).
-    #[serde(default)]
+    /// Numbers and booleans are taken as their text, so
+    /// `CDR__STAGE__KAFKA__PROPERTIES__fetch.wait.max.ms=5000` works.
+    #[serde(default, deserialize_with = "property_map")]
     pub properties: std::collections::BTreeMap<String, String>,
     /// Consumer session timeout.
     #[serde(default = "default_session")]
@@ -40,6 +42,25 @@ pub struct KafkaConfig {
     /// Apache Kafka / Redpanda / MSK.
     #[serde(default = "default_join_delay")]
     pub join_delay_ms: u64,
+}
+
+/// librdkafka properties are all text; the environment overlay types
+/// numbers and booleans, so they are turned back into text here.
+fn property_map<'de, D>(d: D) -> Result<std::collections::BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw: std::collections::BTreeMap<String, serde_json::Value> = Deserialize::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Number(n) => Ok((k, n.to_string())),
+            serde_json::Value::Bool(b) => Ok((k, b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "kafka.properties.{k} must be a string, number or boolean, got {other}"
+            ))),
+        })
+        .collect()
 }
 
 fn default_session() -> u64 {
@@ -261,6 +282,20 @@ mod tests {
         assert!(c.stage.resolve(d).is_err());
         let env = vec![("CDR__STAGE__BATCH_ROWS".to_string(), "1".to_string())];
         assert!(load_config_from::<S>(None, &env).is_err(), "unknown field");
+        // librdkafka properties from the environment, numeric or not.
+        let env = vec![
+            (
+                "CDR__STAGE__KAFKA__PROPERTIES__fetch.wait.max.ms".to_string(),
+                "5000".to_string(),
+            ),
+            (
+                "CDR__STAGE__KAFKA__PROPERTIES__security.protocol".to_string(),
+                "SASL_SSL".to_string(),
+            ),
+        ];
+        let c: S = load_config_from(None, &env).unwrap();
+        assert_eq!(c.stage.kafka.properties["fetch.wait.max.ms"], "5000");
+        assert_eq!(c.stage.kafka.properties["security.protocol"], "SASL_SSL");
     }
 
     #[test]
