@@ -19,6 +19,27 @@ fn as_map(v: &[cdrctl::report::Count]) -> BTreeMap<String, usize> {
     v.iter().map(|c| (c.label.clone(), c.n as usize)).collect()
 }
 
+/// Waits for a run and asserts it landed exactly as the simulator expected:
+/// calls, dispositions, answered seconds and dead letters by reason.
+async fn landed_exactly(
+    run: &str,
+    expected: &cdrctl::simulate::Expected,
+    timeout: Duration,
+) -> cdrctl::report::Report {
+    let r = wait_for(
+        run,
+        expected.calls as u64,
+        expected.dead_letters as u64,
+        timeout,
+    )
+    .await;
+    assert_eq!(r.calls as usize, expected.calls, "{r}");
+    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
+    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
+    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+    r
+}
+
 fn sim(run: &str, calls: usize, seed: u64) -> (Vec<Msg>, cdrctl::simulate::Expected) {
     generate(&SimConfig {
         calls,
@@ -119,17 +140,7 @@ async fn oversized_and_out_of_range_clock_records_are_dead_lettered_and_poison_n
     expected.dead_letters += 3;
 
     cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
-    let r = wait_for(
-        &run,
-        expected.calls as u64,
-        expected.dead_letters as u64,
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_eq!(r.calls as usize, expected.calls, "{r}");
-    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
-    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
-    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+    landed_exactly(&run, &expected, Duration::from_secs(240)).await;
     assert!(running("svc-assembler"), "the assembler survived");
 
     let d = dead_letter(&format!("{run}-bad-big")).await;
@@ -255,17 +266,7 @@ async fn sigterm_stops_the_sink_while_clickhouse_hangs_and_nothing_is_lost() {
         "the sink ignored SIGTERM while ClickHouse was stopped"
     );
     restart("sink");
-    let r = wait_for(
-        &run,
-        expected.calls as u64,
-        expected.dead_letters as u64,
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_eq!(r.calls as usize, expected.calls, "{r}");
-    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
-    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
-    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+    landed_exactly(&run, &expected, Duration::from_secs(240)).await;
 }
 
 /// The offset the group `cdr-<service>` committed for `topic`/`partition`.
@@ -397,17 +398,7 @@ async fn events_of_one_call_on_different_partitions_make_one_call() {
     }
     let before = metric("assembler", "cdr_assembler_rekeyed_events_total");
     cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
-    let r = wait_for(
-        &run,
-        expected.calls as u64,
-        expected.dead_letters as u64,
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_eq!(r.calls as usize, expected.calls, "{r}");
-    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
-    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
-    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+    let r = landed_exactly(&run, &expected, Duration::from_secs(240)).await;
     assert_eq!(r.raw_rows, r.calls, "no call was emitted twice in parts");
     let rekeyed = metric("assembler", "cdr_assembler_rekeyed_events_total") - before;
     assert!(
@@ -448,17 +439,7 @@ async fn a_second_assembler_joining_and_leaving_mid_stream_changes_nothing() {
         .unwrap();
     assert!(exit.success(), "second assembler exited with {exit:?}");
     publisher.await.unwrap().expect("publish");
-    let r = wait_for(
-        &run,
-        expected.calls as u64,
-        expected.dead_letters as u64,
-        Duration::from_secs(300),
-    )
-    .await;
-    assert_eq!(r.calls as usize, expected.calls, "{r}");
-    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
-    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
-    assert_eq!(as_map(&r.dead_by_reason), expected.dead_by_reason, "{r}");
+    landed_exactly(&run, &expected, Duration::from_secs(300)).await;
     assert!(running("svc-assembler"));
     let revoked = metric("assembler", "cdr_assembler_partitions_revoked_total");
     assert!(revoked >= 1.0, "the first instance saw no revocation");

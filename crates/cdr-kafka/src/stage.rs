@@ -111,6 +111,22 @@ pub enum StageError {
     Interrupted,
 }
 
+/// The dead letter of input record `m`, refused by `service` for `why`.
+pub fn dead_letter_for(service: &str, m: &OwnedMessage, why: &dyn Rejection) -> DeadLetter {
+    DeadLetter::new(
+        service,
+        why.reason(),
+        why.field(),
+        why.to_string(),
+        m.topic(),
+        m.partition(),
+        m.offset(),
+        m.key(),
+        m.payload().unwrap_or_default(),
+        crate::now_ms(),
+    )
+}
+
 /// Where an output came from, so a refused output can be dead-lettered
 /// against its input.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,18 +225,7 @@ impl Outbox {
 
     /// Dead-letters `m` for `why`.
     pub fn reject(&mut self, m: &OwnedMessage, why: &dyn Rejection) {
-        let dl = DeadLetter::new(
-            self.service,
-            why.reason(),
-            why.field(),
-            why.to_string(),
-            m.topic(),
-            m.partition(),
-            m.offset(),
-            m.key(),
-            m.payload().unwrap_or_default(),
-            crate::now_ms(),
-        );
+        let dl = dead_letter_for(self.service, m, why);
         self.dead_letter(dl, Some(m));
     }
 
@@ -458,6 +463,26 @@ async fn fill(
     }
 }
 
+/// Per-partition offsets of one topic, keyed as the loop keys them (for
+/// stages that consume a single topic and track partitions only).
+pub fn on_topic(topic: &str, offsets: BTreeMap<i32, i64>) -> BTreeMap<Tp, i64> {
+    offsets
+        .into_iter()
+        .map(|(p, o)| ((topic.to_string(), p), o))
+        .collect()
+}
+
+/// The entries of `topic` in a loop-keyed map, by partition.
+pub fn of_topic<'a, V: Copy + 'a>(
+    topic: &'a str,
+    entries: impl IntoIterator<Item = (&'a Tp, &'a V)> + 'a,
+) -> impl Iterator<Item = (i32, V)> + 'a {
+    entries
+        .into_iter()
+        .filter(move |((t, _), _)| t == topic)
+        .map(|((_, p), v)| (*p, *v))
+}
+
 /// Next offsets to commit for fully processed records.
 pub fn batch_offsets(batch: &[OwnedMessage]) -> BTreeMap<Tp, i64> {
     let mut out: BTreeMap<Tp, i64> = BTreeMap::new();
@@ -569,8 +594,9 @@ impl Committer<'_> {
     }
 }
 
-/// Runs `stage` until `shutdown`, then drains and commits. Returns an error
-/// only for failures that must end the service.
+/// Serves `/metrics` on `settings.metrics_listen`, runs `stage` until
+/// `shutdown`, then drains and commits. Returns an error only for failures
+/// that must end the service.
 pub async fn run_stage<S: Stage>(
     spec: StageSpec<'_>,
     mut stage: S,
@@ -584,6 +610,15 @@ pub async fn run_stage<S: Stage>(
         settings,
         metrics,
     } = spec;
+    crate::metrics::serve(
+        settings.metrics_listen,
+        metrics.registry.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| {
+        StageError::Setup(e.context(format!("binding metrics on {}", settings.metrics_listen)))
+    })?;
     let consumer = runtime::consumer(&settings.kafka, service, topics, &metrics)
         .await
         .map_err(StageError::Setup)?;

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::runtime::Tp;
-use cdr_kafka::stage::{Outbox, StageError};
+use cdr_kafka::stage::{of_topic, on_topic, Outbox, StageError};
 use cdr_kafka::{
     now_ms, CancellationToken, CommitPolicy, Message, OwnedMessage, StageConfig, StageDefaults,
 };
@@ -346,27 +346,19 @@ impl cdr_kafka::Stage for AssemblerStage {
     }
 
     fn revoke(&mut self, partitions: &[Tp]) {
-        for (t, p) in partitions {
-            if t == topics::CALL_EVENTS {
-                self.asm.revoke(*p);
-                self.restored.remove(p);
-            }
+        for (_, p) in partitions.iter().filter(|(t, _)| t == topics::CALL_EVENTS) {
+            self.asm.revoke(*p);
+            self.restored.remove(p);
         }
     }
 
     fn commit_point(&self) -> BTreeMap<Tp, i64> {
-        self.asm
-            .committable()
-            .into_iter()
-            .map(|(p, o)| ((topics::CALL_EVENTS.to_string(), p), o))
-            .collect()
+        on_topic(topics::CALL_EVENTS, self.asm.committable())
     }
 
     fn committed(&mut self, offsets: &BTreeMap<Tp, i64>) {
-        for ((t, p), o) in offsets {
-            if t == topics::CALL_EVENTS {
-                self.asm.committed(*p, *o);
-            }
+        for (p, o) in of_topic(topics::CALL_EVENTS, offsets) {
+            self.asm.committed(p, o);
         }
     }
 
@@ -386,13 +378,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let settings = config.stage.resolve(STAGE_DEFAULTS)?;
     let stage_metrics = StageMetrics::new(SERVICE);
     let m = AssemblerMetrics::register(&stage_metrics.registry);
-    cdr_kafka::metrics::serve(
-        settings.metrics_listen,
-        stage_metrics.registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
     // Checkpoint partition i holds the open calls of input partition i.
     let (inputs, checkpoints) = (
         cdr_kafka::table::TopicTable::partition_count(

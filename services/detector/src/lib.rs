@@ -188,13 +188,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let settings = config.stage.resolve(STAGE_DEFAULTS)?;
     let metrics = StageMetrics::new(SERVICE);
     let dm = DetectorMetrics::register(&metrics.registry)?;
-    cdr_kafka::metrics::serve(
-        settings.metrics_listen,
-        metrics.registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
     let declared = load_profiles(&config.traffic_profiles)?;
     tracing::info!(
         accounts = declared.len(),

@@ -317,13 +317,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let enricher = Enricher::from_config(lrn_cfg)?;
     let metrics = StageMetrics::new(SERVICE);
     let em = EnricherMetrics::new(&metrics.registry);
-    cdr_kafka::metrics::serve(
-        settings.metrics_listen,
-        metrics.registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
     let restored = restore_decisions(&settings.kafka, lrn_cfg, &enricher).await?;
     tracing::info!(
         restored,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::runtime::Tp;
-use cdr_kafka::stage::{Outbox, Reject, StageError};
+use cdr_kafka::stage::{of_topic, on_topic, Outbox, Reject, StageError};
 use cdr_kafka::{
     now_ms, CancellationToken, CommitPolicy, Message, OwnedMessage, StageConfig, StageDefaults,
 };
@@ -125,26 +125,18 @@ impl cdr_kafka::Stage for KpiStage {
     }
 
     fn revoke(&mut self, partitions: &[Tp]) {
-        for (t, p) in partitions {
-            if t == topics::CDRS_SCORED {
-                self.agg.revoke(*p);
-            }
+        for (_, p) in partitions.iter().filter(|(t, _)| t == topics::CDRS_SCORED) {
+            self.agg.revoke(*p);
         }
     }
 
     fn commit_point(&self) -> BTreeMap<Tp, i64> {
-        self.agg
-            .committable()
-            .into_iter()
-            .map(|(p, o)| ((topics::CDRS_SCORED.to_string(), p), o))
-            .collect()
+        on_topic(topics::CDRS_SCORED, self.agg.committable())
     }
 
     fn committed(&mut self, offsets: &BTreeMap<Tp, i64>) {
-        for ((t, p), o) in offsets {
-            if t == topics::CDRS_SCORED {
-                self.agg.committed(*p, *o);
-            }
+        for (p, o) in of_topic(topics::CDRS_SCORED, offsets) {
+            self.agg.committed(p, o);
         }
     }
 
@@ -158,13 +150,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let settings = config.stage.resolve(STAGE_DEFAULTS)?;
     let stage_metrics = StageMetrics::new(SERVICE);
     let km = metrics::KpiMetrics::register(&stage_metrics.registry);
-    cdr_kafka::metrics::serve(
-        settings.metrics_listen,
-        stage_metrics.registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
     let stage = KpiStage {
         agg: KpiAggregator::new(KpiConfig {
             lateness_ms: config.lateness_secs * 1000,

@@ -157,13 +157,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let settings = config.stage.resolve(STAGE_DEFAULTS)?;
     let metrics = StageMetrics::new(SERVICE);
     let rm = RaterMetrics::new(&metrics.registry)?;
-    cdr_kafka::metrics::serve(
-        settings.metrics_listen,
-        metrics.registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
     // Load everything before consuming: a missing file must stop start-up,
     // not rate a single call wrongly.
     let rating_cfg = config.rating();

@@ -17,15 +17,17 @@
 //!   message and the rest are inserted.
 //!
 //! Every insert carries an `insert_deduplication_token` derived from its
-//! rows, so an insert retried after a lost acknowledgement is stored once;
-//! redelivered records carry the same ids and collapse in the
+//! rows: on replicated tables (production) an insert retried after a lost
+//! acknowledgement is stored once. The local stack's tables are not
+//! replicated and keep no deduplication window (one would silently drop a
+//! re-insert of identical rows after a DELETE), so there, as for any
+//! redelivery, the copies carry the same ids and collapse in the
 //! ReplacingMergeTree tables and their `_final` views.
 
 pub mod metrics;
 
 use std::time::Duration;
 
-use anyhow::Context;
 use cdr_clickhouse::rows::{
     AccountAlertRow, AdjustmentRow, DeadLetterRow, KpiMinuteRow, PlanChangeRow, RatedCdrRow,
     RouteAlertRow, RouteStatusRow,
@@ -505,18 +507,7 @@ impl cdr_kafka::Stage for SinkStage {
                     if msg.topic() == topics::PIPELINE_DLQ || msg.topic() == topics::CALL_EVENTS_DLQ
                     {
                         // A broken dead letter is recorded directly, never re-queued (no loops).
-                        let dl = DeadLetter::new(
-                            SERVICE,
-                            why.reason(),
-                            why.field(),
-                            why.to_string(),
-                            msg.topic(),
-                            msg.partition(),
-                            msg.offset(),
-                            msg.key(),
-                            msg.payload().unwrap_or_default(),
-                            cdr_kafka::now_ms(),
-                        );
+                        let dl = cdr_kafka::stage::dead_letter_for(SERVICE, msg, &why);
                         rows.dead.push(DeadLetterRow::from(&dl));
                         rows.src.dead.push(i);
                     } else {
@@ -569,13 +560,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let settings = config.stage.resolve(STAGE_DEFAULTS)?;
     let stage_metrics = StageMetrics::new(SERVICE);
     let m = SinkMetrics::register(&stage_metrics.registry);
-    cdr_kafka::metrics::serve(
-        settings.metrics_listen,
-        stage_metrics.registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding metrics on {}", settings.metrics_listen))?;
     let stage = SinkStage {
         codecs: Codecs::default(),
         writer: Writer {
