@@ -8,6 +8,7 @@ pub mod control;
 pub mod dlq;
 pub mod event;
 pub mod ids;
+pub mod kinds;
 pub mod offsets;
 pub mod topics;
 

@@ -188,6 +188,18 @@ impl EnrichmentRecord {
         self.source == Some(LrnSourceKind::Unavailable)
     }
 
+    /// The `enrichment.lrn_source` kind of this decision (the cache's own
+    /// [`LrnSourceKind`] stays as persisted on `lrn.decisions`).
+    pub fn lrn_source(&self) -> cdr_model::kinds::LrnSource {
+        use cdr_model::kinds::LrnSource;
+        match self.source {
+            None => LrnSource::NotApplicable,
+            Some(LrnSourceKind::Cache) => LrnSource::Cache,
+            Some(LrnSourceKind::Dip) => LrnSource::Dip,
+            Some(LrnSourceKind::Unavailable) => LrnSource::Unavailable,
+        }
+    }
+
     /// The number to rate on: the LRN when known, else the given dialed number.
     pub fn rated_number<'a>(&'a self, dialed: &'a str) -> &'a str {
         self.lrn.as_deref().unwrap_or(dialed)

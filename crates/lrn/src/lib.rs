@@ -4,8 +4,9 @@
 //! a call whose number was not in the LRN cache is charged an LRN-DB dip fee
 //! (default `$0.0003`). This crate owns:
 //!
-//! * [`numbering`] — pure number analysis: plan prefixes, E.164 normalisation,
-//!   caller-id validity, country/type, NPA-NXX table, jurisdiction;
+//! * [`numbering`] — re-export of the `numbering` crate, the pipeline's one
+//!   dial-plan and numbering module (plan prefixes, E.164 normalisation,
+//!   caller-id validity, country/type, NPA-NXX table, jurisdiction);
 //! * [`source`] — where LRN answers come from: [`PortedDb`] (embedded,
 //!   reloadable) and [`HttpDip`] (external LNP service);
 //! * [`cache`] — [`LrnCache`]: bounded TTL cache, fee decision, deadline, and
@@ -30,17 +31,18 @@
 #![warn(missing_docs)]
 
 pub mod cache;
-pub mod numbering;
 pub mod source;
+
+pub use ::numbering;
 
 pub use cache::{
     should_dip, CacheStats, CachedLrn, EnrichmentRecord, LrnCache, LrnCacheConfig, LrnOutcome,
     LrnSourceKind, DEFAULT_DIP_FEE,
 };
 pub use numbering::{
-    analyze_call, check_cli, classify, normalize, strip_plan_prefix, CallNumbers, CliStatus,
-    Jurisdiction, NpaNxxEntry, NpaNxxError, NpaNxxTable, NumberError, NumberInfo, NumberType,
-    PlanSelector, RowError, E164,
+    analyze_call, call_jurisdiction, check_cli, classify, dial_key, normalize, parse_dialed,
+    strip_plan_prefix, CallNumbers, CliStatus, DialError, Dialed, Jurisdiction, NpaNxxEntry,
+    NpaNxxError, NpaNxxTable, NumberError, NumberInfo, NumberType, PlanSelector, RowError, E164,
 };
 pub use source::{
     format_tn10, parse_tn10, AnySource, HttpDip, HttpDipConfig, LoadReport, LrnAnswer, LrnError,

@@ -6,7 +6,12 @@
 //! - [`store`]: [`store::DeckSet`] (versions by plan/US48/trunk, effective
 //!   dates, fast longest-prefix match) and [`store::diff`].
 //! - [`rate`]: [`rate::rate`], billing increments, invoice rounding.
-//! - [`tables`]: NPA-NXX states, UK surcharge table, EEA country list.
+//! - [`tables`]: UK surcharge table, EEA country list (with the EU's
+//!   outermost regions).
+//!
+//! Numbers are read through the `numbering` crate (re-exported), the one
+//! dial-plan module of the pipeline; the jurisdiction a US48 call is priced
+//! by is the one enrichment decided with its NPA-NXX table.
 //! - [`prefix`]: the compact digit-prefix type shared by all of the above.
 //!
 //! Money is `rust_decimal::Decimal` everywhere (never floats); per-call
@@ -23,13 +28,15 @@ pub use deck::{
     parse_deck, parse_deck_reader, DeckError, DeckKind, DeckRow, ImportMode, Increment, ObrTier,
     ParsedDeck, Plan, RowError,
 };
+pub use numbering;
 pub use prefix::Prefix;
 pub use rate::{
     billed_seconds, invoice_total, rate, Account, AccountKind, AccountMap, Currency, FastHash,
     Flag, Flags, Jurisdiction, NumberType, RatedCall, RatingContext, RatingInput, RatingStatus,
+    NANP_CATCH_ALL_REASON,
 };
 pub use store::{
     default_notice, diff, DeckDiff, DeckMatch, DeckSet, DeckTarget, DeckVersion, LoadReport,
-    RateChange, Scope,
+    NanpCatchAll, RateChange, Scope,
 };
-pub use tables::{EeaCountries, NpaNxxStates, TableError, UkNumberType, UkSurcharges};
+pub use tables::{EeaCountries, TableError, UkNumberType, UkSurcharges};

@@ -14,38 +14,44 @@
 use crate::deck::{Increment, ObrTier, Plan};
 use crate::prefix::{normalize_digits, Prefix};
 use crate::store::{DeckMatch, DeckSet, Scope};
-use crate::tables::{nanp_npanxx, EeaCountries, NpaNxxStates, UkNumberType, UkSurcharges};
+use crate::tables::{EeaCountries, UkNumberType, UkSurcharges};
+pub use cdr_model::kinds::{Jurisdiction, NumberType, RatingStatus};
 use chrono::{DateTime, Utc};
+use numbering::{DialError, Dialed, PlanSelector};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Callee number type as supplied by enrichment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum NumberType {
-    Fixed,
-    Mobile,
-    TollFree,
-    Premium,
-    Satellite,
-    Unknown,
-}
 
 /// One call to rate (owned, plain data; built by the rater service).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RatingInput {
     pub call_id: String,
     pub account_id: String,
-    /// Dialed digits, possibly with a plan prefix `*30`/`*31`/`*32`/`*4TTT`.
+    /// The dialed string as the switch sent it, possibly with a plan prefix
+    /// `*30`/`*31`/`*32`/`*4TTT`, in any written form `numbering` reads.
     pub dialed: String,
+    /// The dialed string already read through the dial plan by enrichment
+    /// (selector + normalised E.164 number). `None`: `rate` reads `dialed`
+    /// itself with the same function, [`numbering::parse_dialed`].
+    pub dial: Option<Dialed>,
     /// LRN (E.164 digits) when enrichment found one; rated instead of the
     /// dialed number for NANP calls.
     pub rated_number: Option<String>,
+    /// The caller id as recorded (not read by the rules: validity and
+    /// country come from enrichment).
     pub cli: Option<String>,
+    /// Enrichment's verdict (`numbering::check_cli`): only a valid caller
+    /// id has an origin anyone may price on.
     pub cli_valid: bool,
-    /// ISO alpha-2 of the caller id.
+    /// ISO alpha-2 of the caller id (ignored unless `cli_valid`).
     pub cli_country: Option<String>,
+    /// US jurisdiction decided by enrichment with the one NPA-NXX table
+    /// (`numbering::call_jurisdiction`); a US48 match without one is
+    /// `Indeterminate`.
+    pub jurisdiction: Option<Jurisdiction>,
+    /// `direction = inbound`: not a termination, left for DID rating.
+    pub inbound: bool,
     pub answer_ts: Option<DateTime<Utc>>,
     /// Setup time: picks the deck version for unanswered attempts, so they
     /// still carry their breakout (per-breakout ASR needs the failures).
@@ -119,23 +125,12 @@ impl std::hash::Hasher for FastHasher {
 pub struct RatingContext<'a> {
     pub decks: &'a DeckSet,
     pub accounts: &'a AccountMap,
-    pub npanxx: &'a NpaNxxStates,
     pub uk_surcharges: &'a UkSurcharges,
     pub eea: &'a EeaCountries,
     /// Rating-category changes (automatic downgrades, operator changes)
     /// with their effective instants; they override the accounts file for
     /// calls answered at or after them.
     pub plans: &'a crate::conformance::PlanHistory,
-}
-
-/// US48 jurisdiction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Jurisdiction {
-    Interstate,
-    Intrastate,
-    /// Caller id not a valid NANP number or NPA-NXX unknown: billed at the
-    /// higher of the two rates.
-    Indeterminate,
 }
 
 /// Conditions worth surfacing on the CDR. Kept in a fixed order.
@@ -253,21 +248,15 @@ fn empty_id() -> Arc<str> {
     EMPTY.get_or_init(|| Arc::from("")).clone()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RatingStatus {
-    Rated,
-    /// Kept, not dropped, so it can be fixed and re-rated.
-    Unrated {
-        reason: String,
-    },
-}
-
 /// The rated CDR. `amount` is unrounded; see [`invoice_total`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RatedCall {
     pub call_id: String,
     pub account_id: String,
     pub status: RatingStatus,
+    /// Why an `Unrated` call found no price (kept, not dropped, so it can
+    /// be fixed and re-rated).
+    pub unrated_reason: Option<String>,
     pub plan: Option<Plan>,
     /// Trunk selected with `*4TTT`.
     pub trunk: Option<u32>,
@@ -349,36 +338,42 @@ enum DialSelect {
     Trunk(u32),
 }
 
-/// Split `*30`, `*31`, `*32`, `*4TTT` off the dialed string.
-fn strip_dial_prefix(dialed: &str) -> Result<(DialSelect, &str), &'static str> {
-    let Some(rest) = dialed.strip_prefix('*') else {
-        return Ok((DialSelect::Default, dialed));
-    };
-    let b = rest.as_bytes();
-    match b {
-        [b'3', b'0', ..] => Ok((DialSelect::Plan(Plan::Pstn), &rest[2..])),
-        [b'3', b'1', ..] => Ok((DialSelect::Plan(Plan::Standard), &rest[2..])),
-        [b'3', b'2', ..] => Ok((DialSelect::Plan(Plan::Premium), &rest[2..])),
-        [b'4', t1, t2, t3, ..] if [t1, t2, t3].iter().all(|c| c.is_ascii_digit()) => {
-            let t = u32::from(t1 - b'0') * 100 + u32::from(t2 - b'0') * 10 + u32::from(t3 - b'0');
-            Ok((DialSelect::Trunk(t), &rest[4..]))
+impl From<Option<PlanSelector>> for DialSelect {
+    fn from(p: Option<PlanSelector>) -> Self {
+        match p {
+            None => DialSelect::Default,
+            Some(PlanSelector::Pstn) => DialSelect::Plan(Plan::Pstn),
+            Some(PlanSelector::Standard) => DialSelect::Plan(Plan::Standard),
+            Some(PlanSelector::Premium) => DialSelect::Plan(Plan::Premium),
+            Some(PlanSelector::Trunk(t)) => DialSelect::Trunk(u32::from(t)),
         }
-        _ => Err("unknown dial prefix"),
     }
 }
 
-/// E.164 validity used for origin decisions: enrichment says valid, and the
-/// digits look like E.164 (7–15 digits, no leading 0).
-fn cli_e164(input: &RatingInput) -> Option<&str> {
-    if !input.cli_valid {
-        return None;
+/// The selector and the E.164 digits to rate: enrichment's reading when it
+/// supplied one, else `dialed` read by the same dial-plan function.
+fn dialed_number(input: &RatingInput) -> Result<(DialSelect, std::borrow::Cow<'_, str>), String> {
+    if let Some(d) = &input.dial {
+        return Ok((d.plan.into(), std::borrow::Cow::Borrowed(d.number.digits())));
     }
-    let d = normalize_digits(input.cli.as_deref()?)?;
-    (7..=15)
-        .contains(&d.len())
-        .then_some(d)
-        .filter(|d| !d.starts_with('0'))
+    match numbering::parse_dialed(&input.dialed) {
+        Ok(d) => Ok((
+            d.plan.into(),
+            std::borrow::Cow::Owned(d.number.into_digits()),
+        )),
+        Err(DialError::UnknownPlanPrefix(_)) => {
+            Err(format!("unknown dial prefix in `{}`", input.dialed))
+        }
+        Err(DialError::Number(e)) => Err(format!(
+            "dialed number `{}` is not usable: {e}",
+            input.dialed
+        )),
+    }
 }
+
+/// Reason text of a NANP call outside the contiguous US that only the
+/// catch-all `1` row would price (see [`crate::store::DeckSet::nanp_catch_all`]).
+pub const NANP_CATCH_ALL_REASON: &str = "nanp catch-all";
 
 /// Rate one call. See the crate README for the full rule set.
 pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
@@ -386,6 +381,7 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         call_id: input.call_id.clone(),
         account_id: input.account_id.clone(),
         status: RatingStatus::Rated,
+        unrated_reason: None,
         plan: None,
         trunk: None,
         rated_number: String::new(),
@@ -410,9 +406,18 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         max_route: input.max_route,
     };
     let unrated = |mut out: RatedCall, reason: String| {
-        out.status = RatingStatus::Unrated { reason };
+        out.status = RatingStatus::Unrated;
+        out.unrated_reason = Some(reason);
         out
     };
+    // An inbound call is no termination: it is left for DID rating,
+    // carries no amount and owes no dip (enrichment does not dip it).
+    if input.inbound {
+        out.status = RatingStatus::Inbound;
+        out.lrn_fee = Decimal::ZERO;
+        out.flags.insert(Flag::NotBilled);
+        return out;
+    }
 
     let Some(acct) = ctx.accounts.get(&input.account_id) else {
         let r = format!("unknown account {}", input.account_id);
@@ -420,16 +425,11 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     };
     out.max_rate = input.max_rate.or(acct.default_max_rate);
 
-    let (select, digits) = match strip_dial_prefix(input.dialed.trim_ascii()) {
+    let (select, dialed) = match dialed_number(input) {
         Ok(x) => x,
-        Err(e) => return unrated(out, format!("{e} in `{}`", input.dialed)),
+        Err(reason) => return unrated(out, reason),
     };
-    let Some(mut number) = normalize_digits(digits) else {
-        return unrated(
-            out,
-            format!("dialed number `{}` is not digits", input.dialed),
-        );
-    };
+    let mut number: &str = &dialed;
     // Ported NANP numbers are rated on their LRN (the carrier that now
     // terminates the call), not the dialed number.
     if number.starts_with('1') {
@@ -474,8 +474,9 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     };
     out.plan = Some(plan);
 
-    let cli = cli_e164(input);
-    let cli_country = cli.and(input.cli_country.as_deref());
+    // Only a caller id enrichment found valid has an origin (seed 001: the
+    // CLI's accuracy decides the OBR tier; seed 000: fake CLIs surcharge).
+    let cli_country = input.cli_country.as_deref().filter(|_| input.cli_valid);
     if cli_country.is_none() {
         out.flags.insert(Flag::InvalidCli);
     }
@@ -529,6 +530,17 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         );
     };
     let row = m.row;
+    // A NANP number outside the contiguous US that only the bare `1` row
+    // matches would be billed at the catch-all (US) rate: revenue-share
+    // fraud exposure. Unrated (kept for re-rating once the deck has a row).
+    if row.prefix.len() == 1 && number.starts_with('1') {
+        if let Some(area) = numbering::nanp_non_us48_area(number) {
+            return unrated(
+                out,
+                format!("{NANP_CATCH_ALL_REASON}: {number} ({area}) matches only the `1` row"),
+            );
+        }
+    }
     out.deck_id = m.deck_id.clone();
     out.deck_version = m.version;
     out.matched_prefix = Some(row.prefix);
@@ -539,15 +551,9 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     // US48 jurisdiction from caller and callee NPA-NXX states.
     let mut rate = row.rate;
     if let (true, Some(intra)) = (us48, row.rate_intrastate) {
-        let caller_state = cli
-            .filter(|c| nanp_npanxx(c).is_some())
-            .and_then(|c| ctx.npanxx.state_of(c));
-        let callee_state = ctx.npanxx.state_of(number);
-        let j = match (caller_state, callee_state) {
-            (Some(a), Some(b)) if a == b => Jurisdiction::Intrastate,
-            (Some(_), Some(_)) => Jurisdiction::Interstate,
-            _ => Jurisdiction::Indeterminate,
-        };
+        // The jurisdiction enrichment decided (the one rule, the one
+        // NPA-NXX table); none known is indeterminate.
+        let j = input.jurisdiction.unwrap_or(Jurisdiction::Indeterminate);
         rate = match j {
             Jurisdiction::Interstate => row.rate,
             Jurisdiction::Intrastate => intra,

@@ -376,6 +376,27 @@ impl DeckVersion {
     }
 }
 
+/// A NANP area a deck version prices only through its catch-all `1` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NanpCatchAll {
+    pub deck_id: String,
+    pub version: u64,
+    /// Area code (`876`).
+    pub npa: &'static str,
+    /// Country or area (`Jamaica`).
+    pub area: &'static str,
+}
+
+impl std::fmt::Display for NanpCatchAll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "deck {} v{}: NANP 1{} ({}) matches only the catch-all `1` row",
+            self.deck_id, self.version, self.npa, self.area
+        )
+    }
+}
+
 /// A successful lookup: which deck/version and which row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeckMatch<'a> {
@@ -549,6 +570,43 @@ impl DeckSet {
             .chain(trunks.into_iter().map(|(_, v)| v))
             .flat_map(|v| v.iter())
             .collect()
+    }
+
+    /// NANP areas outside the contiguous US ([`numbering::NANP_NON_US48`])
+    /// that an A–Z or trunk version prices only through a catch-all `1`
+    /// row, at the version's start, for either OBR tier. Such calls would
+    /// be billed at the catch-all (usually US) rate, which invites
+    /// revenue-share fraud to Caribbean numbers; `rate` leaves them
+    /// unrated, and the loader warns with this list.
+    pub fn nanp_catch_all(&self) -> Vec<NanpCatchAll> {
+        let mut trunks: Vec<_> = self.trunks.iter().collect();
+        trunks.sort_by_key(|(t, _)| **t);
+        let mut out = Vec::new();
+        for v in self
+            .az
+            .iter()
+            .chain(trunks.into_iter().map(|(_, v)| v))
+            .flat_map(|v| v.iter())
+        {
+            for (npa, area) in numbering::NANP_NON_US48 {
+                let probe = format!("1{npa}5550100");
+                let catch_all = [ObrTier::RestOfWorld, ObrTier::Eea]
+                    .into_iter()
+                    .any(|tier| {
+                        v.lookup(&probe, v.effective_from, tier)
+                            .is_some_and(|r| r.prefix.len() == 1)
+                    });
+                if catch_all {
+                    out.push(NanpCatchAll {
+                        deck_id: v.deck_id.to_string(),
+                        version: v.version,
+                        npa,
+                        area,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Total rows across all versions (for metrics).

@@ -1,10 +1,11 @@
 //! Reference tables used by rating, each parsed from small replaceable text
 //! files so operations can update them without a rebuild.
 //!
-//! Owns [`NpaNxxStates`] (NANP NPA-NXX → US state, for US48 jurisdiction),
-//! [`UkSurcharges`] (UK origin-based charging surcharge per minute by caller
+//! Owns [`UkSurcharges`] (UK origin-based charging surcharge per minute by caller
 //! country and UK number type) and [`EeaCountries`] (origins that get the EEA
-//! tier of origin-based-rating breakouts).
+//! tier of origin-based-rating breakouts). The NPA-NXX table and the US
+//! jurisdiction rule are not here: they belong to the `numbering` crate and
+//! enrichment decides the jurisdiction a call is priced by.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -25,109 +26,6 @@ fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-}
-
-/// NPA-NXX (6 digits) → state/province code, e.g. `212555;NY`.
-///
-/// Stored as a direct-indexed table (10^6 × u16 = 2 MB) rather than a hash
-/// map: the rater hits it twice per US48 call, and one array read is the
-/// cheapest lookup there is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NpaNxxStates {
-    /// 0 = unknown, else index + 1 into `states`.
-    table: Vec<u16>,
-    states: Vec<String>,
-    len: usize,
-}
-
-impl Default for NpaNxxStates {
-    fn default() -> Self {
-        NpaNxxStates {
-            table: vec![0; 1_000_000],
-            states: Vec::new(),
-            len: 0,
-        }
-    }
-}
-
-impl NpaNxxStates {
-    /// Parse `npanxx;state` lines (`#` comments and blank lines skipped; a
-    /// header line starting with `npanxx` is tolerated).
-    pub fn parse(text: &str) -> Result<Self, TableError> {
-        let mut t = NpaNxxStates::default();
-        for (line, l) in data_lines(text) {
-            let err = |m: String| TableError {
-                table: "npanxx_states",
-                line,
-                message: m,
-            };
-            if l.get(..6).is_some_and(|h| h.eq_ignore_ascii_case("npanxx")) {
-                continue;
-            }
-            let (k, st) = l
-                .split_once(';')
-                .ok_or_else(|| err("expected `npanxx;state`".into()))?;
-            let (k, st) = (k.trim(), st.trim());
-            if k.len() != 6 || !k.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(err(format!("`{k}` is not a 6-digit NPA-NXX")));
-            }
-            if st.is_empty() {
-                return Err(err("empty state".into()));
-            }
-            t.insert(k.parse::<u32>().expect("digits"), st);
-        }
-        Ok(t)
-    }
-
-    /// Add or replace one NPA-NXX (`npanxx` < 1,000,000).
-    pub fn insert(&mut self, npanxx: u32, state: &str) {
-        let st = state.to_ascii_uppercase();
-        let idx = match self.states.iter().position(|s| *s == st) {
-            Some(i) => i,
-            None => {
-                self.states.push(st);
-                self.states.len() - 1
-            }
-        };
-        let slot = &mut self.table[npanxx as usize % 1_000_000];
-        if *slot == 0 {
-            self.len += 1;
-        }
-        *slot = u16::try_from(idx + 1).expect("fewer than 65535 states");
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// State of an E.164 NANP number (`1NPANXX...`, `+` optional). `None`
-    /// when the number is not a well-formed NANP number or the NPA-NXX is
-    /// unknown.
-    pub fn state_of(&self, e164: &str) -> Option<&str> {
-        let npanxx = nanp_npanxx(e164)?;
-        match self.table[npanxx as usize] {
-            0 => None,
-            i => Some(self.states[usize::from(i) - 1].as_str()),
-        }
-    }
-}
-
-/// NPA-NXX of a NANP number in E.164 (`1` + 10 digits, NPA and NXX starting
-/// 2–9). Anything else is not a valid NANP number.
-pub fn nanp_npanxx(e164: &str) -> Option<u32> {
-    let d = crate::prefix::normalize_digits(e164)?.as_bytes();
-    if d.len() != 11 || d[0] != b'1' || d[1] < b'2' || d[4] < b'2' {
-        return None;
-    }
-    let mut v = 0u32;
-    for &c in &d[1..7] {
-        v = v * 10 + u32::from(c - b'0');
-    }
-    Some(v)
 }
 
 /// UK number type for origin-based charging.
@@ -226,6 +124,25 @@ pub const EEA_DEFAULT: [&str; 30] = [
     "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
 ];
 
+/// Parts of EU member states that are inside the EU (so inside the EEA)
+/// but carry an ISO code of their own, which is what libphonenumber reports
+/// for their numbers: the outermost regions Guadeloupe, French Guiana,
+/// Martinique, Réunion, Mayotte and Saint-Martin (France), and the Åland
+/// Islands (Finland). (Azores, Madeira, the Canaries, Ceuta and Melilla
+/// report PT / ES already.) Overseas countries and territories outside the
+/// EU (Saint-Barthélemy, New Caledonia, Greenland, the Faroes, …) are not
+/// listed. Each follows its member state: listing `FR` in an EEA file
+/// includes them.
+pub const EU_TERRITORIES: [(&str, &str); 7] = [
+    ("GP", "FR"),
+    ("GF", "FR"),
+    ("MQ", "FR"),
+    ("RE", "FR"),
+    ("YT", "FR"),
+    ("MF", "FR"),
+    ("AX", "FI"),
+];
+
 impl Default for EeaCountries {
     fn default() -> Self {
         let mut e = EeaCountries::empty();
@@ -242,15 +159,20 @@ impl EeaCountries {
         EeaCountries { bits: vec![0; 11] }
     }
 
-    /// Add a country; returns false if `c` is not an alpha-2 code.
+    /// Add a country, and the EU territories of a member state
+    /// ([`EU_TERRITORIES`]); returns false if `c` is not an alpha-2 code.
     pub fn insert(&mut self, c: &str) -> bool {
-        match alpha2_index(c) {
-            Some(i) => {
-                self.bits[i / 64] |= 1 << (i % 64);
-                true
+        let Some(i) = alpha2_index(c) else {
+            return false;
+        };
+        self.bits[i / 64] |= 1 << (i % 64);
+        for (t, state) in EU_TERRITORIES {
+            if state.eq_ignore_ascii_case(c) {
+                let j = alpha2_index(t).expect("alpha-2");
+                self.bits[j / 64] |= 1 << (j % 64);
             }
-            None => false,
         }
+        true
     }
 
     pub fn parse(text: &str) -> Result<Self, TableError> {
@@ -280,19 +202,6 @@ mod tests {
     use rust_decimal_macros::dec;
 
     #[test]
-    fn npanxx_parse_and_lookup() {
-        let t = NpaNxxStates::parse("# c\nnpanxx;state\n212555;NY\n310555;ca\n").unwrap();
-        assert_eq!(t.len(), 2);
-        assert_eq!(t.state_of("12125551234"), Some("NY"));
-        assert_eq!(t.state_of("+13105550000"), Some("CA"));
-        assert_eq!(t.state_of("13105560000"), None, "unknown NPA-NXX");
-        assert_eq!(t.state_of("2125551234"), None, "not E.164");
-        assert_eq!(t.state_of("11125551234"), None, "NPA starting 1 invalid");
-        let e = NpaNxxStates::parse("21255;NY\n").unwrap_err();
-        assert_eq!(e.line, 1);
-    }
-
-    #[test]
     fn uk_surcharge_lookup_and_fallbacks() {
         let t = UkSurcharges::parse(
             "caller_country;uk_number_type;surcharge_per_min\nGB;fixed;0\nGB;mobile;0\nUS;mobile;0.12\nUS;fixed;0.05\nXX;fixed;0.20\nXX;mobile;0.30\n",
@@ -313,5 +222,20 @@ mod tests {
         let p = EeaCountries::parse("FR, DE\nIT;ES\n").unwrap();
         assert!(p.contains("IT") && !p.contains("AT"));
         assert!(EeaCountries::parse("FRA\n").is_err());
+    }
+
+    #[test]
+    fn eu_outermost_regions_and_aland_are_eea() {
+        let d = EeaCountries::default();
+        for t in ["RE", "GP", "MQ", "GF", "YT", "MF", "AX"] {
+            assert!(d.contains(t), "{t}");
+        }
+        // Overseas territories outside the EU stay rest of world.
+        for t in ["BL", "NC", "PF", "GL", "FO", "PM", "GB"] {
+            assert!(!d.contains(t), "{t}");
+        }
+        // A custom list naming the member state brings its territories.
+        let p = EeaCountries::parse("FR\n").unwrap();
+        assert!(p.contains("RE") && p.contains("GF") && !p.contains("AX"));
     }
 }

@@ -7,6 +7,12 @@ use ratedeck::*;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
+/// Rates `c` with the jurisdiction enrichment would have recorded.
+fn rj(f: &Fixture, c: RatingInput) -> RatedCall {
+    let c = with_jurisdiction(c, f);
+    r(f, &c)
+}
+
 fn r(f: &Fixture, c: &RatingInput) -> RatedCall {
     rate(c, &f.ctx())
 }
@@ -52,7 +58,9 @@ fn invoice_100k_calls_28s_rounds_once() {
     );
     let ctx = f.ctx();
     for (prefix, want) in [("800", dec!(466.67)), ("801", dec!(1000.00))] {
-        let mut c = call("w-std", &format!("{prefix}5551234"));
+        // `+800` is E.164-shaped (the UIFN code), so the test deck's
+        // 800/801 rows match it as written.
+        let mut c = call("w-std", &format!("+{prefix}5551234"));
         c.billable_seconds = 28;
         let one = rate(&c, &ctx);
         assert!(one.is_rated(), "{one:?}");
@@ -61,7 +69,7 @@ fn invoice_100k_calls_28s_rounds_once() {
         assert_ne!(total, dec!(470.00));
     }
     // The per-call amount is unrounded (28 × 0.01 / 60 = 0.00466…).
-    let mut c = call("w-std", "8005551234");
+    let mut c = call("w-std", "+8005551234");
     c.billable_seconds = 28;
     let a = rate(&c, &ctx).amount;
     assert!(a.scale() >= 6, "kept {a} at scale {}", a.scale());
@@ -135,14 +143,20 @@ fn plan_selection_by_dial_prefix() {
     );
     // Unknown trunk or a destination the trunk doesn't carry: unrated, not dropped.
     let o = r(&f, &call("w-std", "*4999441234"));
-    assert!(matches!(o.status, RatingStatus::Unrated { .. }));
-    let o = r(&f, &call("w-std", "*410152123"));
+    assert_eq!(o.status, RatingStatus::Unrated);
+    let o = r(&f, &call("w-std", "*4101521234567890"));
     assert!(
-        matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("trunk 101"))
+        o.status == RatingStatus::Unrated
+            && o.unrated_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("trunk 101"))
     );
     let o = r(&f, &call("w-std", "*9441234"));
     assert!(
-        matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("dial prefix"))
+        o.status == RatingStatus::Unrated
+            && o.unrated_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("dial prefix"))
     );
 }
 
@@ -168,7 +182,7 @@ fn us48_jurisdiction() {
     let f = fixture();
     let ny = "12125551234";
     // Same state → intrastate.
-    let o = r(&f, &with_cli(call("w-std", ny), "+12125550000", "US"));
+    let o = rj(&f, with_cli(call("w-std", ny), "+12125550000", "US"));
     assert_eq!(
         (o.jurisdiction, o.rate_per_min),
         (Some(Jurisdiction::Intrastate), dec!(0.0030))
@@ -179,22 +193,22 @@ fn us48_jurisdiction() {
         Some("1212555")
     );
     // Different state → interstate.
-    let o = r(&f, &with_cli(call("w-std", ny), "13105550000", "US"));
+    let o = rj(&f, with_cli(call("w-std", ny), "13105550000", "US"));
     assert_eq!(
         (o.jurisdiction, o.rate_per_min),
         (Some(Jurisdiction::Interstate), dec!(0.0015))
     );
     // Non-NANP caller id → indeterminate, higher rate.
-    let o = r(&f, &call("w-std", ny));
+    let o = rj(&f, call("w-std", ny));
     assert_eq!(
         (o.jurisdiction, o.rate_per_min),
         (Some(Jurisdiction::Indeterminate), dec!(0.0030))
     );
     assert!(o.has_flag(Flag::JurisdictionIndeterminate));
     // Indeterminate where interstate is the higher rate (LA: 0.0040 vs 0.0020).
-    let o = r(
+    let o = rj(
         &f,
-        &with_cli(call("w-std", "13105551234"), "19995550000", "US"),
+        with_cli(call("w-std", "13105551234"), "19995550000", "US"),
     );
     assert_eq!(
         (o.jurisdiction, o.rate_per_min),
@@ -203,20 +217,20 @@ fn us48_jurisdiction() {
     // Invalid CLI flag from enrichment → indeterminate even if it looks NANP.
     let mut c = with_cli(call("w-std", ny), "12125550000", "US");
     c.cli_valid = false;
-    assert_eq!(r(&f, &c).jurisdiction, Some(Jurisdiction::Indeterminate));
+    assert_eq!(rj(&f, c).jurisdiction, Some(Jurisdiction::Indeterminate));
     // Premium shares the deck; PSTN has its own.
-    let o = r(&f, &with_cli(call("w-prem", ny), "12125550000", "US"));
+    let o = rj(&f, with_cli(call("w-prem", ny), "12125550000", "US"));
     assert_eq!(
         (&*o.deck_id, o.rate_per_min),
         ("us48_premium.txt", dec!(0.0030))
     );
-    let o = r(&f, &with_cli(call("w-pstn", ny), "12125550000", "US"));
+    let o = rj(&f, with_cli(call("w-pstn", ny), "12125550000", "US"));
     assert_eq!(
         (&*o.deck_id, o.rate_per_min),
         ("us48_pstn.txt", dec!(0.0050))
     );
     // NANP number outside the US48 deck falls back to A–Z (Canada, 6/6).
-    let o = r(&f, &call("w-std", "12045551234"));
+    let o = rj(&f, call("w-std", "12045551234"));
     assert_eq!((&*o.deck_id, o.jurisdiction), ("standard_az.txt", None));
     assert_eq!(o.billed_seconds, 60);
 }
@@ -227,7 +241,7 @@ fn lrn_rates_ported_numbers() {
     let mut c = with_cli(call("w-std", "12125551234"), "+13105550000", "US");
     c.rated_number = Some("13105559999".into());
     c.lrn_fee = dec!(0.0003);
-    let o = r(&f, &c);
+    let o = rj(&f, c);
     assert!(o.has_flag(Flag::LrnRated));
     assert_eq!(o.rated_number, "13105559999");
     // LRN is in CA like the caller → intrastate LA rate.
@@ -279,6 +293,7 @@ fn uk_origin_surcharge() {
     assert!(o.has_flag(Flag::InvalidCli));
     let mut c = call("w-uk-ok", mob);
     c.cli = Some("0123".into());
+    c.cli_valid = false; // enrichment's verdict on a malformed CLI
     assert_eq!(
         r(&f, &c).uk_surcharge_per_min,
         dec!(0.2500),
@@ -315,6 +330,7 @@ fn obr_tiers_by_caller_origin() {
     );
     let mut c = call("w-std", fr_mob);
     c.cli = None;
+    c.cli_valid = false; // enrichment's verdict on a missing CLI
     let o = r(&f, &c);
     assert_eq!(o.obr_tier, Some(ObrTier::RestOfWorld), "missing CLI → ROW");
     // Untiered rows apply to everyone.
@@ -353,17 +369,17 @@ fn unmatched_calls_are_kept_unrated() {
     let mut c = call("w-std", "99912345");
     c.lrn_fee = dec!(0.0003);
     let o = r(&f, &c);
-    match &o.status {
-        RatingStatus::Unrated { reason } => {
-            assert!(reason.contains("no matching prefix"), "{reason}")
-        }
-        s => panic!("{s:?}"),
-    }
+    assert_eq!(o.status, RatingStatus::Unrated);
+    let reason = o.unrated_reason.as_deref().unwrap();
+    assert!(reason.contains("no matching prefix"), "{reason}");
     assert_eq!((o.amount, o.lrn_fee), (dec!(0), dec!(0.0003)));
     assert_eq!(o.call_id, "c-99912345");
     let o = r(&f, &call("nobody", "4420712345678"));
     assert!(
-        matches!(o.status, RatingStatus::Unrated { ref reason } if reason.contains("unknown account"))
+        o.status == RatingStatus::Unrated
+            && o.unrated_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("unknown account"))
     );
     let o = r(&f, &call("w-std", "44-207"));
     assert!(!o.is_rated());
@@ -417,7 +433,7 @@ fn connection_fee_min_seconds_and_short_surcharge() {
 #[test]
 fn mexico_60_60_amount() {
     let f = fixture();
-    let mut c = call("w-std", "5255123456");
+    let mut c = call("w-std", "525512345678");
     c.billable_seconds = 61;
     let o = r(&f, &c);
     assert_eq!(o.billed_seconds, 120);
@@ -500,19 +516,31 @@ fn breakout_rows_dated_per_row() {
         r(f, &c)
     };
     assert!(
-        !at(&f, "4930123", t(2026, 5, 15)).is_rated(),
+        !at(&f, "4930123456", t(2026, 5, 15)).is_rated(),
         "row not yet in force"
     );
-    assert_eq!(at(&f, "4930123", t(2026, 6, 15)).rate_per_min, dec!(0.0095));
-    assert_eq!(at(&f, "4930123", t(2026, 7, 15)).rate_per_min, dec!(0.0110));
-    assert_eq!(at(&f, "33612", t(2026, 6, 15)).rate_per_min, dec!(0.0120));
-    let o = at(&f, "8210", t(2026, 6, 15));
+    assert_eq!(
+        at(&f, "4930123456", t(2026, 6, 15)).rate_per_min,
+        dec!(0.0095)
+    );
+    assert_eq!(
+        at(&f, "4930123456", t(2026, 7, 15)).rate_per_min,
+        dec!(0.0110)
+    );
+    assert_eq!(
+        at(&f, "33612345678", t(2026, 6, 15)).rate_per_min,
+        dec!(0.0120)
+    );
+    let o = at(&f, "82101234567", t(2026, 6, 15));
     assert_eq!(
         (o.increment, o.connection_fee),
         (Some(Increment::new(30, 6)), dec!(0.0100))
     );
-    assert!(!at(&f, "8210", t(2027, 1, 15)).is_rated(), "row ended");
-    let mut c = call("w-prem", "5255");
+    assert!(
+        !at(&f, "82101234567", t(2027, 1, 15)).is_rated(),
+        "row ended"
+    );
+    let mut c = call("w-prem", "525512345678");
     c.answer_ts = Some(t(2026, 6, 15));
     c.billable_seconds = 10;
     assert_eq!(r(&f, &c).billed_seconds, 120, "min_seconds 120 on 60/60");
@@ -617,4 +645,164 @@ fn deck_diff_notice() {
         .increased
         .iter()
         .all(|c| c.short_notice && c.prefix.to_string() == "34"));
+}
+
+/// Issue 12: the number is read through the one dial plan (`numbering`),
+/// so every written form of a number is priced like its E.164 form. Each
+/// of these was unrated or priced on the wrong breakout when `rate` took
+/// the raw digits (national `2125551234` looked up as `2…`, `011…` and
+/// `0033…` as `0…`, URIs and separators as not digits).
+#[test]
+fn every_written_form_is_rated_on_the_normalised_number() {
+    let f = fixture();
+    for (dialed, rated, prefix) in [
+        ("2125551234", "12125551234", "1212555"),
+        ("+1 (212) 555-1234", "12125551234", "1212555"),
+        ("+1 212 555 1234", "12125551234", "1212555"),
+        ("0012125551234", "12125551234", "1212555"),
+        ("212.555.1234", "12125551234", "1212555"),
+        ("*31 212-555-1234", "12125551234", "1212555"),
+        ("3105551234", "13105551234", "1310555"),
+        ("0114420712345678", "4420712345678", "44"),
+        ("00 44 20 7123 4567", "442071234567", "44"),
+        ("+44 (0)20 7123 4567", "442071234567", "44"),
+        (
+            "sip:+447911123456@gw.example.net;user=phone",
+            "447911123456",
+            "447",
+        ),
+        ("tel:+49-30-123456", "4930123456", "4930"),
+        ("0033 6 12 34 56 78", "33612345678", "336"),
+        ("011 33 6 12 34 56 78", "33612345678", "336"),
+    ] {
+        let o = r(&f, &call("w-std", dialed));
+        assert!(o.is_rated(), "{dialed}: {:?}", o.unrated_reason);
+        assert_eq!(o.rated_number, rated, "{dialed}");
+        assert_eq!(
+            o.matched_prefix.map(|p| p.to_string()).as_deref(),
+            Some(prefix),
+            "{dialed}"
+        );
+    }
+    // National 2125551234 is New York, not Russia or anything starting 2.
+    let o = rj(
+        &f,
+        with_cli(call("w-std", "2125551234"), "+12125550000", "US"),
+    );
+    assert_eq!(
+        (o.destination.as_deref(), o.rate_per_min),
+        (Some("USA New York NY"), dec!(0.0030))
+    );
+}
+
+/// The pipeline hands `rate` enrichment's reading of the number (`dial`):
+/// that is what is priced, whatever the raw string looks like.
+#[test]
+fn enrichments_reading_of_the_number_is_what_is_priced() {
+    let f = fixture();
+    let mut c = call("w-std", "*32 sip:+44-20-7123-4567@gw");
+    c.dial = Some(ratedeck::numbering::parse_dialed(&c.dialed).unwrap());
+    let o = r(&f, &c);
+    assert_eq!(
+        (o.plan, o.rated_number.as_str()),
+        (Some(Plan::Premium), "442071234567")
+    );
+    let mut c = call("w-std", "not a number");
+    c.dial = Some(ratedeck::numbering::parse_dialed("+4930123456").unwrap());
+    assert_eq!(r(&f, &c).rated_number, "4930123456");
+    // Unusable strings say why.
+    let o = r(&f, &call("w-std", "*9441234"));
+    assert!(o.unrated_reason.unwrap().contains("unknown dial prefix"));
+    let o = r(&f, &call("w-std", "44-207-abc"));
+    assert!(o.unrated_reason.unwrap().contains("not usable"));
+}
+
+/// Issue 12: inbound calls are not terminations.
+#[test]
+fn inbound_calls_are_left_for_did_rating() {
+    let f = fixture();
+    let mut c = call("w-std", "4420712345678");
+    c.inbound = true;
+    c.lrn_fee = dec!(0.0003);
+    let o = r(&f, &c);
+    assert_eq!(o.status, RatingStatus::Inbound);
+    assert_eq!(
+        (o.amount, o.lrn_fee, o.billed_seconds),
+        (dec!(0), dec!(0), 0)
+    );
+    assert!(o.has_flag(Flag::NotBilled));
+    assert_eq!(o.deck_id.as_ref(), "");
+}
+
+/// Issue 12: a NANP number outside the contiguous US must not be billed
+/// through a catch-all `1` row (revenue-share fraud to 1876, 1809, …);
+/// explicit rows price it by its real breakout.
+#[test]
+fn nanp_outside_us48_never_falls_to_the_catch_all_row() {
+    let f = fixture();
+    for (dialed, dest) in [
+        ("18765551234", "Jamaica"),
+        ("18095551234", "Dominican Republic"),
+        ("19075551234", "USA Alaska"),
+        ("14035551234", "Canada Alberta"),
+    ] {
+        let o = r(&f, &call("w-std", dialed));
+        assert!(o.is_rated(), "{dialed}: {:?}", o.unrated_reason);
+        assert_eq!(o.destination.as_deref(), Some(dest), "{dialed}");
+    }
+    // A deck with only the catch-all for Bahamas (1242): unrated, reason
+    // says why, and the load-time check lists it.
+    let o = r(&f, &call("w-std", "12425551234"));
+    assert_eq!(o.status, RatingStatus::Unrated);
+    assert!(
+        o.unrated_reason
+            .as_deref()
+            .unwrap()
+            .starts_with(ratedeck::NANP_CATCH_ALL_REASON),
+        "{:?}",
+        o.unrated_reason
+    );
+    let warned = f.decks.nanp_catch_all();
+    let std: Vec<_> = warned
+        .iter()
+        .filter(|w| w.deck_id == "standard_az.txt")
+        .map(|w| w.npa)
+        .collect();
+    assert!(std.contains(&"242") && std.contains(&"649"), "{std:?}");
+    for explicit in ["876", "809", "907", "403", "204", "416", "808"] {
+        assert!(!std.contains(&explicit), "{explicit} has its own row");
+    }
+    assert!(warned
+        .iter()
+        .any(|w| w.to_string().contains("1242 (Bahamas)")));
+    // A US48 number on the catch-all is still the USA.
+    let o = r(&f, &call("w-std", "17135550100"));
+    assert_eq!(o.destination.as_deref(), Some("USA"));
+}
+
+/// Issue 12: the EU's outermost regions are in the EEA for OBR.
+#[test]
+fn eu_outermost_regions_get_the_eea_tier() {
+    let f = fixture();
+    let fr_mob = "33612345678";
+    for (cli, country) in [
+        ("+262262123456", "RE"),
+        ("+590590123456", "GP"),
+        ("+596596123456", "MQ"),
+        ("+594594123456", "GF"),
+        ("+358181234567", "AX"),
+    ] {
+        let o = r(&f, &with_cli(call("w-std", fr_mob), cli, country));
+        assert_eq!(
+            (o.obr_tier, o.rate_per_min),
+            (Some(ObrTier::Eea), dec!(0.0120)),
+            "{country}"
+        );
+    }
+    // An invalid (fake) CLI from an EEA country is rest of world.
+    let mut c = with_cli(call("w-std", fr_mob), "+33100000000", "FR");
+    c.cli_valid = false;
+    let o = r(&f, &c);
+    assert_eq!(o.obr_tier, Some(ObrTier::RestOfWorld));
+    assert!(o.has_flag(Flag::InvalidCli));
 }

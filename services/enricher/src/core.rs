@@ -1,17 +1,23 @@
 //! The pure part of enrichment: everything decided from the digits and the
 //! NPA-NXX table, given an LRN decision ([`EnrichmentRecord`]) taken elsewhere.
-//! No I/O, no clock, no cache: unit-testable and deterministic.
+//! No I/O, no clock, no cache: unit-testable and deterministic, and the same
+//! functions `cdrctl rate` runs offline ([`enrich_with`]), so an event gives
+//! the same enriched call in both places.
+//!
+//! Every number is read through the `numbering` crate (`lrn::numbering`),
+//! the pipeline's one dial-plan module; every text written on the wire comes
+//! from the `cdr_model::kinds` enums.
 
 use cdr_model::call::{AssembledCall, EnrichedCall, Enrichment};
-use lrn::{
-    should_dip, CallNumbers, CliStatus, EnrichmentRecord, Jurisdiction, LrnSourceKind, NpaNxxTable,
-    NumberType, PlanSelector,
-};
+use cdr_model::event::Direction;
+use lrn::{should_dip, CallNumbers, CliStatus, EnrichmentRecord, Jurisdiction, NpaNxxTable};
 
 /// Flag set when the dialed number cannot be normalised to E.164.
 pub const FLAG_DIALED_NOT_E164: &str = "dialed_not_e164";
 /// Flag set when the LRN source failed until the deadline (rated on the dialed number).
 pub const FLAG_LRN_UNAVAILABLE: &str = "lrn_unavailable";
+/// Flag set when the caller id is E.164-shaped but not a valid number (fake CLI).
+pub const FLAG_CLI_INVALID: &str = "cli_invalid";
 
 /// Strip the plan prefix, normalise and classify `cli` and `dialed`.
 pub fn analyze(call: &AssembledCall) -> CallNumbers {
@@ -23,63 +29,29 @@ pub fn dialed_e164(n: &CallNumbers) -> Option<&str> {
     n.callee.as_ref().ok().map(|c| c.e164.digits())
 }
 
-/// `true` when the call's dialed number is dipped (NANP geographic, not toll-free).
-pub fn needs_dip(n: &CallNumbers) -> bool {
-    dialed_e164(n).and_then(should_dip).is_some()
+/// `true` for an inbound call (`direction = inbound`): not a termination,
+/// so never dipped nor charged an LRN fee.
+pub fn is_inbound(call: &AssembledCall) -> bool {
+    Direction::is_inbound_text(&call.direction)
 }
 
-pub fn plan_name(p: &PlanSelector) -> (&'static str, Option<String>) {
-    match p {
-        PlanSelector::Pstn => ("pstn", None),
-        PlanSelector::Standard => ("standard", None),
-        PlanSelector::Premium => ("premium", None),
-        PlanSelector::Trunk(t) => ("trunk", Some(format!("{t:03}"))),
-    }
+/// `true` when the call's dialed number is dipped: an outbound call to a
+/// NANP geographic number (not toll-free).
+pub fn needs_dip(call: &AssembledCall, n: &CallNumbers) -> bool {
+    !is_inbound(call) && dialed_e164(n).and_then(should_dip).is_some()
 }
 
-pub fn number_type_name(t: NumberType) -> &'static str {
-    match t {
-        NumberType::Fixed => "fixed",
-        NumberType::Mobile => "mobile",
-        NumberType::TollFree => "toll_free",
-        NumberType::Premium => "premium",
-        NumberType::Satellite => "satellite",
-        NumberType::Unknown => "unknown",
-    }
-}
-
-pub fn lrn_source_name(rec: &EnrichmentRecord) -> &'static str {
-    match rec.source {
-        None => "not_applicable",
-        Some(LrnSourceKind::Cache) => "cache",
-        Some(LrnSourceKind::Dip) => "dip",
-        Some(LrnSourceKind::Unavailable) => "unavailable",
-    }
-}
-
-pub fn jurisdiction_name(j: Jurisdiction) -> &'static str {
-    match j {
-        Jurisdiction::Intrastate => "intrastate",
-        Jurisdiction::Interstate => "interstate",
-        Jurisdiction::Indeterminate => "indeterminate",
-    }
-}
-
-/// Jurisdiction of a call to a US number: caller NPA-NXX against the LRN's
-/// NPA-NXX when known, else the dialed number's. `None` when the callee is not
-/// a US number (jurisdiction only selects US48 interstate/intrastate rates).
+/// Jurisdiction of a call to a US number: the one rule of
+/// [`lrn::call_jurisdiction`], caller NPA-NXX against the LRN's NPA-NXX when
+/// known, else the dialed number's. `None` when the callee is not a US number.
 pub fn jurisdiction(
     n: &CallNumbers,
     rec: &EnrichmentRecord,
     table: &NpaNxxTable,
 ) -> Option<Jurisdiction> {
     let callee = n.callee.as_ref().ok()?;
-    if callee.country.as_deref() != Some("US") {
-        return None;
-    }
     let dialed = callee.e164.nanp_tn10()?;
-    let rated = rec.rated_number(dialed);
-    Some(table.jurisdiction(n.caller.as_ref().map(|c| &c.e164), rated))
+    lrn::call_jurisdiction(table, n.caller.as_ref(), callee, rec.rated_number(dialed))
 }
 
 /// Build the enriched call and its Kafka key (the normalised dialed number,
@@ -96,40 +68,55 @@ pub fn build(
     if dialed.is_none() {
         flags.push(FLAG_DIALED_NOT_E164.to_string());
     }
+    if n.cli_status == CliStatus::Invalid {
+        flags.push(FLAG_CLI_INVALID.to_string());
+    }
     if rec.lrn_unavailable() {
         flags.push(FLAG_LRN_UNAVAILABLE.to_string());
     }
-    let (plan_selector, trunk_selector) = match &n.plan {
-        Some(p) => {
-            let (name, trunk) = plan_name(p);
-            (Some(name.to_string()), trunk)
-        }
-        None => (None, None),
-    };
     let callee = n.callee.as_ref().ok();
     let enrichment = Enrichment {
-        cli_e164: n.caller.as_ref().map(|c| c.e164.digits().to_string()),
+        cli_e164: n.cli_e164.as_ref().map(|c| c.digits().to_string()),
         cli_valid: n.cli_status == CliStatus::Valid,
         dialed_e164: dialed.clone().unwrap_or_default(),
-        plan_selector,
-        trunk_selector,
+        plan_selector: n.plan.map(|p| p.name().to_string()),
+        trunk_selector: n.plan.and_then(|p| p.trunk_text()),
         lrn: rec.lrn.clone(),
         ported: rec.ported,
-        lrn_source: lrn_source_name(rec).to_string(),
+        lrn_source: rec.lrn_source().as_str().to_string(),
         lrn_fee: rec.fee.normalize().to_string(),
         caller_country: n.caller.as_ref().and_then(|c| c.country.clone()),
         callee_country: callee.and_then(|c| c.country.clone()),
-        callee_number_type: callee.map(|c| number_type_name(c.number_type).to_string()),
-        jurisdiction: jurisdiction(n, rec, table).map(|j| jurisdiction_name(j).to_string()),
+        callee_number_type: callee.map(|c| c.number_type.as_str().to_string()),
+        jurisdiction: jurisdiction(n, rec, table).map(|j| j.as_str().to_string()),
         flags,
     };
     let key = dialed.unwrap_or_else(|| call.cdr_id.clone());
     (key, EnrichedCall { call, enrichment })
 }
 
+/// Enrichment of one call given a way to take its LRN decision: the pure
+/// path shared by the enricher service and `cdrctl rate`. `decide` is called
+/// with the dialed E.164 digits only for calls that are dipped
+/// ([`needs_dip`]); every other call gets [`EnrichmentRecord::not_eligible`].
+pub fn enrich_with(
+    call: AssembledCall,
+    table: &NpaNxxTable,
+    decide: impl FnOnce(&str) -> EnrichmentRecord,
+) -> (EnrichedCall, EnrichmentRecord) {
+    let n = analyze(&call);
+    let rec = match dialed_e164(&n).filter(|_| needs_dip(&call, &n)) {
+        Some(d) => decide(d),
+        None => EnrichmentRecord::not_eligible(),
+    };
+    let (_, enriched) = build(call, &n, &rec, table);
+    (enriched, rec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lrn::LrnSourceKind;
     use rust_decimal::Decimal;
     use std::collections::HashMap;
 
@@ -249,7 +236,8 @@ mod tests {
             ("442079460123", false),
             ("8821612345678", false),
         ] {
-            assert_eq!(needs_dip(&analyze(&call(None, d))), want, "{d}");
+            let c = call(None, d);
+            assert_eq!(needs_dip(&c, &analyze(&c)), want, "{d}");
         }
         let (_, e) = run(None, "18005550100", &EnrichmentRecord::not_eligible());
         assert_eq!(e.callee_number_type.as_deref(), Some("toll_free"));
@@ -301,5 +289,52 @@ mod tests {
         let mut r = rec(Some("2125550199"), Some(LrnSourceKind::Dip));
         r.fee = "0.00030".parse().unwrap();
         assert_eq!(run(None, "12125550199", &r).1.lrn_fee, "0.0003");
+    }
+
+    /// Issue 12: inbound calls are not terminations: never dipped.
+    #[test]
+    fn inbound_calls_are_never_dipped() {
+        let mut c = call(Some("+12125550100"), "12125550199");
+        assert!(needs_dip(&c, &analyze(&c)));
+        c.direction = cdr_model::event::Direction::Inbound.as_str().into();
+        assert!(!needs_dip(&c, &analyze(&c)));
+        let (e, rec) = enrich_with(c, &table(), |_| {
+            panic!("an inbound call must not be dipped")
+        });
+        assert_eq!(rec.fee, Decimal::ZERO);
+        assert_eq!(e.enrichment.lrn_source, "not_applicable");
+        assert_eq!(e.enrichment.lrn_fee, "0");
+    }
+
+    /// Issue 12: a fake CLI whose country code exists is not valid and has
+    /// no origin (no caller country), but its digits are recorded.
+    #[test]
+    fn fake_cli_is_invalid_and_flagged() {
+        let na = EnrichmentRecord::not_eligible();
+        let (_, e) = run(Some("+4470000000"), "447400123456", &na);
+        assert!(!e.cli_valid);
+        assert_eq!(e.caller_country, None);
+        assert_eq!(e.cli_e164.as_deref(), Some("4470000000"));
+        assert_eq!(e.flags, vec![FLAG_CLI_INVALID.to_string()]);
+        let (_, e) = run(Some("+262 262 12 34 56"), "33612345678", &na);
+        assert!(e.cli_valid);
+        assert_eq!(e.caller_country.as_deref(), Some("RE"));
+    }
+
+    /// Issue 12: every written form of a dialed number is enriched to the
+    /// same E.164 number and plan (the rater prices `dialed_e164`).
+    #[test]
+    fn dialed_forms_normalise_alike() {
+        let na = EnrichmentRecord::not_eligible();
+        for (d, want) in [
+            ("7135550100", "17135550100"),
+            ("+1 713 555 0100", "17135550100"),
+            ("011442079460123", "442079460123"),
+            ("sip:+442079460123@gw;user=phone", "442079460123"),
+            ("+44 (0)20 7946 0123", "442079460123"),
+            ("0033 1 23 45 67 89", "33123456789"),
+        ] {
+            assert_eq!(run(None, d, &na).1.dialed_e164, want, "{d}");
+        }
     }
 }

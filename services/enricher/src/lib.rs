@@ -15,7 +15,10 @@
 //!   `lrn.unavailable_deadline_ms` gives `unavailable`, no LRN, fee 0 and the
 //!   flag `lrn_unavailable`; the call is never blocked;
 //! * jurisdiction for calls to US numbers: caller NPA-NXX vs the LRN's
-//!   NPA-NXX (the dialed one when no LRN is known).
+//!   NPA-NXX (the dialed one when no LRN is known) — the one rule
+//!   (`numbering::call_jurisdiction`); the rater prices by it;
+//! * inbound calls (`direction = inbound`) are not terminations: never
+//!   dipped, `lrn_source = not_applicable`, fee 0.
 //!
 //! # Unanswered calls are dipped
 //! A carrier dips at call setup, before it knows whether the call will be
@@ -196,7 +199,7 @@ impl Enricher {
     pub async fn enrich(&self, call: AssembledCall) -> Enriched {
         let numbers = core::analyze(&call);
         let (record, replayed) =
-            match core::dialed_e164(&numbers).filter(|_| core::needs_dip(&numbers)) {
+            match core::dialed_e164(&numbers).filter(|_| core::needs_dip(&call, &numbers)) {
                 None => (EnrichmentRecord::not_eligible(), false),
                 Some(dialed) => {
                     let prior = self.memo.as_ref().and_then(|m| m.get(&call.cdr_id));

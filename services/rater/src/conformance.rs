@@ -39,6 +39,7 @@ pub fn current_category(t: &RatingTables, account_id: &str) -> Option<AccountKin
 /// Every attempt counts (failed and cancelled ones are seizures too, so ASR
 /// cannot read 100% because failures were left out).
 pub fn observe(m: &mut ConformanceMonitor, t: &RatingTables, cdr: &RatedCdr) -> Option<Downgrade> {
+    if cdr_model::event::Direction::is_inbound_text(&cdr.call.direction) { return None; } // inbound calls are not terminations (issue 12)
     if current_category(t, &cdr.call.account_id)? != AccountKind::Wholesale {
         return None;
     }

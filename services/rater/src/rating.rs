@@ -1,12 +1,22 @@
 //! The pure core of the rater: an enriched call in, a rated CDR out, through
 //! [`ratedeck::rate`]. No clock, no I/O: re-rating a CDR with the same decks
 //! always gives the same result.
+//!
+//! The rater prices what enrichment decided: the normalised dialed number
+//! (`dialed_e164`, with the plan selector enrichment read), the LRN when
+//! ported, the caller id's validity and country and the US jurisdiction. It
+//! reads numbers through the same `numbering` crate when enrichment is
+//! absent, so there is one dial plan and one jurisdiction rule.
 
 use std::str::FromStr;
 
 use cdr_model::call::{EnrichedCall, RatedCdr, Rating};
+use cdr_model::event::Direction;
+use cdr_model::kinds::{Jurisdiction, NumberType, RatingStatus};
+use cdr_model::Disposition;
 use chrono::{DateTime, TimeZone, Utc};
-use ratedeck::{Flag, Jurisdiction, NumberType, RatingContext, RatingInput, RatingStatus};
+use ratedeck::numbering::{self, Dialed, PlanSelector, E164};
+use ratedeck::{Flag, RatingContext, RatingInput};
 use rust_decimal::Decimal;
 
 /// Header carrying the caller's maximum rate per minute (USD).
@@ -26,6 +36,9 @@ pub mod reason {
     pub const BAD_DIALED_NUMBER: &str = "bad_dialed_number";
     pub const MISSING_ANSWER_TIME: &str = "missing_answer_time";
     pub const NO_MATCHING_PREFIX: &str = "no_matching_prefix";
+    /// A NANP number outside the contiguous US that only a catch-all `1`
+    /// row would price (revenue-share fraud exposure).
+    pub const NANP_CATCH_ALL: &str = "nanp_catch_all";
     pub const BAD_LRN_FEE: &str = "bad_lrn_fee";
     pub const NO_RATE_DECK_LOADED: &str = "no_rate_deck_loaded";
 }
@@ -43,26 +56,6 @@ pub fn flag_name(f: Flag) -> &'static str {
         Flag::InvalidCli => "invalid_cli",
         Flag::NotBilled => "not_billed",
     }
-}
-
-pub fn jurisdiction_name(j: Jurisdiction) -> &'static str {
-    match j {
-        Jurisdiction::Interstate => "interstate",
-        Jurisdiction::Intrastate => "intrastate",
-        Jurisdiction::Indeterminate => "indeterminate",
-    }
-}
-
-/// Simple E.164 check for a raw caller id when enrichment did not supply a
-/// normalised one: an explicit international form (`+` or `00`), then 8–15
-/// digits not starting with 0.
-pub fn looks_e164(raw: &str) -> Option<String> {
-    let s = raw.trim();
-    let body = s.strip_prefix('+').or_else(|| s.strip_prefix("00"))?;
-    let ok = (8..=15).contains(&body.len())
-        && body.bytes().all(|c| c.is_ascii_digit())
-        && !body.starts_with('0');
-    ok.then(|| body.to_string())
 }
 
 /// LRNs are NANP routing numbers, conventionally written as 10 digits
@@ -83,14 +76,32 @@ pub fn lrn_e164(lrn: &str) -> Option<String> {
     }
 }
 
-fn number_type(s: &str) -> NumberType {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "fixed" | "geographic" | "landline" => NumberType::Fixed,
-        "mobile" => NumberType::Mobile,
-        "toll_free" | "tollfree" => NumberType::TollFree,
-        "premium" => NumberType::Premium,
-        "satellite" => NumberType::Satellite,
-        _ => NumberType::Unknown,
+/// The dialed number as enrichment read it: its plan selector and its
+/// normalised E.164 digits. `None` when enrichment has no usable number
+/// (then ratedeck reads the raw string with the same `numbering` function
+/// and reports why it is unusable).
+fn enriched_dial(call: &EnrichedCall) -> Option<Dialed> {
+    let e = &call.enrichment;
+    let number = E164::from_digits(&e.dialed_e164).ok()?;
+    let plan = PlanSelector::from_record(e.plan_selector.as_deref(), e.trunk_selector.as_deref());
+    if e.plan_selector.is_some() && plan.is_none() {
+        return None;
+    }
+    Some(Dialed { plan, number })
+}
+
+/// Caller-id validity and country: enrichment's verdict when it looked at
+/// the caller id, else the same `numbering::check_cli` on the raw one
+/// (a record enriched by nothing).
+fn caller(call: &EnrichedCall) -> (bool, Option<String>) {
+    let e = &call.enrichment;
+    if e.cli_e164.is_some() || e.cli_valid || e.caller_country.is_some() {
+        return (e.cli_valid, e.caller_country.clone());
+    }
+    let (status, n) = numbering::check_cli(call.call.cli.as_deref());
+    match (status, n) {
+        (numbering::CliStatus::Valid, Some(n)) => (true, numbering::classify(&n).country),
+        _ => (false, None),
     }
 }
 
@@ -117,13 +128,7 @@ fn rating_input(call: &EnrichedCall) -> (RatingInput, InputNotes) {
     let c = &call.call;
     let e = &call.enrichment;
     let mut notes = InputNotes::default();
-    let (cli, cli_valid) = match &e.cli_e164 {
-        Some(n) => (Some(n.clone()), e.cli_valid),
-        None => match c.cli.as_deref().and_then(looks_e164) {
-            Some(n) => (Some(n), true),
-            None => (c.cli.clone(), false),
-        },
-    };
+    let (cli_valid, cli_country) = caller(call);
     let max_rate = match header(&c.headers, MAX_RATE_HEADER).map(str::trim) {
         None | Some("") => None,
         Some(v) => match Decimal::from_str(v) {
@@ -162,19 +167,22 @@ fn rating_input(call: &EnrichedCall) -> (RatingInput, InputNotes) {
         call_id: c.call_id.clone(),
         account_id: c.account_id.clone(),
         dialed: c.dialed.clone(),
+        dial: enriched_dial(call),
         rated_number: e.lrn.as_deref().and_then(lrn_e164),
-        cli,
+        cli: e.cli_e164.clone().or_else(|| c.cli.clone()),
         cli_valid,
-        cli_country: e.caller_country.clone(),
+        cli_country,
+        jurisdiction: e.jurisdiction.as_deref().and_then(Jurisdiction::parse),
+        inbound: Direction::is_inbound_text(&c.direction),
         answer_ts,
         setup_ts: Utc.timestamp_millis_opt(c.setup_ts_ms).single(),
         billable_seconds: u32::try_from(c.billable_seconds.max(0)).unwrap_or(u32::MAX),
-        answered: c.disposition == "answered",
+        answered: Disposition::parse(&c.disposition) == Some(Disposition::Answered),
         behind_nat: c.behind_nat,
         max_rate,
         max_route,
         lrn_fee,
-        callee_number_type: e.callee_number_type.as_deref().map(number_type),
+        callee_number_type: e.callee_number_type.as_deref().and_then(NumberType::parse),
     };
     (input, notes)
 }
@@ -184,6 +192,8 @@ fn reason_code(message: &str) -> &'static str {
         reason::UNKNOWN_ACCOUNT
     } else if message.starts_with("unknown dial prefix") {
         reason::UNKNOWN_DIAL_PREFIX
+    } else if message.starts_with(ratedeck::NANP_CATCH_ALL_REASON) {
+        reason::NANP_CATCH_ALL
     } else if message.starts_with("dialed number") {
         reason::BAD_DIALED_NUMBER
     } else if message.starts_with("answered call without answer") {
@@ -204,15 +214,17 @@ fn reason_code(message: &str) -> &'static str {
 /// Bad `X-CWU-maxrate` / `X-CWU-maxroute` headers are flagged and ignored;
 /// an unparseable LRN fee makes the call unrated (`bad_lrn_fee`).
 ///
-/// The rater also fills `enrichment.jurisdiction` for US48 calls when
-/// enrichment left it empty (the rater is where NPA-NXX states are known).
+/// An inbound call (`direction = inbound`) is no termination: status
+/// `inbound`, amount 0, no dip fee; it is left for DID rating.
+///
+/// The jurisdiction on the CDR is the one enrichment decided, and the one
+/// the call is priced by (a US48 call without one is priced indeterminate).
 pub fn rate_call(call: EnrichedCall, ctx: &RatingContext<'_>) -> RatedCdr {
     let (input, notes) = rating_input(&call);
     let r = ratedeck::rate(&input, ctx);
-    let mut status = "rated";
+    let mut status = r.status;
     let mut unrated_reason = None;
-    if let RatingStatus::Unrated { reason } = &r.status {
-        status = "unrated";
+    if let (RatingStatus::Unrated, Some(reason)) = (r.status, &r.unrated_reason) {
         unrated_reason = Some(if ctx.accounts.contains_key(&input.account_id) {
             reason_code(reason)
         } else {
@@ -220,15 +232,15 @@ pub fn rate_call(call: EnrichedCall, ctx: &RatingContext<'_>) -> RatedCdr {
         });
     }
     let mut amount = r.amount;
-    if notes.bad_lrn_fee && status == "rated" {
-        status = "unrated";
+    if notes.bad_lrn_fee && status == RatingStatus::Rated {
+        status = RatingStatus::Unrated;
         unrated_reason = Some(reason::BAD_LRN_FEE);
         amount = Decimal::ZERO;
     }
     let mut flags: Vec<String> = r.flags.iter().map(|f| flag_name(f).to_string()).collect();
     flags.extend(notes.flags.iter().map(|f| f.to_string()));
     let rating = Rating {
-        status: status.to_string(),
+        status: status.as_str().to_string(),
         unrated_reason: unrated_reason.map(str::to_string),
         plan: r.plan.map(|p| p.as_str().to_string()),
         deck_id: (!r.deck_id.is_empty()).then(|| r.deck_id.to_string()),
@@ -248,13 +260,9 @@ pub fn rate_call(call: EnrichedCall, ctx: &RatingContext<'_>) -> RatedCdr {
         max_rate: r.max_rate.map(|d| d.to_string()),
         max_route: r.max_route.and_then(|n| i32::try_from(n).ok()),
     };
-    let mut enrichment = call.enrichment;
-    if enrichment.jurisdiction.is_none() {
-        enrichment.jurisdiction = r.jurisdiction.map(|j| jurisdiction_name(j).to_string());
-    }
     RatedCdr {
         call: call.call,
-        enrichment,
+        enrichment: call.enrichment,
         rating,
         detection: None,
     }
@@ -265,7 +273,7 @@ pub fn rate_call(call: EnrichedCall, ctx: &RatingContext<'_>) -> RatedCdr {
 /// LRN fee.
 pub fn unrated_no_decks(call: EnrichedCall) -> RatedCdr {
     let rating = Rating {
-        status: "unrated".to_string(),
+        status: RatingStatus::Unrated.as_str().to_string(),
         unrated_reason: Some(reason::NO_RATE_DECK_LOADED.to_string()),
         lrn_fee: call.enrichment.lrn_fee.clone(),
         amount: call.enrichment.lrn_fee.clone(),
@@ -329,6 +337,46 @@ mod tests {
 
     const ANSWER_MS: i64 = 1_790_000_000_000;
 
+    /// The enricher's NPA-NXX table of the local stack (the one table).
+    fn npanxx() -> &'static numbering::NpaNxxTable {
+        static T: OnceLock<numbering::NpaNxxTable> = OnceLock::new();
+        T.get_or_init(|| {
+            let (t, bad) =
+                numbering::NpaNxxTable::load(repo().join("deploy/local/data/lrn/npanxx.txt"))
+                    .unwrap();
+            assert!(bad.is_empty(), "{bad:?}");
+            t
+        })
+    }
+
+    /// What the enricher records for a call that is not dipped: the same
+    /// `numbering` analysis and jurisdiction rule (the enricher's own
+    /// functions are cross-checked against the rater in `cdrctl`'s tests).
+    fn enrichment(cli: Option<&str>, dialed: &str) -> Enrichment {
+        let n = numbering::analyze_call(cli, dialed);
+        let callee = n.callee.as_ref().ok();
+        Enrichment {
+            cli_e164: n.cli_e164.as_ref().map(|c| c.digits().to_string()),
+            cli_valid: n.cli_status == numbering::CliStatus::Valid,
+            dialed_e164: callee
+                .map(|c| c.e164.digits().to_string())
+                .unwrap_or_default(),
+            plan_selector: n.plan.map(|p| p.name().to_string()),
+            trunk_selector: n.plan.and_then(|p| p.trunk_text()),
+            lrn_source: cdr_model::kinds::LrnSource::NotApplicable.as_str().into(),
+            lrn_fee: "0".into(),
+            caller_country: n.caller.as_ref().and_then(|c| c.country.clone()),
+            callee_country: callee.and_then(|c| c.country.clone()),
+            callee_number_type: callee.map(|c| c.number_type.as_str().to_string()),
+            jurisdiction: callee.and_then(|c| {
+                let tn = c.e164.nanp_tn10()?;
+                numbering::call_jurisdiction(npanxx(), n.caller.as_ref(), c, tn)
+                    .map(|j| j.as_str().to_string())
+            }),
+            ..Default::default()
+        }
+    }
+
     fn call(account: &str, dialed: &str, cli: Option<&str>, secs: i64) -> EnrichedCall {
         let answered = secs > 0;
         let mut headers = HashMap::new();
@@ -363,14 +411,7 @@ mod tests {
                 event_count: 4,
                 assembled_at_ms: ANSWER_MS + secs * 1000,
             },
-            enrichment: Enrichment {
-                cli_e164: cli.and_then(looks_e164),
-                cli_valid: cli.and_then(looks_e164).is_some(),
-                dialed_e164: dialed.trim_start_matches('*').to_string(),
-                lrn_source: "not_applicable".into(),
-                lrn_fee: "0".into(),
-                ..Default::default()
-            },
+            enrichment: enrichment(cli, dialed),
         }
     }
 
@@ -394,7 +435,7 @@ mod tests {
             ("525512345678", "5255", "60/60"),
             ("33123456789", "331", "1/1"),
             ("8821612345678", "88216", "60/60"),
-            ("5976123456", "597", "60/60"),
+            ("5978123456", "5978", "60/60"),
         ];
         for (dest, prefix, inc) in dests {
             let r = rate(call("acc-1001", dest, Some("+12125550100"), 61));
@@ -471,7 +512,7 @@ mod tests {
         );
         assert_eq!(d(&r.rate_per_min), d("0.0060"));
         // Trunk 007 does not carry Suriname.
-        let r = rate(call("acc-1001", "*40075976123456", None, 10));
+        let r = rate(call("acc-1001", "*40075978123456", None, 10));
         assert_eq!(r.status, "unrated");
         assert_eq!(
             r.unrated_reason.as_deref(),
@@ -479,7 +520,7 @@ mod tests {
         );
         assert_eq!(d(&r.amount), Decimal::ZERO);
         // A retail account ignores the dial prefix.
-        let r = rate(call("acc-2001", "*40075976123456", None, 10));
+        let r = rate(call("acc-2001", "*40075978123456", None, 10));
         assert_eq!(r.status, "rated");
         assert_eq!(r.plan.as_deref(), Some("retail"));
         assert_eq!(r.deck_id.as_deref(), Some("retail-az-2026-01"));
@@ -532,6 +573,8 @@ mod tests {
         let mut c = call("acc-1001", "12125550199", Some("+12125550100"), 6);
         c.enrichment.lrn = Some("13105550000".into());
         c.enrichment.lrn_fee = "0.0020".into();
+        // What the enricher records for a NY caller and a CA LRN.
+        c.enrichment.jurisdiction = Some(Jurisdiction::Interstate.as_str().into());
         let r = rate(c);
         assert_eq!(r.status, "rated");
         assert!(r.flags.contains(&"lrn_rated".to_string()));
@@ -561,8 +604,8 @@ mod tests {
             r.flags.contains(&"uk_surcharge_blocked".to_string()),
             "{r:?}"
         );
-        // No caller country from enrichment: the unknown-origin row (0.25 mobile).
-        assert_eq!(d(&r.surcharge), d("0.25"));
+        // A valid US caller id: the US mobile row (0.12/min).
+        assert_eq!(d(&r.surcharge), d("0.12"));
         let r = rate(call("acc-1002", "447700900123", Some("+12125550100"), 60));
         assert!(!r.flags.contains(&"uk_surcharge_blocked".to_string()));
         let mut c = call("acc-1002", "447700900123", Some("+442079460000"), 60);
@@ -573,21 +616,134 @@ mod tests {
     }
 
     #[test]
-    fn cli_falls_back_to_a_simple_e164_check() {
-        assert_eq!(looks_e164("+12125550100").as_deref(), Some("12125550100"));
-        assert_eq!(looks_e164("0044 20").as_deref(), None);
-        assert_eq!(
-            looks_e164("00442079460000").as_deref(),
-            Some("442079460000")
-        );
-        assert_eq!(looks_e164("2125550111"), None, "national form is ambiguous");
-        assert_eq!(looks_e164("anonymous"), None);
-        assert_eq!(looks_e164("+0123456789"), None);
-        // Enrichment empty: the raw caller id decides.
-        let mut c = call("acc-1001", "12125550199", Some("+12125550100"), 7);
+    fn an_empty_enrichment_is_read_with_the_same_numbering() {
+        // No enrichment at all: the raw call is read through `numbering`
+        // (dial plan, caller id); no jurisdiction was decided, so the US48
+        // call is priced indeterminate (the higher rate), never guessed.
+        let mut c = call("acc-1001", "212-555-0199", Some("+12125550100"), 7);
         c.enrichment = Enrichment::default();
         let out = rate_call(c, &shipped().context());
-        assert_eq!(out.enrichment.jurisdiction.as_deref(), Some("intrastate"));
+        assert_eq!(out.rating.status, "rated");
+        assert_eq!(out.rating.matched_prefix.as_deref(), Some("1212555"));
+        assert_eq!(d(&out.rating.rate_per_min), d("0.0030"));
+        assert!(out
+            .rating
+            .flags
+            .contains(&"jurisdiction_indeterminate".to_string()));
+        assert!(!out.rating.flags.contains(&"invalid_cli".to_string()));
+        assert_eq!(out.enrichment.jurisdiction, None, "the rater adds none");
+    }
+
+    /// Issue 12: the rater prices the enricher's normalised number. Each
+    /// of these was verified wrong on the raw-string rater (Houston as
+    /// Russia at $0.09, LA as the Netherlands, the rest unrated).
+    #[test]
+    fn every_dialed_form_is_rated_on_the_normalised_number() {
+        for (dialed, prefix, dest) in [
+            ("7135550100", "1713555", "USA Houston TX"),
+            ("17135550100", "1713555", "USA Houston TX"),
+            ("(713) 555-0100", "1713555", "USA Houston TX"),
+            ("3105550123", "1310555", "USA Los Angeles CA"),
+            ("+1 212 555 0199", "1212555", "USA New York NY"),
+            ("011442079460123", "4420", "United Kingdom London"),
+            ("00442079460123", "4420", "United Kingdom London"),
+            ("+44 (0)20 7946 0123", "4420", "United Kingdom London"),
+            (
+                "sip:+442079460123@gw;user=phone",
+                "4420",
+                "United Kingdom London",
+            ),
+            ("tel:+44-20-7946-0123", "4420", "United Kingdom London"),
+            ("0033 1 23 45 67 89", "331", "France Fixed Paris"),
+            ("011 33 1 23 45 67 89", "331", "France Fixed Paris"),
+            ("*32 0049 30 123456", "4930", "Germany Fixed Berlin"),
+        ] {
+            let out = rate_call(
+                call("acc-1001", dialed, Some("+12125550100"), 60),
+                &shipped().context(),
+            );
+            let r = &out.rating;
+            assert_eq!(r.status, "rated", "{dialed}: {r:?}");
+            assert_eq!(r.matched_prefix.as_deref(), Some(prefix), "{dialed}");
+            assert_eq!(r.destination.as_deref(), Some(dest), "{dialed}");
+        }
+        // Houston from a New York caller: interstate $0.0021, 6/6.
+        let out = rate_call(
+            call("acc-1001", "7135550100", Some("+12125550100"), 60),
+            &shipped().context(),
+        );
+        assert_eq!(out.enrichment.jurisdiction.as_deref(), Some("interstate"));
+        assert_eq!(d(&out.rating.rate_per_min), d("0.0021"));
+        assert_eq!(d(&out.rating.amount), d("0.0021"));
+    }
+
+    /// Issue 12: inbound calls are not terminations.
+    #[test]
+    fn inbound_calls_are_not_rated_as_terminations() {
+        let mut c = call("acc-1001", "12125550199", Some("+442079460000"), 120);
+        c.call.direction = Direction::Inbound.as_str().into();
+        c.enrichment.lrn_fee = "0.0003".into();
+        let r = rate(c);
+        assert_eq!(r.status, RatingStatus::Inbound.as_str());
+        assert_eq!(
+            (d(&r.amount), d(&r.lrn_fee)),
+            (Decimal::ZERO, Decimal::ZERO)
+        );
+        assert_eq!(r.billed_seconds, 0);
+        assert_eq!(r.unrated_reason, None);
+    }
+
+    /// Issue 12: NANP numbers outside the contiguous US are priced by their
+    /// own breakout in the shipped decks, never by the `1;USA` row.
+    #[test]
+    fn non_us48_nanp_numbers_rate_by_their_breakout() {
+        for (dialed, dest) in [
+            ("18765551234", "Jamaica"),
+            ("18095551234", "Dominican Republic"),
+            ("19075551234", "USA Alaska"),
+            ("14035551234", "Canada"),
+            ("18085551234", "USA Hawaii"),
+            ("17875551234", "Puerto Rico"),
+        ] {
+            for acct in ["acc-1001", "acc-1002", "acc-2001"] {
+                let r = rate(call(acct, dialed, Some("+12125550100"), 60));
+                assert_eq!(r.status, "rated", "{acct} {dialed}: {r:?}");
+                let got = r.destination.unwrap_or_default();
+                assert!(got.starts_with(dest), "{acct} {dialed}: {got}");
+                assert_ne!(r.matched_prefix.as_deref(), Some("1"), "{dialed}");
+            }
+        }
+        for trunked in ["*400718765551234", "*30 1 876 555 1234"] {
+            let r = rate(call("acc-1001", trunked, Some("+12125550100"), 60));
+            assert_eq!(r.status, "rated", "{trunked}: {r:?}");
+            assert_ne!(r.matched_prefix.as_deref(), Some("1"), "{trunked}");
+        }
+        // The shipped decks price every NANP area explicitly: no load warning.
+        let (_, sum) =
+            crate::load_from_config_file(&repo().join("deploy/local/config/rater.toml"), &repo())
+                .unwrap();
+        assert!(sum.warnings.is_empty(), "{:#?}", sum.warnings);
+    }
+
+    /// Issue 12: CLI validity (libphonenumber `is_valid` + region) decides
+    /// the UK origin surcharge and the OBR tier.
+    #[test]
+    fn fake_cli_pays_unknown_origin_and_rest_of_world() {
+        // A fake "GB" CLI is unknown origin: the XX mobile surcharge.
+        let r = rate(call("acc-1002", "447700900123", Some("+4470000000"), 60));
+        assert_eq!(d(&r.surcharge), d("0.25"), "{r:?}");
+        assert!(r.flags.contains(&"invalid_cli".to_string()));
+        // A real GB mobile CLI: no surcharge.
+        let r = rate(call("acc-1002", "447700900123", Some("+447400123456"), 60));
+        assert_eq!(d(&r.surcharge), Decimal::ZERO, "{r:?}");
+        // A fake French CLI is rest of world on an OBR breakout …
+        let r = rate(call("acc-1001", "33612345678", Some("+33100000000"), 60));
+        assert_eq!(d(&r.rate_per_min), d("0.3500"), "{r:?}");
+        // … a real one, and one from Réunion (an EU outermost region), EEA.
+        for cli in ["+33123456789", "+262262123456"] {
+            let r = rate(call("acc-1001", "33612345678", Some(cli), 60));
+            assert_eq!(d(&r.rate_per_min), d("0.0120"), "{cli}: {r:?}");
+        }
     }
 
     #[test]
@@ -613,7 +769,7 @@ mod tests {
                 "525512345678",
                 "33123456789",
                 "8821612345678",
-                "5976123456",
+                "5978123456",
                 "99912345",
                 "12a",
             ]),

@@ -6,7 +6,7 @@
 //!
 //! ```toml
 //! accounts = "deploy/local/data/accounts.txt"
-//! npanxx_states = "deploy/local/data/npanxx_states.txt"
+//! # npanxx_states = "..."        # accepted, not read: see below
 //! uk_surcharges = "deploy/local/data/uk_surcharges.txt"
 //! # eea_countries = "..."          # optional; default EU-27 + IS, LI, NO
 //!
@@ -19,6 +19,17 @@
 //! # effective_to = "2027-01-01"     # optional, exclusive
 //! strict = false                    # true: one bad row refuses the whole deck
 //! ```
+//!
+//! The US jurisdiction a US48 call is priced by is the one the enricher
+//! recorded (`enrichment.jurisdiction`, decided by `numbering` with the
+//! enricher's NPA-NXX table): one table, one rule. `npanxx_states` is still
+//! accepted so older configurations load, but it is not read.
+//!
+//! Loading also checks every A–Z and trunk deck for NANP areas outside the
+//! contiguous US (Canada, the Caribbean, Alaska, Hawaii, …) that only a
+//! catch-all `1` row would price: each is logged as a warning and listed in
+//! [`LoadSummary::warnings`]; such calls are rated `unrated`
+//! (`nanp_catch_all`) rather than at the catch-all rate.
 //!
 //! Decks load in the order listed; every file (or every trunk of a per-trunk
 //! file) becomes one version with a global, increasing version number, so the
@@ -48,7 +59,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use ratedeck::{
     Account, AccountKind, AccountMap, DeckKind, DeckSet, DeckTarget, EeaCountries, ImportMode,
-    NpaNxxStates, Plan, RatingContext, UkSurcharges,
+    Plan, RatingContext, UkSurcharges,
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -144,6 +155,8 @@ pub struct RatingConfig {
     pub decks_dir: Option<PathBuf>,
     #[serde(default)]
     pub accounts: Option<PathBuf>,
+    /// Not read (the enricher's jurisdiction prices US48 calls); accepted
+    /// so configurations that still name it load.
     #[serde(default)]
     pub npanxx_states: Option<PathBuf>,
     #[serde(default)]
@@ -260,10 +273,6 @@ impl RatingConfig {
             "`accounts` (path of the accounts file) is required when decks are configured"
         );
         anyhow::ensure!(
-            self.npanxx_states.is_some(),
-            "`npanxx_states` (path of the NPA-NXX state table) is required when decks are configured"
-        );
-        anyhow::ensure!(
             self.uk_surcharges.is_some(),
             "`uk_surcharges` (path of the UK surcharge table) is required when decks are configured"
         );
@@ -326,6 +335,9 @@ pub struct LoadSummary {
     pub decks: Vec<LoadedDeck>,
     pub accounts: usize,
     pub rejected: Vec<RejectedRow>,
+    /// Load-time warnings, one per NANP area a deck prices only through a
+    /// catch-all `1` row (see the module doc).
+    pub warnings: Vec<String>,
 }
 
 /// Everything rating reads besides the call, owned.
@@ -333,7 +345,6 @@ pub struct LoadSummary {
 pub struct RatingTables {
     pub decks: DeckSet,
     pub accounts: AccountMap,
-    pub npanxx: NpaNxxStates,
     pub uk_surcharges: UkSurcharges,
     pub eea: EeaCountries,
     pub plans: ratedeck::conformance::PlanHistory,
@@ -344,7 +355,6 @@ impl RatingTables {
         RatingContext {
             decks: &self.decks,
             accounts: &self.accounts,
-            npanxx: &self.npanxx,
             uk_surcharges: &self.uk_surcharges,
             eea: &self.eea,
             plans: &self.plans,
@@ -437,9 +447,9 @@ pub fn load(cfg: &RatingConfig, base: &Path) -> anyhow::Result<(RatingTables, Lo
         sum.rejected.extend(rejected);
         t.accounts = accounts;
     }
-    if let Some(p) = &cfg.npanxx_states {
-        let (name, text) = read(base, p, "npanxx_states")?;
-        t.npanxx = NpaNxxStates::parse(&text).with_context(|| format!("parsing {name}"))?;
+    for w in t.decks.nanp_catch_all() {
+        tracing::warn!(deck_id = %w.deck_id, version = w.version, npa = w.npa, area = w.area, "NANP area priced only by a catch-all `1` row: its calls stay unrated until the deck has a row");
+        sum.warnings.push(w.to_string());
     }
     if let Some(p) = &cfg.uk_surcharges {
         let (name, text) = read(base, p, "uk_surcharges")?;

@@ -177,7 +177,6 @@ pub fn t0() -> DateTime<Utc> {
 pub struct World {
     pub decks: DeckSet,
     pub accounts: AccountMap,
-    pub npanxx: NpaNxxStates,
     pub uk: UkSurcharges,
     pub eea: EeaCountries,
     pub plans: ratedeck::conformance::PlanHistory,
@@ -189,7 +188,6 @@ impl World {
         RatingContext {
             decks: &self.decks,
             accounts: &self.accounts,
-            npanxx: &self.npanxx,
             uk_surcharges: &self.uk,
             eea: &self.eea,
             plans: &self.plans,
@@ -240,11 +238,6 @@ pub fn world(per_plan: usize, us48: usize) -> World {
             None,
         )
         .unwrap();
-    let mut npanxx_text = String::new();
-    let states = ["NY", "CA", "TX", "FL", "IL", "WA"];
-    for (i, k) in us_keys.iter().enumerate() {
-        let _ = writeln!(npanxx_text, "{};{}", &k[1..], states[i % states.len()]);
-    }
     let mut accounts = AccountMap::default();
     for (id, plan, kind) in [
         ("acct-std", Plan::Standard, AccountKind::Wholesale),
@@ -267,7 +260,6 @@ pub fn world(per_plan: usize, us48: usize) -> World {
     World {
         decks,
         accounts,
-        npanxx: NpaNxxStates::parse(&npanxx_text).unwrap(),
         uk: UkSurcharges::parse("US;fixed;0.05\nUS;mobile;0.12\nDE;fixed;0\nDE;mobile;0\nXX;fixed;0.1\nXX;mobile;0.25\n").unwrap(),
         eea: EeaCountries::default(),
         plans: Default::default(),
@@ -306,6 +298,16 @@ pub fn calls(w: &World, n: usize, seed: u64) -> Vec<RatingInput> {
                 call_id: format!("call-{i}"),
                 account_id: accts[rng.below(4) as usize].to_string(),
                 dialed: format!("{dial}{number}"),
+                // The rater passes enrichment's reading of the number.
+                dial: ratedeck::numbering::parse_dialed(&format!("{dial}{number}")).ok(),
+                jurisdiction: us.then(|| {
+                    [
+                        Jurisdiction::Interstate,
+                        Jurisdiction::Intrastate,
+                        Jurisdiction::Indeterminate,
+                    ][rng.below(3) as usize]
+                }),
+                inbound: false,
                 rated_number: (us && rng.below(5) == 0).then(|| {
                     format!(
                         "{}{:04}",

@@ -13,7 +13,9 @@ pub fn t(y: i32, m: u32, d: u32) -> DateTime<Utc> {
 pub struct Fixture {
     pub decks: DeckSet,
     pub accounts: AccountMap,
-    pub npanxx: NpaNxxStates,
+    /// The one NPA-NXX table type (the `numbering` crate's), for tests that
+    /// decide a jurisdiction the way enrichment does.
+    pub npanxx: ratedeck::numbering::NpaNxxTable,
     pub uk: UkSurcharges,
     pub eea: EeaCountries,
     pub plans: ratedeck::conformance::PlanHistory,
@@ -24,7 +26,6 @@ impl Fixture {
         RatingContext {
             decks: &self.decks,
             accounts: &self.accounts,
-            npanxx: &self.npanxx,
             uk_surcharges: &self.uk,
             eea: &self.eea,
             plans: &self.plans,
@@ -127,7 +128,10 @@ pub fn fixture() -> Fixture {
     Fixture {
         decks,
         accounts,
-        npanxx: NpaNxxStates::parse(include_str!("../../testdata/npanxx_states.txt")).unwrap(),
+        npanxx: ratedeck::numbering::NpaNxxTable::parse_strict(include_str!(
+            "../../testdata/npanxx_states.txt"
+        ))
+        .unwrap(),
         uk: UkSurcharges::parse(include_str!("../../testdata/uk_surcharges.txt")).unwrap(),
         eea: EeaCountries::parse(include_str!("../../testdata/eea_countries.txt")).unwrap(),
         plans: Default::default(),
@@ -140,10 +144,13 @@ pub fn call(account: &str, dialed: &str) -> RatingInput {
         call_id: format!("c-{dialed}"),
         account_id: account.into(),
         dialed: dialed.into(),
+        dial: None,
         rated_number: None,
         cli: Some("+4930123456".into()),
         cli_valid: true,
         cli_country: Some("DE".into()),
+        jurisdiction: None,
+        inbound: false,
         answer_ts: Some(t(2021, 10, 1)),
         setup_ts: Some(t(2021, 10, 1)),
         billable_seconds: 60,
@@ -160,6 +167,27 @@ pub fn with_cli(mut c: RatingInput, cli: &str, country: &str) -> RatingInput {
     c.cli = Some(cli.into());
     c.cli_country = Some(country.into());
     c.cli_valid = true;
+    c
+}
+
+/// The jurisdiction enrichment would record for `c`: the one rule
+/// (`numbering::call_jurisdiction`) on the valid caller id against the LRN
+/// or the dialed number.
+pub fn with_jurisdiction(mut c: RatingInput, f: &Fixture) -> RatingInput {
+    use ratedeck::numbering as nb;
+    let dialed = nb::parse_dialed(&c.dialed).unwrap().number;
+    let callee = nb::classify(&dialed);
+    let caller = c
+        .cli
+        .as_deref()
+        .filter(|_| c.cli_valid)
+        .and_then(|s| nb::normalize(s).ok())
+        .map(|n| nb::classify(&n));
+    let rated = c
+        .rated_number
+        .clone()
+        .unwrap_or(dialed.digits().to_string());
+    c.jurisdiction = nb::call_jurisdiction(&f.npanxx, caller.as_ref(), &callee, &rated);
     c
 }
 

@@ -1,19 +1,33 @@
-//! Number analysis (pure, synchronous): this module owns everything that can be
-//! decided from the digits alone, before any LRN lookup.
+//! `numbering`: the one dial-plan and numbering module of the CDR pipeline.
+//! Every service (assembler key, enricher, rater) and `cdrctl` read numbers
+//! through this crate, so a number means the same thing everywhere. Pure and
+//! synchronous: everything that can be decided from the digits alone, before
+//! any LRN lookup.
 //!
-//! * dial-plan prefix stripping (`*30` PSTN, `*31` Standard, `*32` Premium,
-//!   `*4TTT` trunk TTT) → [`PlanSelector`];
+//! * the dial plan: `*30` PSTN, `*31` Standard, `*32` Premium, `*4TTT` trunk
+//!   TTT → [`PlanSelector`], [`parse_dialed`] (selector + normalised number),
+//!   [`dial_key`] (the assembler's partition key);
 //! * normalisation of `cli` / `dialed` to E.164 digits → [`E164`];
-//! * caller-id validity (missing / malformed / not E.164) → [`CliStatus`];
+//! * caller-id validity (missing / malformed / not E.164 / invalid) → [`CliStatus`];
 //! * country (ISO 3166 alpha-2) and [`NumberType`] of a number → [`NumberInfo`];
 //! * the replaceable NANP NPA-NXX → state/OCN table → [`NpaNxxTable`];
-//! * US jurisdiction (intrastate / interstate) → [`Jurisdiction`].
+//! * THE US jurisdiction rule (intrastate / interstate / indeterminate) →
+//!   [`NpaNxxTable::jurisdiction`], [`call_jurisdiction`];
+//! * the NANP areas outside the contiguous US ([`NANP_NON_US48`]), which a
+//!   deck must price explicitly.
+//!
+//! `NumberType` and `Jurisdiction` are the wire kinds of `cdr_model::kinds`
+//! (re-exported here), so the enricher writes and the rater reads one enum.
 //!
 //! # Normalisation rules (documented choices)
 //!
 //! Input may be a bare number or a `sip:`/`sips:`/`tel:` URI; the scheme, the
 //! `@host` part and any `;param` suffix are dropped. Visual separators
-//! (space, `-`, `.`, `(`, `)`, `/`) are ignored. Then, on the remaining text:
+//! (space, `-`, `.`, `(`, `)`, `/`) are ignored. A `(0)` written inside an
+//! international number (`+44 (0)20 7946 0123`) is the national trunk prefix
+//! shown for national callers and is dropped, unless keeping the 0 gives a
+//! valid number and dropping it does not (Italy, where the 0 belongs to the
+//! number). Then, on the remaining text:
 //!
 //! | form | result |
 //! | --- | --- |
@@ -46,6 +60,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use cdr_model::kinds::{Jurisdiction, NumberType};
+
 /// Route-plan selector carried as a dial prefix in front of the dialed number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PlanSelector {
@@ -68,6 +84,44 @@ impl PlanSelector {
             PlanSelector::Premium => "*32".to_string(),
             PlanSelector::Trunk(t) => format!("*4{:03}", t),
         }
+    }
+
+    /// The name written in `enrichment.plan_selector`: `pstn`, `standard`,
+    /// `premium` or `trunk` (the trunk number goes to `trunk_selector`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlanSelector::Pstn => "pstn",
+            PlanSelector::Standard => "standard",
+            PlanSelector::Premium => "premium",
+            PlanSelector::Trunk(_) => "trunk",
+        }
+    }
+
+    /// `trunk_selector` text (`007`) for a trunk selector.
+    pub fn trunk_text(&self) -> Option<String> {
+        match self {
+            PlanSelector::Trunk(t) => Some(format!("{t:03}")),
+            _ => None,
+        }
+    }
+
+    /// Inverse of [`PlanSelector::name`] / [`PlanSelector::trunk_text`]: the
+    /// selector recorded on an enriched call. `None` for no selector or an
+    /// unreadable record.
+    pub fn from_record(plan: Option<&str>, trunk: Option<&str>) -> Option<Self> {
+        Some(match plan? {
+            "pstn" => PlanSelector::Pstn,
+            "standard" => PlanSelector::Standard,
+            "premium" => PlanSelector::Premium,
+            "trunk" => {
+                let t = trunk?;
+                if t.len() != 3 || !t.bytes().all(|c| c.is_ascii_digit()) {
+                    return None;
+                }
+                PlanSelector::Trunk(t.parse().ok()?)
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -92,6 +146,52 @@ pub fn strip_plan_prefix(dialed: &str) -> (Option<PlanSelector>, &str) {
         }
     }
     (None, s)
+}
+
+/// Why a dialed string cannot be rated.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum DialError {
+    /// A `*` code that is none of `*30`, `*31`, `*32`, `*4TTT`.
+    #[error("unknown dial prefix in `{0}`")]
+    UnknownPlanPrefix(String),
+    /// The number after the selector is unusable.
+    #[error("dialed number: {0}")]
+    Number(NumberError),
+}
+
+/// A dialed string read through the dial plan: the selector and the
+/// normalised number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dialed {
+    /// Plan selector, `None` when the account default applies.
+    pub plan: Option<PlanSelector>,
+    /// The number, E.164.
+    pub number: E164,
+}
+
+/// Read a dialed string as the switch sent it: strip the plan selector,
+/// refuse unknown `*` codes, normalise the rest to E.164.
+pub fn parse_dialed(raw: &str) -> Result<Dialed, DialError> {
+    let (plan, rest) = strip_plan_prefix(raw);
+    if plan.is_none() && rest.starts_with('*') {
+        return Err(DialError::UnknownPlanPrefix(raw.trim().to_string()));
+    }
+    let number = normalize(rest).map_err(DialError::Number)?;
+    Ok(Dialed { plan, number })
+}
+
+/// Partition key of a call (the assembler keys `calls.assembled` by it so
+/// one number's LRN lookups stay on one enricher's cache): the normalised
+/// E.164 digits of the dialed number without its plan selector, so every
+/// written form of one number (`7135550100`, `+1 713 555 0100`,
+/// `*3017135550100`) gets the same key; the digits as written when the
+/// number cannot be normalised.
+pub fn dial_key(raw: &str) -> String {
+    let (_, rest) = strip_plan_prefix(raw);
+    match normalize(rest) {
+        Ok(n) => n.0,
+        Err(_) => rest.chars().filter(char::is_ascii_digit).collect(),
+    }
 }
 
 /// A normalised E.164 number: country code + national significant number,
@@ -123,6 +223,10 @@ impl E164 {
         check_e164_shape(d)?;
         Ok(E164(d.to_string()))
     }
+    /// The digits, consuming the number.
+    pub fn into_digits(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for E164 {
@@ -146,10 +250,11 @@ pub enum NumberError {
     NotE164(String),
 }
 
-/// Caller-id quality, as needed for origin-based surcharges and CLI policing.
+/// Caller-id quality, as needed for origin-based surcharges, OBR tiers and
+/// CLI policing (seed 000: "missing, malformed or Fake CLI's").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CliStatus {
-    /// Normalised to E.164 and its country code is assigned.
+    /// E.164, valid for libphonenumber and in a known region.
     Valid,
     /// Absent, empty or withheld (`anonymous`, `restricted`, `private`, `unknown`).
     Missing,
@@ -157,6 +262,9 @@ pub enum CliStatus {
     Malformed,
     /// Numeric but not E.164 (wrong length, leading 0, unassigned country code).
     NotE164,
+    /// E.164-shaped with an assigned country code, but not a valid number of
+    /// any region (a fake CLI such as `+4470000000` or `+33100000000`).
+    Invalid,
 }
 
 const ANON_TOKENS: [&str; 6] = [
@@ -201,32 +309,73 @@ fn is_nanp_national(d: &[u8]) -> bool {
     d.len() == 10 && (b'2'..=b'9').contains(&d[0]) && (b'2'..=b'9').contains(&d[3])
 }
 
-/// Normalise a number (caller id or dialed number **after** prefix stripping)
-/// to E.164 digits. See the module docs for the accepted forms.
-pub fn normalize(raw: &str) -> Result<E164, NumberError> {
-    let s = strip_uri(raw);
-    if s.is_empty() || ANON_TOKENS.iter().any(|t| s.eq_ignore_ascii_case(t)) {
-        return Err(NumberError::Missing);
-    }
+/// Digits of `s` (separators dropped), whether it started with `+`, and
+/// whether it contained a `(0)` group (kept in the digits). `Err` on any
+/// other character.
+fn scan(s: &str) -> Result<(String, bool, bool), ()> {
     let mut plus = false;
+    let mut trunk0 = false;
     let mut digits = String::with_capacity(s.len());
     for (i, c) in s.chars().enumerate() {
         match c {
             '0'..='9' => digits.push(c),
             '+' if i == 0 => plus = true,
             ' ' | '-' | '.' | '(' | ')' | '/' => {}
-            _ => return Err(NumberError::Malformed(raw.to_string())),
+            _ => return Err(()),
         }
     }
+    if s.contains("(0)") {
+        trunk0 = true;
+    }
+    Ok((digits, plus, trunk0))
+}
+
+fn strip_international(digits: &str, plus: bool) -> Option<&str> {
+    if plus {
+        Some(digits)
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        Some(rest)
+    } else {
+        digits.strip_prefix("011")
+    }
+}
+
+fn pn_valid(digits: &str) -> bool {
+    phonenumber::parse(None, format!("+{digits}"))
+        .map(|p| phonenumber::is_valid(&p))
+        .unwrap_or(false)
+}
+
+/// Normalise a number (caller id or dialed number **after** prefix stripping)
+/// to E.164 digits. See the crate docs for the accepted forms.
+pub fn normalize(raw: &str) -> Result<E164, NumberError> {
+    let s = strip_uri(raw);
+    if s.is_empty() || ANON_TOKENS.iter().any(|t| s.eq_ignore_ascii_case(t)) {
+        return Err(NumberError::Missing);
+    }
+    let Ok((mut digits, plus, trunk0)) = scan(s) else {
+        return Err(NumberError::Malformed(raw.to_string()));
+    };
     if digits.is_empty() {
         return Err(NumberError::Malformed(raw.to_string()));
     }
-    let d = if plus {
-        digits.as_str()
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        rest
-    } else if let Some(rest) = digits.strip_prefix("011") {
-        rest
+    if let (true, Some(intl)) = (trunk0, strip_international(&digits, plus)) {
+        // `+44 (0)20 …`: the bracketed 0 is the trunk prefix a national
+        // caller dials. Drop it, unless only the kept 0 makes a valid
+        // number (Italy writes its leading 0 as part of the number).
+        let kept = intl.to_string();
+        let dropped = s.replacen("(0)", "", 1);
+        if let Ok((d2, p2, _)) = scan(&dropped) {
+            if let Some(intl2) = strip_international(&d2, p2) {
+                if pn_valid(intl2) || !pn_valid(&kept) {
+                    digits = intl2.to_string();
+                    return check_e164_shape(&digits).map(|_| E164(digits));
+                }
+            }
+        }
+    }
+    let d = if let Some(intl) = strip_international(&digits, plus) {
+        intl
     } else if is_nanp_national(digits.as_bytes()) && !international_not_nanp(&digits) {
         digits.insert(0, '1');
         digits.as_str()
@@ -244,26 +393,29 @@ pub fn normalize(raw: &str) -> Result<E164, NumberError> {
 /// valid Moroccan number, stays NANP, and unknown cases keep the NANP
 /// reading switches in North America use).
 fn international_not_nanp(digits: &str) -> bool {
-    let valid = |s: String| {
-        phonenumber::parse(None, s)
-            .map(|p| phonenumber::is_valid(&p))
-            .unwrap_or(false)
-    };
-    valid(format!("+{digits}")) && !valid(format!("+1{digits}"))
+    pn_valid(digits) && !pn_valid(&format!("1{digits}"))
 }
 
-/// Caller-id check: the normalised number (when usable) and its status.
-/// `Valid` additionally requires an assigned ITU country code.
+/// Caller-id check: the status and the normalised number when it is
+/// E.164-shaped (also for an `Invalid` CLI, so the record shows what was
+/// sent; only a `Valid` one is trusted for its origin).
+///
+/// `Valid` needs libphonenumber's `is_valid` (the number is in an assigned
+/// range of its country's plan, with the right length) **and** a region
+/// (ISO country): a fake CLI whose country code exists (`+4470000000`) is
+/// `Invalid`, and so is a non-geographic one (+870, +881): it proves no origin.
 pub fn check_cli(cli: Option<&str>) -> (CliStatus, Option<E164>) {
     let Some(cli) = cli else {
         return (CliStatus::Missing, None);
     };
     match normalize(cli) {
         Ok(n) => {
-            if country_code_of(&n).is_some() {
+            if country_code_of(&n).is_none() {
+                (CliStatus::NotE164, None)
+            } else if cli_valid(&n) {
                 (CliStatus::Valid, Some(n))
             } else {
-                (CliStatus::NotE164, None)
+                (CliStatus::Invalid, Some(n))
             }
         }
         Err(NumberError::Missing) => (CliStatus::Missing, None),
@@ -272,21 +424,21 @@ pub fn check_cli(cli: Option<&str>) -> (CliStatus, Option<E164>) {
     }
 }
 
-/// Number type used for rating and surcharge decisions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum NumberType {
-    /// Geographic / fixed line (also NANP numbers, which cannot be told apart from mobiles).
-    Fixed,
-    /// Mobile.
-    Mobile,
-    /// Freephone.
-    TollFree,
-    /// Premium rate.
-    Premium,
-    /// Satellite (Inmarsat +870, GMSS +881, Thuraya +88216).
-    Satellite,
-    /// Anything else (VoIP, personal, shared-cost, unassigned ranges, …).
-    Unknown,
+/// libphonenumber validity plus a region, and not an all-zero subscriber
+/// part (`+33 1 00 00 00 00` fits the French fixed-line pattern but is no
+/// subscriber: test and placeholder CLIs are written that way).
+fn cli_valid(n: &E164) -> bool {
+    let Some(p) = parse_pn(n) else {
+        return false;
+    };
+    if !phonenumber::is_valid(&p) || p.country().id().is_none() {
+        return false;
+    }
+    let national = p.national().value().to_string();
+    let tail = national
+        .get(national.len().saturating_sub(6)..)
+        .unwrap_or("");
+    !(tail.len() == 6 && tail.bytes().all(|c| c == b'0'))
 }
 
 /// NANP toll-free NPAs.
@@ -404,22 +556,152 @@ pub struct CallNumbers {
     pub plan: Option<PlanSelector>,
     /// Caller-id status.
     pub cli_status: CliStatus,
-    /// Caller analysis when the caller id is valid.
+    /// The caller id normalised, when it is E.164-shaped (valid or not).
+    pub cli_e164: Option<E164>,
+    /// Caller analysis when the caller id is valid (only then is its
+    /// country an origin anyone may price on).
     pub caller: Option<NumberInfo>,
     /// Callee analysis, or why the dialed number is unusable.
-    pub callee: Result<NumberInfo, NumberError>,
+    pub callee: Result<NumberInfo, DialError>,
 }
 
 /// Strip the plan prefix, normalise both numbers and classify them.
 pub fn analyze_call(cli: Option<&str>, dialed: &str) -> CallNumbers {
     let (plan, rest) = strip_plan_prefix(dialed);
     let (cli_status, cli_n) = check_cli(cli);
+    let callee = if plan.is_none() && rest.starts_with('*') {
+        Err(DialError::UnknownPlanPrefix(rest.to_string()))
+    } else {
+        normalize(rest).map_err(DialError::Number)
+    };
     CallNumbers {
         plan,
         cli_status,
-        caller: cli_n.as_ref().map(classify),
-        callee: normalize(rest).map(|n| classify(&n)),
+        caller: cli_n
+            .as_ref()
+            .filter(|_| cli_status == CliStatus::Valid)
+            .map(classify),
+        cli_e164: cli_n,
+        callee: callee.map(|n| classify(&n)),
     }
+}
+
+/// Jurisdiction of a call, THE rule every stage uses: `None` unless the
+/// callee is a US number (jurisdiction only selects US48 inter/intrastate
+/// rates); otherwise [`NpaNxxTable::jurisdiction`] of the valid caller id
+/// against `rated` (the LRN when one is known, else the dialed number).
+pub fn call_jurisdiction(
+    table: &NpaNxxTable,
+    caller: Option<&NumberInfo>,
+    callee: &NumberInfo,
+    rated: &str,
+) -> Option<Jurisdiction> {
+    if callee.country.as_deref() != Some("US") {
+        return None;
+    }
+    Some(table.jurisdiction(caller.map(|c| &c.e164), rated))
+}
+
+/// NANP area codes outside the 48 contiguous states (+ DC), by area: other
+/// countries of the plan, Canada and the non-contiguous US. A deck must
+/// price them by their own rows: a catch-all `1` row (usually priced as
+/// the US) would let revenue-share fraud to, say, Jamaica (1876) be billed
+/// at US rates. Source: NANPA area-code assignments (geographic NPAs).
+pub const NANP_NON_US48: &[(&str, &str)] = &[
+    // Canada
+    ("204", "Canada"),
+    ("226", "Canada"),
+    ("236", "Canada"),
+    ("249", "Canada"),
+    ("250", "Canada"),
+    ("263", "Canada"),
+    ("289", "Canada"),
+    ("306", "Canada"),
+    ("343", "Canada"),
+    ("354", "Canada"),
+    ("365", "Canada"),
+    ("367", "Canada"),
+    ("368", "Canada"),
+    ("382", "Canada"),
+    ("403", "Canada"),
+    ("416", "Canada"),
+    ("418", "Canada"),
+    ("428", "Canada"),
+    ("431", "Canada"),
+    ("437", "Canada"),
+    ("438", "Canada"),
+    ("450", "Canada"),
+    ("468", "Canada"),
+    ("474", "Canada"),
+    ("506", "Canada"),
+    ("514", "Canada"),
+    ("519", "Canada"),
+    ("548", "Canada"),
+    ("579", "Canada"),
+    ("581", "Canada"),
+    ("584", "Canada"),
+    ("587", "Canada"),
+    ("604", "Canada"),
+    ("613", "Canada"),
+    ("639", "Canada"),
+    ("647", "Canada"),
+    ("672", "Canada"),
+    ("683", "Canada"),
+    ("705", "Canada"),
+    ("709", "Canada"),
+    ("742", "Canada"),
+    ("753", "Canada"),
+    ("778", "Canada"),
+    ("780", "Canada"),
+    ("782", "Canada"),
+    ("807", "Canada"),
+    ("819", "Canada"),
+    ("825", "Canada"),
+    ("867", "Canada"),
+    ("873", "Canada"),
+    ("879", "Canada"),
+    ("902", "Canada"),
+    ("905", "Canada"),
+    // Other NANP countries
+    ("242", "Bahamas"),
+    ("246", "Barbados"),
+    ("264", "Anguilla"),
+    ("268", "Antigua and Barbuda"),
+    ("284", "British Virgin Islands"),
+    ("345", "Cayman Islands"),
+    ("441", "Bermuda"),
+    ("473", "Grenada"),
+    ("649", "Turks and Caicos"),
+    ("658", "Jamaica"),
+    ("876", "Jamaica"),
+    ("664", "Montserrat"),
+    ("721", "Sint Maarten"),
+    ("758", "Saint Lucia"),
+    ("767", "Dominica"),
+    ("784", "Saint Vincent and the Grenadines"),
+    ("809", "Dominican Republic"),
+    ("829", "Dominican Republic"),
+    ("849", "Dominican Republic"),
+    ("868", "Trinidad and Tobago"),
+    ("869", "Saint Kitts and Nevis"),
+    // Non-contiguous US and US territories
+    ("907", "USA Alaska"),
+    ("808", "USA Hawaii"),
+    ("787", "Puerto Rico"),
+    ("939", "Puerto Rico"),
+    ("340", "US Virgin Islands"),
+    ("671", "Guam"),
+    ("670", "Northern Mariana Islands"),
+    ("684", "American Samoa"),
+];
+
+/// The area of a NANP number (`1NPA…`) outside the contiguous US, if it is one.
+pub fn nanp_non_us48_area(e164_digits: &str) -> Option<&'static str> {
+    let npa = e164_digits.strip_prefix('1')?.get(..3)?;
+    NANP_NON_US48
+        .iter()
+        .find(|(n, _)| *n == npa)
+        .map(|(_, area)| *area)
 }
 
 // ---------------------------------------------------------------------------
@@ -466,10 +748,10 @@ pub enum NpaNxxError {
 /// NANP NPA-NXX → (state, OCN) table.
 ///
 /// File format (UTF-8 text, one row per line, `;`-separated):
-/// `npanxx;state;ocn`, e.g. `212555;NY;9104`. `npanxx` is 6 digits
+/// `npanxx;state[;ocn]`, e.g. `212555;NY;9104`. `npanxx` is 6 digits
 /// (`NXXNXX`, N = 2‥9), `state` two ASCII letters (upper-cased on load), `ocn`
-/// 1‥4 ASCII alphanumerics. Blank lines and lines starting with `#` are
-/// ignored; surrounding whitespace and `\r` are trimmed. A repeated NPA-NXX is
+/// optional, 0‥4 ASCII alphanumerics. Blank lines, lines starting with `#`
+/// and a header line starting `npanxx;` are ignored; surrounding whitespace and `\r` are trimmed. A repeated NPA-NXX is
 /// an error (the first row wins).
 #[derive(Debug, Clone, Default)]
 pub struct NpaNxxTable {
@@ -488,7 +770,8 @@ impl NpaNxxTable {
                 continue;
             }
             match parse_npanxx_row(l, line) {
-                Ok((k, e)) => {
+                Ok(None) => {}
+                Ok(Some((k, e))) => {
                     if let std::collections::hash_map::Entry::Vacant(v) = map.entry(k) {
                         v.insert(e);
                     } else {
@@ -579,18 +862,26 @@ const US_STATES: [&str; 51] = [
     "WV", "WI", "WY",
 ];
 
-fn parse_npanxx_row(l: &str, line: usize) -> Result<(u32, NpaNxxEntry), RowError> {
+/// One row; `Ok(None)` for a header line.
+fn parse_npanxx_row(l: &str, line: usize) -> Result<Option<(u32, NpaNxxEntry)>, RowError> {
     let err = |field: usize, message: String| RowError {
         line,
         field,
         message,
     };
-    let fields: Vec<&str> = l.split(';').map(str::trim).collect();
+    let mut fields: Vec<&str> = l.split(';').map(str::trim).collect();
+    // The OCN is optional (`npanxx;state` tables carry only the state).
+    if fields.len() == 2 {
+        fields.push("");
+    }
     if fields.len() != 3 {
         return Err(err(
             0,
-            format!("expected 3 fields npanxx;state;ocn, got {}", fields.len()),
+            format!("expected npanxx;state[;ocn], got {} fields", fields.len()),
         ));
+    }
+    if fields[0].eq_ignore_ascii_case("npanxx") {
+        return Ok(None);
     }
     let npanxx = fields[0].as_bytes();
     if npanxx.len() != 6 || !npanxx.iter().all(u8::is_ascii_digit) {
@@ -610,7 +901,7 @@ fn parse_npanxx_row(l: &str, line: usize) -> Result<(u32, NpaNxxEntry), RowError
         return Err(err(2, format!("state must be 2 letters, got {:?}", state)));
     }
     let ocn = fields[2];
-    if ocn.is_empty() || ocn.len() > 4 || !ocn.bytes().all(|c| c.is_ascii_alphanumeric()) {
+    if ocn.len() > 4 || !ocn.bytes().all(|c| c.is_ascii_alphanumeric()) {
         return Err(err(
             3,
             format!("ocn must be 1-4 alphanumerics, got {:?}", ocn),
@@ -619,24 +910,13 @@ fn parse_npanxx_row(l: &str, line: usize) -> Result<(u32, NpaNxxEntry), RowError
     let k: u32 = fields[0]
         .parse()
         .map_err(|_| err(1, "unparsable npanxx".into()))?;
-    Ok((
+    Ok(Some((
         k,
         NpaNxxEntry {
             state: state.to_ascii_uppercase(),
             ocn: ocn.to_ascii_uppercase(),
         },
-    ))
-}
-
-/// Regulatory jurisdiction of a US call (selects interstate vs intrastate rate).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Jurisdiction {
-    /// Caller and rated number in the same state.
-    Intrastate,
-    /// Caller and rated number in different US states.
-    Interstate,
-    /// Cannot be determined (non-NANP or unknown caller, unknown NPA-NXX, non-US side).
-    Indeterminate,
+    )))
 }
 
 #[cfg(test)]
@@ -835,7 +1115,7 @@ mod tests {
 
     #[test]
     fn npanxx_errors_have_line_and_field() {
-        let text = "212555;NY;9104\n21255;NY;9104\n212556;N1;9104\n212557;NY;TOOLONG\n212558;NY\n\n112555;NY;1\n212555;NJ;1\n";
+        let text = "212555;NY;9104\n21255;NY;9104\n212556;N1;9104\n212557;NY;TOOLONG\n212558;NY;1;x\n\n112555;NY;1\n212555;NJ;1\n";
         let (t, errs) = NpaNxxTable::parse(text);
         assert_eq!(t.len(), 1);
         let got: Vec<(usize, usize)> = errs.iter().map(|e| (e.line, e.field)).collect();
@@ -863,5 +1143,137 @@ mod tests {
         assert_eq!(normalize("2125550199").unwrap().digits(), "12125550199");
         assert_eq!(normalize("3105550123").unwrap().digits(), "13105550123");
         assert_eq!(normalize("4155552671").unwrap().digits(), "14155552671");
+    }
+
+    #[test]
+    fn every_written_form_of_a_number_normalises_alike() {
+        for (raw, want) in [
+            ("7135550100", "17135550100"),
+            ("17135550100", "17135550100"),
+            ("+1 713 555 0100", "17135550100"),
+            ("(713) 555-0100", "17135550100"),
+            ("713.555.0100", "17135550100"),
+            ("3105550123", "13105550123"),
+            ("011442079460123", "442079460123"),
+            ("00442079460123", "442079460123"),
+            ("+44 20 7946 0123", "442079460123"),
+            ("+44 (0)20 7946 0123", "442079460123"),
+            ("0044 (0)20 7946 0123", "442079460123"),
+            ("011 44 (0)20 7946 0123", "442079460123"),
+            ("sip:+442079460123@gw;user=phone", "442079460123"),
+            ("sips:+442079460123@gw.example.net:5061", "442079460123"),
+            ("tel:+44-20-7946-0123", "442079460123"),
+            ("0033 1 23 45 67 89", "33123456789"),
+            ("+1 212 555 0199", "12125550199"),
+            ("011 49 30 123456", "4930123456"),
+        ] {
+            assert_eq!(normalize(raw).map(|n| n.0), Ok(want.to_string()), "{raw}");
+        }
+        // Italy keeps its leading 0: dropping it would give no valid number.
+        assert_eq!(
+            normalize("+39 (0)6 6982 1234").unwrap().digits(),
+            "390669821234"
+        );
+    }
+
+    #[test]
+    fn parse_dialed_reads_the_plan_and_the_number() {
+        let d = parse_dialed("*30+1 (713) 555-0100").unwrap();
+        assert_eq!(d.plan, Some(PlanSelector::Pstn));
+        assert_eq!(d.number.digits(), "17135550100");
+        let d = parse_dialed("*4007sip:+442079460123@gw").unwrap();
+        assert_eq!(d.plan, Some(PlanSelector::Trunk(7)));
+        assert_eq!(d.number.digits(), "442079460123");
+        assert_eq!(parse_dialed("7135550100").unwrap().plan, None);
+        assert!(matches!(
+            parse_dialed("*99442079460123"),
+            Err(DialError::UnknownPlanPrefix(_))
+        ));
+        assert!(matches!(
+            parse_dialed("*31abc"),
+            Err(DialError::Number(NumberError::Malformed(_)))
+        ));
+        for (sel, name, trunk) in [
+            (PlanSelector::Pstn, "pstn", None),
+            (PlanSelector::Standard, "standard", None),
+            (PlanSelector::Premium, "premium", None),
+            (PlanSelector::Trunk(7), "trunk", Some("007")),
+        ] {
+            assert_eq!((sel.name(), sel.trunk_text().as_deref()), (name, trunk));
+            assert_eq!(PlanSelector::from_record(Some(name), trunk), Some(sel));
+        }
+        assert_eq!(PlanSelector::from_record(Some("trunk"), Some("7")), None);
+    }
+
+    #[test]
+    fn dial_key_is_the_same_for_every_form_of_one_number() {
+        for raw in [
+            "7135550100",
+            "+1 713 555 0100",
+            "*3017135550100",
+            "*4007 713-555-0100",
+            "0017135550100",
+        ] {
+            assert_eq!(dial_key(raw), "17135550100", "{raw}");
+        }
+        assert_eq!(
+            dial_key("*99abc12"),
+            "9912",
+            "unusable: the digits as written"
+        );
+    }
+
+    #[test]
+    fn fake_cli_with_an_existing_country_code_is_invalid() {
+        for fake in ["+4470000000", "+33100000000", "+447700900123"] {
+            let (st, n) = check_cli(Some(fake));
+            assert_eq!(st, CliStatus::Invalid, "{fake}");
+            assert!(n.is_some(), "the normalised number is still recorded");
+            let c = analyze_call(Some(fake), "442079460123");
+            assert_eq!(c.caller, None, "an invalid CLI proves no origin: {fake}");
+            assert_eq!(c.cli_status, CliStatus::Invalid);
+        }
+        for real in [
+            "+442079460000",
+            "+33123456789",
+            "+12125550100",
+            "+4930123456",
+            "+262262123456",
+        ] {
+            assert_eq!(check_cli(Some(real)).0, CliStatus::Valid, "{real}");
+        }
+        // EU outermost regions are reported with their own ISO code.
+        let re = analyze_call(Some("+262262123456"), "442079460123");
+        assert_eq!(re.caller.unwrap().country.as_deref(), Some("RE"));
+    }
+
+    #[test]
+    fn non_us48_nanp_areas_are_known() {
+        assert_eq!(nanp_non_us48_area("18765551234"), Some("Jamaica"));
+        assert_eq!(
+            nanp_non_us48_area("18095551234"),
+            Some("Dominican Republic")
+        );
+        assert_eq!(nanp_non_us48_area("19075551234"), Some("USA Alaska"));
+        assert_eq!(nanp_non_us48_area("14035551234"), Some("Canada"));
+        assert_eq!(nanp_non_us48_area("17135550100"), None);
+        assert_eq!(nanp_non_us48_area("442079460123"), None);
+    }
+
+    #[test]
+    fn jurisdiction_needs_a_us_callee_and_reads_a_two_field_table() {
+        let t = NpaNxxTable::parse_strict("npanxx;state\n212555;NY\n713555;TX\n").unwrap();
+        let ny = classify(&normalize("+12125550100").unwrap());
+        let tx = classify(&normalize("7135550100").unwrap());
+        assert_eq!(
+            call_jurisdiction(&t, Some(&ny), &tx, "7135550100"),
+            Some(Jurisdiction::Interstate)
+        );
+        assert_eq!(
+            call_jurisdiction(&t, None, &tx, "7135550100"),
+            Some(Jurisdiction::Indeterminate)
+        );
+        let uk = classify(&normalize("+442079460123").unwrap());
+        assert_eq!(call_jurisdiction(&t, Some(&ny), &uk, "442079460123"), None);
     }
 }
