@@ -160,19 +160,11 @@ impl Config {
     }
 }
 
-/// Key of an assembled call: the dialed digits without a plan prefix, so the
-/// enricher's LRN cache sees each number on one instance only.
+/// Key of an assembled call: the dialed number without its plan prefix, read
+/// by the pipeline's one dial plan (`numbering::dial_key`), so every written
+/// form of a number lands on one enricher instance's LRN cache.
 pub fn affinity_key(dialed: &str) -> String {
-    let d = dialed.trim();
-    let d = if let Some(rest) = d.strip_prefix("*4") {
-        rest.get(3..).unwrap_or("")
-    } else if let Some(rest) = d.strip_prefix("*3") {
-        rest.get(1..).unwrap_or("")
-    } else {
-        d
-    };
-    let digits: String = d.chars().filter(|c| c.is_ascii_digit()).collect();
-    digits.trim_start_matches("00").to_string()
+    numbering::dial_key(dialed)
 }
 
 /// The assembler in the stage loop (commit point controlled by the core).

@@ -90,8 +90,9 @@ enum Cmd {
         dir: PathBuf,
     },
     /// Rate calls offline (JSON lines: switch `cdr` events, enriched or
-    /// assembled calls; `-` for stdin) with the rater's library and decks;
-    /// prints rated CDRs as JSON lines, progress on stderr.
+    /// assembled calls; `-` for stdin) with the enricher's and the rater's
+    /// libraries and decks, as the pipeline does; prints rated CDRs as JSON
+    /// lines, progress on stderr.
     Rate {
         /// Deck directory holding `decks.toml` (e.g. deploy/local/data).
         #[arg(long, required_unless_present = "decks_config")]
@@ -99,9 +100,23 @@ enum Cmd {
         /// Accounts file (required with --decks).
         #[arg(long, requires = "decks")]
         accounts: Option<PathBuf>,
-        /// NPA-NXX -> state table (US48 jurisdiction).
-        #[arg(long, requires = "decks")]
+        /// Enrichment: the enricher's NPA-NXX table (`npanxx;state[;ocn]`,
+        /// e.g. deploy/local/data/lrn/npanxx.txt), for jurisdiction.
+        #[arg(long, required_unless_present = "enricher_config")]
         numbering: Option<PathBuf>,
+        /// Enrichment: ported numbers (`tn;lrn`, e.g.
+        /// deploy/local/data/lrn/ported.txt): LRNs and dip fees through the
+        /// enricher's cache. Without it NANP calls get no LRN (`unavailable`).
+        #[arg(long, requires = "numbering")]
+        lrn_file: Option<PathBuf>,
+        /// Enrichment: or the enricher's configuration file (e.g.
+        /// deploy/local/config/enricher.toml), its `[lrn]` section.
+        #[arg(long, conflicts_with = "numbering")]
+        enricher_config: Option<PathBuf>,
+        /// Plan history: `accounts.plan-changes` records as JSON lines
+        /// (downgrades and operator changes with their effective instants).
+        #[arg(long)]
+        plan_changes: Option<PathBuf>,
         /// UK origin surcharge table.
         #[arg(long, requires = "decks")]
         surcharges: Option<PathBuf>,
@@ -322,20 +337,27 @@ async fn main() -> anyhow::Result<()> {
             decks,
             accounts,
             numbering,
+            lrn_file,
+            enricher_config,
+            plan_changes,
             surcharges,
             decks_config,
             calls,
         } => {
             let base = std::env::current_dir().context("working directory")?;
-            let (tables, summary) = match decks_config {
+            let enrichment = match (&enricher_config, &numbering) {
+                (Some(cfg), _) => cdrctl::rate::OfflineEnrichment::from_enricher_config(cfg)?,
+                (None, Some(np)) => {
+                    cdrctl::rate::OfflineEnrichment::from_files(np, lrn_file.as_deref())?
+                }
+                (None, None) => anyhow::bail!("--numbering or --enricher-config is required"),
+            };
+            let (mut tables, summary) = match decks_config {
                 Some(cfg) => rater::load_from_config_file(&cfg, &base)?,
                 None => {
                     let cfg = rater::RatingConfig {
                         decks_dir: decks,
                         accounts: Some(accounts.context("--accounts is required with --decks")?),
-                        npanxx_states: Some(
-                            numbering.context("--numbering is required with --decks")?,
-                        ),
                         uk_surcharges: Some(
                             surcharges.context("--surcharges is required with --decks")?,
                         ),
@@ -347,25 +369,42 @@ async fn main() -> anyhow::Result<()> {
             for r in &summary.rejected {
                 eprintln!("row rejected: {r}");
             }
+            for w in &summary.warnings {
+                eprintln!("warning: {w}");
+            }
+            if let Some(p) = &plan_changes {
+                let f =
+                    std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+                let n = cdrctl::rate::apply_plan_changes(
+                    &mut tables,
+                    std::io::BufReader::new(f),
+                    &p.display().to_string(),
+                )?;
+                eprintln!("{n} plan change(s) applied");
+            }
             let name = calls.display().to_string();
             let stdout = std::io::stdout().lock();
             let (rated, unrated) = if name == "-" {
                 cdrctl::rate::rate_lines(
                     std::io::stdin().lock(),
                     "stdin",
+                    &enrichment,
                     &tables.context(),
                     stdout,
-                )?
+                )
+                .await?
             } else {
                 let f = std::fs::File::open(&calls).with_context(|| format!("opening {name}"))?;
                 cdrctl::rate::rate_lines(
                     std::io::BufReader::new(f),
                     &name,
+                    &enrichment,
                     &tables.context(),
                     stdout,
-                )?
+                )
+                .await?
             };
-            eprintln!("{rated} rated, {unrated} unrated");
+            eprintln!("{rated} rated, {unrated} not rated (unrated or inbound)");
         }
         Cmd::Deck {
             cmd:
