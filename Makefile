@@ -6,7 +6,7 @@ LOCAL := deploy/local
 RUN_CALLS ?= 5000
 RUN_RATE ?= 4000
 
-.PHONY: build run test stack services stop bench fmt clippy lint schemas check-schemas report
+.PHONY: build run test stack services stop bench chaos chaos-quick fmt clippy lint schemas check-schemas report
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -44,6 +44,16 @@ bench: stack
 	$(CARGO) test --release -p cdr-e2e --test latency -- --ignored --nocapture
 	$(CARGO) bench -p ratedeck
 	$(CARGO) bench -p lrn
+
+## chaos: the same traffic through a fresh stack once per fault (kill -9 of
+## each service, broker and ClickHouse down, rolling SIGTERM, two instances,
+## hostile input) and a table of every finance/NOC figure against the
+## control. CHAOS_CALLS sets the plain calls per experiment (15000).
+chaos: build
+	$(CARGO) test --release -p cdr-e2e --test chaos -- --ignored --nocapture chaos_full
+
+chaos-quick: build
+	$(CARGO) test --release -p cdr-e2e --test chaos -- --ignored --nocapture chaos_subset
 
 schemas: build
 	target/release/cdrctl schemas --dir schemas/avro

@@ -325,59 +325,38 @@ fn calls() -> Vec<Call> {
     v
 }
 
-/// Mirrors `ner_ok` in services/kpi/src/core.rs (what kpi_minute.ner_ok counts).
+/// Mirrors `ner_ok` in services/kpi/src/core.rs (what kpi_calls.ner_ok counts).
 fn ner_ok(c: &Call) -> bool {
     c.answered()
         || matches!(c.disposition, "busy" | "no_answer")
         || [404, 410, 484, 485, 600, 603, 604].contains(&c.sip)
 }
 
+/// One `kpi_calls` row per call (what the kpi service writes), plus an
+/// older copy of the first call (lower version) that `kpi_minute_final`
+/// must not count.
 fn kpi_rows(calls: &[Call]) -> Vec<Value> {
-    let mut buckets: BTreeMap<(i64, &str, &str, &str), Vec<&Call>> = BTreeMap::new();
+    let mut rows = Vec::new();
     for c in calls {
         let minute = c.end_ms() / 60_000 * 60_000;
-        buckets
-            .entry((minute, c.account, c.trunk, c.dest))
-            .or_default()
-            .push(c);
-    }
-    let mut rows = Vec::new();
-    for ((minute, account, trunk, dest), cs) in buckets {
-        let n = |f: &dyn Fn(&Call) -> bool| cs.iter().filter(|c| f(c)).count() as i64;
-        let sum = |f: &dyn Fn(&Call) -> i64| cs.iter().map(|c| f(c)).sum::<i64>();
-        let fsum = |f: &dyn Fn(&Call) -> f64| {
-            cs.iter()
-                .filter(|c| c.answered())
-                .map(|c| f(c))
-                .sum::<f64>()
-        };
-        let answered = n(&|c| c.answered());
-        let amount: Decimal = cs.iter().map(|c| c.amount).sum();
-        let lrn: Decimal = cs.iter().map(|c| c.lrn_fee).sum();
-        let bucket_id = format!("gf-test-{minute}-{account}-{trunk}-{dest}");
+        let ans = c.answered();
+        let media = |v: f64| if ans { json!(v) } else { Value::Null };
         rows.push(json!({
-            "bucket_id": bucket_id, "minute": ts(minute)[..19].to_string(),
-            "account_id": account, "trunk_id": trunk, "destination": dest,
-            "seizures": cs.len(), "answered": answered,
-            "busy": n(&|c| c.disposition == "busy"), "no_answer": n(&|c| c.disposition == "no_answer"),
-            "failed": n(&|c| c.disposition == "failed"), "cancelled": 0, "stale": 0,
-            "answered_ms": sum(&|c| c.talk_s * 1000), "pdd_sum_ms": sum(&|c| c.pdd_ms),
-            "pdd_count": cs.len(), "short_calls": n(&|c| c.answered() && c.talk_s < 30),
-            "billed_seconds": sum(&|c| c.talk_s), "amount": amount.to_string(),
-            "version": 2, "ner_ok": n(&|c| ner_ok(c)),
-            "pdd_p95_ms": cs.iter().map(|c| c.pdd_ms).max().unwrap(),
-            "mos_sum": fsum(&|c| c.mos), "mos_count": answered,
-            "jitter_sum": fsum(&|c| c.jitter), "jitter_count": answered,
-            "loss_sum": fsum(&|c| c.loss), "loss_count": answered,
-            "lrn_fee": lrn.to_string(),
+            "cdr_id": c.cdr_id, "call_id": c.cdr_id, "version": 2, "minute": ts(minute)[..19].to_string(),
+            "account_id": c.account, "trunk_id": c.trunk, "destination": c.dest,
+            "disposition": c.disposition, "answered": u8::from(ans),
+            "busy": u8::from(c.disposition == "busy"), "no_answer": u8::from(c.disposition == "no_answer"),
+            "failed": u8::from(c.disposition == "failed"), "cancelled": 0, "stale": 0,
+            "ner_ok": u8::from(ner_ok(c)), "short_call": u8::from(ans && c.talk_s < 30),
+            "answered_ms": c.talk_s * 1000, "pdd_ms": c.pdd_ms, "billed_seconds": c.talk_s,
+            "amount": c.amount.to_string(), "lrn_fee": c.lrn_fee.to_string(),
+            "mos": media(c.mos), "jitter_ms": media(c.jitter), "loss_pct": media(c.loss),
         }));
     }
-    // An older copy of the first bucket (lower version): the _final view
-    // must not count it.
     let mut stale = rows[0].clone();
     stale["version"] = json!(1);
-    stale["seizures"] = json!(99);
     stale["answered"] = json!(0);
+    stale["failed"] = json!(1);
     stale["amount"] = json!("9.99");
     rows.push(stale);
     rows
@@ -385,7 +364,7 @@ fn kpi_rows(calls: &[Call]) -> Vec<Value> {
 
 const FIXTURE_TABLES: &[(&str, &str)] = &[
     ("rated_cdrs", "account_id"),
-    ("kpi_minute", "account_id"),
+    ("kpi_calls", "account_id"),
     ("dead_letters", "service"),
     ("account_plan_changes", "account_id"),
     ("account_alerts", "account_id"),
@@ -415,8 +394,8 @@ fn insert_fixtures(calls: &[Call]) {
     chttp::insert("rated_cdrs", &[calls[0].row(1, d("9.99"))]);
     let mut kpi = kpi_rows(calls);
     let stale = kpi.pop().unwrap();
-    chttp::insert("kpi_minute", &kpi);
-    chttp::insert("kpi_minute", &[stale]);
+    chttp::insert("kpi_calls", &kpi);
+    chttp::insert("kpi_calls", &[stale]);
 
     let dl = |id: &str, reason: &str| {
         json!({"id": id, "service": SVC, "reason": reason, "field": "payload",

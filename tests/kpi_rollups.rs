@@ -1,16 +1,18 @@
 //! Property test against the real ClickHouse: the KPI arithmetic computed
-//! straight from raw calls equals what the `kpi_hour` / `kpi_day` rollups
-//! report for the same calls, after the kpi service's per-minute buckets
-//! were inserted *twice* (a redelivery) — so the rollups must be exact under
-//! at-least-once delivery, not just on a clean run.
+//! straight from raw calls equals what `kpi_minute_final` and the
+//! `kpi_hour` / `kpi_day` rollups report for the same calls, after the kpi
+//! service's per-call rows were inserted *twice* (a redelivery) next to an
+//! older, less complete version of every call (a replayed partial copy) —
+//! so the KPIs are exact under at-least-once delivery, not just on a clean
+//! run.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use cdr_clickhouse::rows::{from_dec18, KpiMinuteRow};
+use cdr_clickhouse::rows::{from_dec18, KpiCallRow};
 use cdr_model::call::{AssembledCall, Enrichment, Media, RatedCdr, Rating};
 use clickhouse::Row;
-use kpi::core::{KpiAggregator, KpiConfig};
+use kpi::core::{kpi_call, p95, KpiConfig};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -170,15 +172,36 @@ fn check(case: &str, raws: &[Raw]) -> Result<(), TestCaseError> {
         .enumerate()
         .map(|(i, r)| cdr(case, i, r))
         .collect();
-    let mut agg = KpiAggregator::new(KpiConfig::default());
-    for (i, c) in cdrs.iter().enumerate() {
-        agg.add(c, (i % 2) as i32, i as i64, 0);
-    }
-    let rows: Vec<KpiMinuteRow> = agg
-        .flush(0)
+    let rows: Vec<KpiCallRow> = cdrs
         .iter()
-        .map(|k| KpiMinuteRow::from_record(k).unwrap())
+        .map(|c| KpiCallRow::from_record(&kpi_call(c, &KpiConfig::default()).unwrap()).unwrap())
         .collect();
+    // An older copy of every call that must lose: fewer events, other figures.
+    let stale_copies: Vec<KpiCallRow> = rows
+        .iter()
+        .map(|r| KpiCallRow {
+            version: r.version - 1,
+            disposition: "failed".into(),
+            answered: 0,
+            failed: 1,
+            answered_ms: 0,
+            amount: 7,
+            ..r.clone()
+        })
+        .collect();
+    let mut want_m: BTreeMap<(i64, String, String, String), Vec<i64>> = BTreeMap::new();
+    for c in &cdrs {
+        let t = c.call.end_ts_ms.unwrap();
+        let pdds = want_m
+            .entry((
+                t - t.rem_euclid(60_000),
+                c.call.account_id.clone(),
+                c.call.trunk_id.clone().unwrap(),
+                c.rating.destination.clone().unwrap(),
+            ))
+            .or_default();
+        pdds.extend(c.call.pdd_ms);
+    }
     let mut want_h: BTreeMap<(i64, String, String, String), Want> = BTreeMap::new();
     let mut want_d: BTreeMap<(i64, String, String, String), Want> = BTreeMap::new();
     for c in &cdrs {
@@ -223,15 +246,58 @@ fn check(case: &str, raws: &[Raw]) -> Result<(), TestCaseError> {
     }
     let ch = cdr_e2e::clickhouse().client();
     rt().block_on(async {
-        // Every bucket twice: a redelivered batch.
-        for _ in 0..2 {
-            let mut ins = ch.insert::<KpiMinuteRow>("kpi_minute").await.unwrap();
-            for r in &rows {
+        // Every call twice (a redelivered batch), around an older copy.
+        for batch in [&rows, &stale_copies, &rows] {
+            let mut ins = ch.insert::<KpiCallRow>("kpi_calls").await.unwrap();
+            for r in batch.iter() {
                 ins.write(r).await.unwrap();
             }
             ins.end().await.unwrap();
         }
     });
+    #[derive(Row, Deserialize, Debug)]
+    struct Minute {
+        bucket_id: String,
+        minute_s: i64,
+        account_id: String,
+        trunk_id: String,
+        destination: String,
+        seizures: i64,
+        pdd_p95_ms: i64,
+    }
+    let minutes: Vec<Minute> = rt().block_on(async {
+        ch.query(
+            "SELECT bucket_id, toInt64(toUnixTimestamp(minute)) AS minute_s, toString(account_id) AS account_id, \
+             toString(trunk_id) AS trunk_id, toString(destination) AS destination, seizures, pdd_p95_ms \
+             FROM kpi_minute_final WHERE startsWith(account_id, ?)",
+        )
+        .bind(format!("{case}-"))
+        .fetch_all()
+        .await
+        .unwrap()
+    });
+    prop_assert_eq!(minutes.len(), want_m.len(), "kpi_minute_final rows");
+    for m in &minutes {
+        let minute_ms = m.minute_s * 1000;
+        let key = (
+            minute_ms,
+            m.account_id.clone(),
+            m.trunk_id.clone(),
+            m.destination.clone(),
+        );
+        let pdds = want_m.get(&key);
+        prop_assert!(pdds.is_some(), "unexpected minute bucket {:?}", key);
+        prop_assert_eq!(m.pdd_p95_ms, p95(pdds.unwrap()), "p95 of {:?}", key);
+        // The bucket id comes from its dimensions and minute only.
+        let id = cdr_model::ids::bucket_id(&[
+            &minute_ms.to_string(),
+            &m.account_id,
+            &m.trunk_id,
+            &m.destination,
+        ]);
+        prop_assert_eq!(&m.bucket_id, &id);
+        prop_assert!(m.seizures > 0);
+    }
     for (view, unit_col, want) in [("kpi_hour", "hour", &want_h), ("kpi_day", "day", &want_d)] {
         let q = format!(
             "SELECT toInt64(toUnixTimestamp(toDateTime({unit_col}, 'UTC'))) AS bucket, toString(account_id) AS account_id, \

@@ -4,6 +4,9 @@
 # service reads deploy/local/config/<service>.toml when present (paths in it
 # are relative to the repository root, the services' working directory).
 # Usage: services.sh [service...]   (default: all six)
+# CDR_INSTANCE=N (N > 1) starts an extra instance of each named service in
+# the same consumer group (pid file svc-<service>-N.pid, log <service>-N.log,
+# metrics port CDR_METRICS_BASE + 6*(N-1) + index), e.g. for rebalance tests.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 ALL=(assembler enricher rater detector kpi sink)
@@ -16,6 +19,8 @@ svcs=("$@"); [ ${#svcs[@]} -eq 0 ] && svcs=("${ALL[@]}")
 # secret start.sh generated, and is passed in the environment, never argv.
 writer_env=(CDR_CLICKHOUSE_USER=cdr_writer
   "CDR_CLICKHOUSE_PASSWORD=${CDR_CH_WRITER_PASSWORD:-$(cat "$CDR_SECRETS_DIR/cdr_writer.password")}")
+inst="${CDR_INSTANCE:-1}"
+sfx=""; [ "$inst" -gt 1 ] && sfx="-$inst"
 for s in "${svcs[@]}"; do
   if [ "$s" = rater ] && [ -f "$CDR_REPO/deploy/local/config/rater.toml" ]; then
     (cd "$CDR_REPO" && env "${writer_env[@]}" "$CDR_BIN_DIR/cdrctl" deck publish --rater-config deploy/local/config/rater.toml 2>&1 | tail -1)
@@ -23,13 +28,13 @@ for s in "${svcs[@]}"; do
 done
 for s in "${svcs[@]}"; do
   idx=0; for i in "${!ALL[@]}"; do [ "${ALL[$i]}" = "$s" ] && idx=$i; done
-  pidf="$CDR_STATE_DIR/pids/svc-$s.pid"
-  if pid_alive "$pidf"; then log "$s already running"; continue; fi
-  port=$((CDR_METRICS_BASE + idx))
+  pidf="$CDR_STATE_DIR/pids/svc-$s$sfx.pid"
+  if pid_alive "$pidf"; then log "$s$sfx already running"; continue; fi
+  port=$((CDR_METRICS_BASE + 6 * (inst - 1) + idx))
   cfg=()
   [ -f "$CDR_REPO/deploy/local/config/$s.toml" ] && cfg=("$CDR_REPO/deploy/local/config/$s.toml")
   (cd "$CDR_REPO" && export "${writer_env[@]}" && CDR__STAGE__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
-    >>"$CDR_STATE_DIR/logs/$s.log" 2>&1 </dev/null) &
+    >>"$CDR_STATE_DIR/logs/$s$sfx.log" 2>&1 </dev/null) &
   echo $! >"$pidf"
-  log "started $s (pid $!, metrics http://127.0.0.1:$port/metrics)"
+  log "started $s$sfx (pid $!, metrics http://127.0.0.1:$port/metrics)"
 done

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "dead_letters_view",
         include_str!("../../../schemas/clickhouse/010_dead_letters_view.sql"),
     ),
+    (
+        11,
+        "kpi_calls",
+        include_str!("../../../schemas/clickhouse/011_kpi_calls.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping
@@ -154,7 +159,8 @@ mod tests {
                 assert!(
                     st.contains("IF NOT EXISTS")
                         || st.starts_with("CREATE OR REPLACE VIEW")
-                        || st.contains(" MODIFY SETTING "),
+                        || st.contains(" MODIFY SETTING ")
+                        || st.starts_with("DROP TABLE IF EXISTS"),
                     "not idempotent: {st}"
                 );
             }

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use cdr_model::call::{KpiMinute, RatedCdr};
+use cdr_model::call::{KpiCall, RatedCdr};
 use cdr_model::control::{
     AccountAlertEvent, Adjustment, PlanChange, RouteAlertEvent, RouteStatusEvent,
 };
@@ -240,70 +240,64 @@ impl From<&DeadLetter> for DeadLetterRow {
     }
 }
 
+/// `cdr.kpi_calls`: one row per call and version; `kpi_minute_final`
+/// aggregates the newest version of each call.
 #[derive(Debug, Clone, Row, Serialize, Deserialize, PartialEq)]
-pub struct KpiMinuteRow {
-    pub bucket_id: String,
+pub struct KpiCallRow {
+    pub cdr_id: String,
+    pub call_id: String,
+    pub version: u64,
     /// Seconds since the epoch (`DateTime`).
     pub minute: u32,
     pub account_id: String,
     pub trunk_id: String,
     pub destination: String,
-    pub seizures: i64,
-    pub answered: i64,
-    pub busy: i64,
-    pub no_answer: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-    pub stale: i64,
+    pub disposition: String,
+    pub answered: u8,
+    pub busy: u8,
+    pub no_answer: u8,
+    pub failed: u8,
+    pub cancelled: u8,
+    pub stale: u8,
+    pub ner_ok: u8,
+    pub short_call: u8,
     pub answered_ms: i64,
-    pub pdd_sum_ms: i64,
-    pub pdd_count: i64,
-    pub short_calls: i64,
+    pub pdd_ms: Option<i64>,
     pub billed_seconds: i64,
     pub amount: i128,
-    pub version: u64,
-    pub ner_ok: i64,
-    pub pdd_p95_ms: i64,
-    pub mos_sum: f64,
-    pub mos_count: i64,
-    pub jitter_sum: f64,
-    pub jitter_count: i64,
-    pub loss_sum: f64,
-    pub loss_count: i64,
     pub lrn_fee: i128,
+    pub mos: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
 }
 
-impl KpiMinuteRow {
-    pub fn from_record(k: &KpiMinute) -> Result<Self, BadDecimal> {
-        Ok(KpiMinuteRow {
-            bucket_id: k.bucket_id.clone(),
-            minute: (k.minute_ms / 1000).max(0) as u32,
+impl KpiCallRow {
+    pub fn from_record(k: &KpiCall) -> Result<Self, BadDecimal> {
+        Ok(KpiCallRow {
+            cdr_id: k.cdr_id.clone(),
+            call_id: k.call_id.clone(),
+            version: k.version.max(0) as u64,
+            minute: (k.minute_ms / 1000).clamp(0, i64::from(u32::MAX)) as u32,
             account_id: k.account_id.clone(),
             trunk_id: k.trunk_id.clone(),
             destination: k.destination.clone(),
-            seizures: k.seizures,
-            answered: k.answered,
-            busy: k.busy,
-            no_answer: k.no_answer,
-            failed: k.failed,
-            cancelled: k.cancelled,
-            stale: k.stale,
+            disposition: k.disposition.clone(),
+            answered: k.answered.into(),
+            busy: k.busy.into(),
+            no_answer: k.no_answer.into(),
+            failed: k.failed.into(),
+            cancelled: k.cancelled.into(),
+            stale: k.stale.into(),
+            ner_ok: k.ner_ok.into(),
+            short_call: k.short_call.into(),
             answered_ms: k.answered_ms,
-            pdd_sum_ms: k.pdd_sum_ms,
-            pdd_count: k.pdd_count,
-            short_calls: k.short_calls,
+            pdd_ms: k.pdd_ms,
             billed_seconds: k.billed_seconds,
             amount: dec18("amount", &k.amount)?,
-            version: k.version.max(0) as u64,
-            ner_ok: k.ner_ok,
-            pdd_p95_ms: k.pdd_p95_ms,
-            mos_sum: k.mos_sum,
-            mos_count: k.mos_count,
-            jitter_sum: k.jitter_sum,
-            jitter_count: k.jitter_count,
-            loss_sum: k.loss_sum,
-            loss_count: k.loss_count,
             lrn_fee: dec18("lrn_fee", &k.lrn_fee)?,
+            mos: k.mos,
+            jitter_ms: k.jitter_ms,
+            loss_pct: k.loss_pct,
         })
     }
 }

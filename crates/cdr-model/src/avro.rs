@@ -96,7 +96,7 @@ pub fn all_schemas() -> Vec<(&'static str, String)> {
         ),
         ("calls.enriched", Codec::<EnrichedCall>::new().schema_json()),
         ("cdrs.rated", Codec::<RatedCdr>::new().schema_json()),
-        ("kpi.minute", Codec::<KpiMinute>::new().schema_json()),
+        ("kpi.calls", Codec::<KpiCall>::new().schema_json()),
         (
             "accounts.plan-changes",
             Codec::<crate::control::PlanChange>::new().schema_json(),

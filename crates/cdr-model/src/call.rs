@@ -174,41 +174,48 @@ pub struct RatedCdr {
     pub detection: Option<Detection>,
 }
 
-/// One per-minute KPI bucket (topic `kpi.minute`), per account × trunk × destination.
+/// One call's contribution to the KPIs (topic `kpi.calls`, key `cdr_id`).
+///
+/// The KPI service is stateless: every scored CDR becomes one record whose
+/// id is the call's own, so a redelivered or replayed CDR rewrites the same
+/// row instead of adding to a bucket. ClickHouse aggregates the
+/// deduplicated rows into minute buckets (`kpi_minute_final`), which makes
+/// every KPI a pure function of the set of calls, whatever the faults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "cdr")]
-pub struct KpiMinute {
-    pub bucket_id: String,
+pub struct KpiCall {
+    pub cdr_id: String,
+    /// The switch's call id (lets a report select one run's calls).
+    pub call_id: String,
+    /// The CDR's row version (distinct events folded in): a more complete
+    /// copy of the call replaces a less complete one.
+    pub version: i64,
+    /// Minute of hangup (of setup for calls that never ended), epoch ms.
     pub minute_ms: i64,
     pub account_id: String,
     pub trunk_id: String,
+    /// Rated breakout, `unrated` when the call found no rate.
     pub destination: String,
-    pub seizures: i64,
-    pub answered: i64,
-    pub busy: i64,
-    pub no_answer: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-    pub stale: i64,
+    /// One of [`Disposition::as_str`].
+    pub disposition: String,
+    pub answered: bool,
+    pub busy: bool,
+    pub no_answer: bool,
+    pub failed: bool,
+    pub cancelled: bool,
+    pub stale: bool,
+    /// Counts towards NER (answered, user busy, ring no answer, terminal rejection).
+    pub ner_ok: bool,
+    /// Answered and shorter than the configured short-call threshold.
+    pub short_call: bool,
     pub answered_ms: i64,
-    pub pdd_sum_ms: i64,
-    pub pdd_count: i64,
-    pub short_calls: i64,
+    pub pdd_ms: Option<i64>,
     pub billed_seconds: i64,
     /// Decimal string, unrounded.
     pub amount: String,
-    /// Seizures folded in: a complete recomputation has the highest version.
-    pub version: i64,
-    /// Answered + user busy + ring no answer + terminal rejections (NER numerator).
-    pub ner_ok: i64,
-    /// p95 of PDD within this bucket (0 when no PDD was measured).
-    pub pdd_p95_ms: i64,
-    pub mos_sum: f64,
-    pub mos_count: i64,
-    pub jitter_sum: f64,
-    pub jitter_count: i64,
-    pub loss_sum: f64,
-    pub loss_count: i64,
-    /// Decimal string: LRN dip fees of the bucket's calls.
+    /// Decimal string: the call's LRN dip fee.
     pub lrn_fee: String,
+    pub mos: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
 }

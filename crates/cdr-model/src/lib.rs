@@ -13,7 +13,7 @@ pub mod offsets;
 pub mod topics;
 
 pub use call::{
-    AssembledCall, Detection, Disposition, EnrichedCall, Enrichment, KpiMinute, Media, RatedCdr,
+    AssembledCall, Detection, Disposition, EnrichedCall, Enrichment, KpiCall, Media, RatedCdr,
     Rating,
 };
 pub use event::{Direction, EventError, EventKind, RawEvent, SwitchEvent};

@@ -7,7 +7,8 @@ pub const CALLS_ASSEMBLED: &str = "calls.assembled";
 pub const CALLS_ENRICHED: &str = "calls.enriched";
 pub const CDRS_RATED: &str = "cdrs.rated";
 pub const CDRS_SCORED: &str = "cdrs.scored";
-pub const KPI_MINUTE: &str = "kpi.minute";
+/// One KPI record per call (key cdr_id); ClickHouse aggregates them.
+pub const KPI_CALLS: &str = "kpi.calls";
 pub const PIPELINE_DLQ: &str = "pipeline.dlq";
 /// Enricher LRN decisions by cdr_id (compacted): a replayed call gets the
 /// fee its first copy got, whatever the cache holds after a restart.
@@ -28,12 +29,19 @@ pub const BILLING_ADJUSTMENTS: &str = "billing.adjustments";
 /// must have as many partitions.
 pub const ASSEMBLER_OPEN_CALLS: &str = "assembler.open-calls";
 
+/// The rater's conformance windows (compacted, key account + slot,
+/// tombstoned when a slot leaves the window); partition i holds the state
+/// of the accounts on `calls.enriched` partition i, so it must have as many
+/// partitions.
+pub const RATER_CONFORMANCE: &str = "rater.conformance";
+
 /// Topics whose records are state keyed by id (cleanup.policy=compact).
 pub const COMPACTED: &[&str] = &[
     LRN_DECISIONS,
     ACCOUNTS_PLAN_CHANGES,
     ROUTES_STATUS,
     ASSEMBLER_OPEN_CALLS,
+    RATER_CONFORMANCE,
 ];
 
 /// Every topic the pipeline uses with its partition count. Partition counts
@@ -44,9 +52,10 @@ pub const ALL: &[(&str, i32)] = &[
     (CALL_EVENTS_DLQ, 1),
     (CALLS_ASSEMBLED, 4),
     (CALLS_ENRICHED, 4),
+    (RATER_CONFORMANCE, 4),
     (CDRS_RATED, 4),
     (CDRS_SCORED, 4),
-    (KPI_MINUTE, 2),
+    (KPI_CALLS, 4),
     (PIPELINE_DLQ, 1),
     (LRN_DECISIONS, 4),
     (ACCOUNTS_PLAN_CHANGES, 1),

@@ -82,7 +82,9 @@ where
 }
 
 pub async fn publish_plan_change(kafka: &KafkaConfig, c: &PlanChange) -> anyhow::Result<()> {
-    send(kafka, topics::ACCOUNTS_PLAN_CHANGES, &c.account_id, c).await
+    // Keyed by change id: compaction must keep every change (a replayed
+    // call is rated by the category in force at its answer time).
+    send(kafka, topics::ACCOUNTS_PLAN_CHANGES, &c.change_id, c).await
 }
 
 pub async fn publish_route_status(kafka: &KafkaConfig, e: &RouteStatusEvent) -> anyhow::Result<()> {

@@ -73,7 +73,10 @@ pub async fn fetch(client: &clickhouse::Client, call_prefix: &str) -> anyhow::Re
         .fetch_all::<Count>()
         .await?;
     let kpi = client
-        .query("SELECT toInt64(sum(seizures)) AS seizures FROM kpi_minute_final")
+        .query(
+            "SELECT toInt64(count()) AS seizures FROM kpi_calls_final WHERE startsWith(call_id, ?)",
+        )
+        .bind(call_prefix)
         .fetch_one::<KpiTotal>()
         .await?;
     let money = client
@@ -138,7 +141,7 @@ impl std::fmt::Display for Report {
         )?;
         write!(
             f,
-            "KPI buckets: {} seizures across kpi_minute_final",
+            "KPI: {} seizures (kpi_calls_final, one per call)",
             self.kpi_seizures
         )
     }

@@ -1,17 +1,22 @@
-//! KPI-service metrics.
+//! KPI-service metrics (the stage runtime's counters cover the rest).
 
-use prometheus::{IntGauge, Registry};
+use prometheus::{IntCounter, Registry};
 
 #[derive(Clone)]
 pub struct KpiMetrics {
-    pub buckets: IntGauge,
+    /// Answered calls seen (copies included: a replay counts again here,
+    /// never in ClickHouse).
+    pub answered: IntCounter,
 }
 
 impl KpiMetrics {
     pub fn register(registry: &Registry) -> Self {
-        let buckets =
-            IntGauge::new("cdr_kpi_buckets", "Per-minute buckets held in memory").unwrap();
-        registry.register(Box::new(buckets.clone())).unwrap();
-        KpiMetrics { buckets }
+        let answered = IntCounter::new(
+            "cdr_kpi_answered_seen_total",
+            "Answered CDRs turned into KPI rows (redelivered copies included)",
+        )
+        .unwrap();
+        registry.register(Box::new(answered.clone())).unwrap();
+        KpiMetrics { answered }
     }
 }

@@ -1,10 +1,9 @@
-//! KPI bucketing: counts equal the raw calls, replays rebuild identical
-//! buckets, late CDRs open a new row instead of corrupting a final one.
+//! KPI classification: every CDR becomes exactly one KPI row whose flags
+//! and measures follow from the call alone, so copies of a call give equal
+//! rows (the ClickHouse side is proven in tests/kpi_rollups.rs).
 
-use std::collections::HashMap;
-
-use cdr_model::call::{AssembledCall, Enrichment, KpiMinute, RatedCdr, Rating};
-use kpi::core::{KpiAggregator, KpiConfig};
+use cdr_model::call::{AssembledCall, Enrichment, RatedCdr, Rating};
+use kpi::core::{kpi_call, ner_ok, KpiConfig};
 use proptest::prelude::*;
 
 const T0: i64 = 1_790_000_000_000 - (1_790_000_000_000 % 60_000);
@@ -46,6 +45,7 @@ fn cdr(i: usize, disp: &str, end_offset_ms: i64, dur_ms: i64, acct: &str) -> Rat
         enrichment: Enrichment::default(),
         rating: Rating {
             amount: "0.001".into(),
+            lrn_fee: "0".into(),
             billed_seconds: (dur_ms + 999) / 1000,
             ..Default::default()
         },
@@ -53,90 +53,69 @@ fn cdr(i: usize, disp: &str, end_offset_ms: i64, dur_ms: i64, acct: &str) -> Rat
     }
 }
 
-fn latest(rows: &[KpiMinute]) -> HashMap<String, KpiMinute> {
-    let mut m: HashMap<String, KpiMinute> = HashMap::new();
-    for r in rows {
-        let e = m.entry(r.bucket_id.clone()).or_insert_with(|| r.clone());
-        if r.version >= e.version {
-            *e = r.clone();
-        }
-    }
-    m
-}
-
 proptest! {
     #[test]
-    fn bucket_totals_equal_raw_calls(calls in proptest::collection::vec((0usize..5, 0i64..600_000, 0i64..300_000, 0usize..2), 1..200)) {
-        let disps = ["answered", "busy", "no_answer", "failed", "cancelled"];
-        let mut agg = KpiAggregator::new(KpiConfig::default());
-        let mut rows = Vec::new();
-        let (mut answered, mut answered_ms, mut short) = (0, 0, 0);
-        for (i, (d, end, dur, a)) in calls.iter().enumerate() {
-            let c = cdr(i, disps[*d], *end, *dur, ["a1", "a2"][*a]);
-            if *d == 0 { answered += 1; answered_ms += dur; if *dur < 6000 { short += 1; } }
-            agg.add(&c, 0, i as i64, 0);
-            if i % 17 == 0 { rows.extend(agg.flush(0)); }
-        }
-        rows.extend(agg.flush(0));
-        let final_rows = latest(&rows);
-        let seizures: i64 = final_rows.values().map(|r| r.seizures).sum();
-        prop_assert_eq!(seizures as usize, calls.len());
-        prop_assert_eq!(final_rows.values().map(|r| r.answered).sum::<i64>(), answered);
-        prop_assert_eq!(final_rows.values().map(|r| r.answered_ms).sum::<i64>(), answered_ms);
-        prop_assert_eq!(final_rows.values().map(|r| r.short_calls).sum::<i64>(), short);
-        for r in final_rows.values() {
-            prop_assert_eq!(r.seizures, r.answered + r.busy + r.no_answer + r.failed + r.cancelled + r.stale);
-            prop_assert_eq!(r.minute_ms % 60_000, 0);
-        }
+    fn one_row_per_call_with_exactly_one_disposition(d in 0usize..6, end in 0i64..600_000, dur in 0i64..300_000, code in 100i32..700) {
+        let disps = ["answered", "busy", "no_answer", "failed", "cancelled", "stale"];
+        let mut c = cdr(7, disps[d], end, dur, "a1");
+        c.call.final_sip_code = Some(code);
+        let cfg = KpiConfig::default();
+        let k = kpi_call(&c, &cfg).unwrap();
+        let flags = [k.answered, k.busy, k.no_answer, k.failed, k.cancelled, k.stale];
+        prop_assert_eq!(flags.iter().filter(|f| **f).count(), 1);
+        prop_assert!(flags[d]);
+        prop_assert_eq!(k.disposition.as_str(), disps[d]);
+        prop_assert_eq!(k.minute_ms % 60_000, 0);
+        prop_assert!(k.minute_ms <= c.call.end_ts_ms.unwrap() && c.call.end_ts_ms.unwrap() < k.minute_ms + 60_000);
+        prop_assert_eq!(k.short_call, d == 0 && dur < cfg.short_call_ms);
+        prop_assert_eq!(k.answered_ms, if d == 0 { dur } else { 0 });
+        prop_assert_eq!(k.ner_ok, ner_ok(&c));
+        prop_assert_eq!(&k.cdr_id, &c.call.cdr_id);
+        prop_assert_eq!(k.version, i64::from(c.call.event_count));
+        // A copy of the call (redelivery) gives the identical row.
+        prop_assert_eq!(kpi_call(&c.clone(), &cfg).unwrap(), k);
     }
 }
 
 #[test]
-fn replay_from_commit_rebuilds_identical_buckets() {
-    let mut a = KpiAggregator::new(KpiConfig::default());
-    let cdrs: Vec<RatedCdr> = (0..10)
-        .map(|i| cdr(i, "answered", (i as i64) * 1000, 30_000, "a1"))
-        .collect();
-    for (i, c) in cdrs.iter().enumerate() {
-        a.add(c, 0, i as i64, 0);
+fn ner_counts_answered_busy_no_answer_and_terminal_rejections_only() {
+    let mut c = cdr(1, "failed", 1000, 0, "a1");
+    for (code, want) in [
+        (404, true),
+        (603, true),
+        (503, false),
+        (408, false),
+        (487, false),
+    ] {
+        c.call.final_sip_code = Some(code);
+        assert_eq!(ner_ok(&c), want, "failed with {code}");
     }
-    let first = latest(&a.flush(0));
-    let c = *a.committable().get(&0).unwrap();
-    assert_eq!(
-        c, 0,
-        "bucket still open: commit must not move past its first CDR"
-    );
-    let mut b = KpiAggregator::new(KpiConfig::default());
-    for (i, cdr) in cdrs.iter().enumerate().skip(c as usize) {
-        b.add(cdr, 0, i as i64, 0);
+    for d in ["answered", "busy", "no_answer"] {
+        assert!(ner_ok(&cdr(2, d, 1000, 5000, "a1")), "{d}");
     }
-    assert_eq!(latest(&b.flush(0)), first);
+    assert!(!ner_ok(&cdr(3, "cancelled", 1000, 0, "a1")));
 }
 
 #[test]
-fn late_cdr_after_finalisation_opens_a_new_row() {
-    let cfg = KpiConfig {
-        lateness_ms: 1000,
-        retention_ms: 1_000_000,
-        short_call_ms: 6000,
-    };
-    let mut a = KpiAggregator::new(cfg);
-    a.add(&cdr(0, "answered", 1000, 10_000, "a1"), 0, 0, 0);
-    a.add(&cdr(1, "busy", 200_000, 0, "a1"), 0, 1, 0); // moves event time 3 minutes on
-    let r1 = latest(&a.flush(0));
-    a.add(&cdr(2, "answered", 2000, 10_000, "a1"), 0, 2, 0); // late for minute 0
-    let r2 = latest(&a.flush(0));
-    let minute0: Vec<_> = r2.values().filter(|r| r.minute_ms == T0).collect();
-    assert_eq!(
-        minute0.len(),
-        1,
-        "only the new late row changed in this flush"
-    );
-    let all: HashMap<_, _> = r1.into_iter().chain(r2).collect();
-    let total_m0: i64 = all
-        .values()
-        .filter(|r| r.minute_ms == T0)
-        .map(|r| r.seizures)
-        .sum();
-    assert_eq!(total_m0, 2, "both CDRs of minute 0 counted once: {all:?}");
+fn money_is_exact_and_a_bad_amount_names_its_field() {
+    let mut c = cdr(4, "answered", 1000, 61_000, "a1");
+    c.rating.amount = "0.123456789012345678".into();
+    c.rating.lrn_fee = "0.0003".into();
+    let k = kpi_call(&c, &KpiConfig::default()).unwrap();
+    assert_eq!(k.amount, "0.123456789012345678");
+    assert_eq!(k.lrn_fee, "0.0003");
+    c.rating.amount = "12,5".into();
+    let e = kpi_call(&c, &KpiConfig::default()).unwrap_err();
+    assert_eq!(e.field, "rating.amount");
+    assert_eq!(e.cdr_id, c.call.cdr_id);
+}
+
+#[test]
+fn unended_call_counts_in_its_setup_minute() {
+    let mut c = cdr(5, "stale", 125_000, 0, "a1");
+    c.call.end_ts_ms = None;
+    let k = kpi_call(&c, &KpiConfig::default()).unwrap();
+    let setup = c.call.setup_ts_ms;
+    assert_eq!(k.minute_ms, setup - setup.rem_euclid(60_000));
+    assert!(k.stale);
 }

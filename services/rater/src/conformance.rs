@@ -2,7 +2,6 @@
 //! ([`ratedeck::conformance`]): which calls feed the monitor and what a
 //! downgrade looks like on `accounts.plan-changes`.
 
-use cdr_model::call::RatedCdr;
 use cdr_model::control::{plan_change_id, PlanChange};
 use ratedeck::conformance::{Attempt, ConformanceMonitor, Downgrade};
 use ratedeck::{AccountKind, Plan};
@@ -35,21 +34,45 @@ pub fn current_category(t: &RatingTables, account_id: &str) -> Option<AccountKin
     ))
 }
 
-/// Feeds one rated call of a currently wholesale account to the monitor.
-/// Every attempt counts (failed and cancelled ones are seizures too, so ASR
-/// cannot read 100% because failures were left out).
-pub fn observe(m: &mut ConformanceMonitor, t: &RatingTables, cdr: &RatedCdr) -> Option<Downgrade> {
-    if cdr_model::event::Direction::is_inbound_text(&cdr.call.direction) { return None; } // inbound calls are not terminations (issue 12)
-    if current_category(t, &cdr.call.account_id)? != AccountKind::Wholesale {
+/// Final SIP codes that mean the carrier side refused the attempt (our
+/// platform or a downstream route: server errors, overload, timeouts), not
+/// the called party. They say nothing about the customer's traffic, so the
+/// conformance rule does not count them as seizures; busy, no answer,
+/// unallocated numbers and declines (the called side's answers) count.
+pub fn carrier_rejected(call: &cdr_model::AssembledCall) -> bool {
+    call.answer_ts_ms.is_none()
+        && call
+            .final_sip_code
+            .is_some_and(|c| c == 408 || (500..600).contains(&c))
+}
+
+/// Feeds one call of a currently wholesale account, as it arrived on input
+/// `partition`, to the monitor. Called *before* the call is rated, so a
+/// decision this call completes is in force for it.
+pub fn observe(
+    m: &mut ConformanceMonitor,
+    t: &RatingTables,
+    partition: i32,
+    call: &cdr_model::AssembledCall,
+) -> Option<Downgrade> {
+    if cdr_model::event::Direction::is_inbound_text(&call.direction) {
+        return None;
+    } // inbound calls are not terminations (issue 12)
+    if current_category(t, &call.account_id)? != AccountKind::Wholesale {
         return None;
     }
-    m.observe(&Attempt {
-        account_id: cdr.call.account_id.clone(),
-        setup_ms: cdr.call.setup_ts_ms,
-        end_ms: cdr.call.end_ts_ms.unwrap_or(cdr.call.setup_ts_ms),
-        answered: cdr.call.disposition == "answered",
-        duration_ms: cdr.call.duration_ms,
-    })
+    m.observe(
+        partition,
+        &Attempt {
+            cdr_id: call.cdr_id.clone(),
+            account_id: call.account_id.clone(),
+            setup_ms: call.setup_ts_ms,
+            end_ms: call.end_ts_ms.unwrap_or(call.setup_ts_ms),
+            answered: call.disposition == cdr_model::Disposition::Answered.as_str(),
+            duration_ms: call.duration_ms,
+            carrier_rejected: carrier_rejected(call),
+        },
+    )
 }
 
 /// The `accounts.plan-changes` record of an automatic downgrade.

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
+use cdr_kafka::runtime::Tp;
 use cdr_kafka::stage::{Outbox, Reject, StageError};
 use cdr_kafka::{
     CancellationToken, CommitPolicy, Message, OwnedMessage, StageConfig, StageDefaults,
@@ -26,6 +27,7 @@ use cdr_model::call::{EnrichedCall, RatedCdr};
 use cdr_model::control::PlanChange;
 use cdr_model::topics;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use ratedeck::conformance::StateRecord;
 use serde::Deserialize;
 
 pub use ratedeck;
@@ -208,7 +210,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(changes = initial.len(), "account plan changes restored");
     let rx = table.follow::<PlanChange>(shutdown.clone(), 1024);
     let monitor = ratedeck::conformance::ConformanceMonitor::new(config.conformance.clone())?;
-    let mut processor = RaterProcessor::new(tables, monitor, rx, rm);
+    let mut processor = RaterProcessor::new(tables, monitor, rx, rm, settings.kafka.clone());
     for c in initial {
         processor.apply(&c);
     }
@@ -233,7 +235,11 @@ pub fn route_key(cdr: &RatedCdr) -> String {
     )
 }
 
-/// The rater's stage: rate, feed the conformance monitor, emit downgrades.
+/// The rater's stage: feed the conformance monitor, emit downgrades, rate.
+/// The monitor's windows are state of the input partitions: restored from
+/// `rater.conformance` when a partition is first seen, written back after
+/// every batch (after the decisions they led to were acknowledged), and
+/// dropped when the partition is revoked.
 struct RaterProcessor {
     tables: Option<RatingTables>,
     monitor: ratedeck::conformance::ConformanceMonitor,
@@ -242,6 +248,9 @@ struct RaterProcessor {
     output: Codec<RatedCdr>,
     change_codec: Codec<PlanChange>,
     metrics: RaterMetrics,
+    kafka: cdr_kafka::KafkaConfig,
+    /// Input partitions whose conformance state was restored since assigned.
+    restored: std::collections::BTreeSet<i32>,
 }
 
 impl RaterProcessor {
@@ -250,6 +259,7 @@ impl RaterProcessor {
         monitor: ratedeck::conformance::ConformanceMonitor,
         changes: tokio::sync::mpsc::Receiver<PlanChange>,
         metrics: RaterMetrics,
+        kafka: cdr_kafka::KafkaConfig,
     ) -> Self {
         RaterProcessor {
             tables,
@@ -259,7 +269,58 @@ impl RaterProcessor {
             output: Codec::new(),
             change_codec: Codec::new(),
             metrics,
+            kafka,
+            restored: Default::default(),
         }
+    }
+
+    /// Restores the conformance windows of the accounts on `partition`
+    /// before any of its calls is observed.
+    async fn restore(&mut self, partition: i32) -> Result<(), StageError> {
+        let table = cdr_kafka::table::TopicTable::open_partition(
+            &self.kafka,
+            SERVICE,
+            topics::RATER_CONFORMANCE,
+            partition,
+        )
+        .map_err(StageError::Fatal)?;
+        let records = table
+            .read_latest(Duration::from_secs(120))
+            .await
+            .map_err(StageError::Fatal)?;
+        let n = records.len();
+        for (k, v) in records {
+            match serde_json::from_slice::<StateRecord>(&v) {
+                Ok(r) => self.monitor.restore(partition, r),
+                Err(e) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable conformance state skipped")
+                }
+            }
+        }
+        tracing::info!(partition, records = n, "conformance state restored");
+        self.restored.insert(partition);
+        Ok(())
+    }
+
+    /// Writes the monitor's changed state (tombstones for what left it).
+    fn checkpoint(&mut self, out: &mut Outbox) -> Result<(), StageError> {
+        for c in self.monitor.take_changes() {
+            let payload = match &c.record {
+                Some(r) => Some(
+                    serde_json::to_vec(r)
+                        .context("encoding conformance state")
+                        .map_err(StageError::Fatal)?,
+                ),
+                None => None,
+            };
+            out.emit_to(
+                topics::RATER_CONFORMANCE,
+                c.partition,
+                c.key.into_bytes(),
+                payload,
+            );
+        }
+        Ok(())
     }
 
     /// Records a plan change (idempotent by change id).
@@ -280,11 +341,38 @@ impl RaterProcessor {
 }
 
 impl RaterProcessor {
-    fn rate_one(&mut self, m: &OwnedMessage, out: &mut Outbox) {
+    /// Observes, then rates, one call; `true` when it completed a downgrade.
+    fn rate_one(&mut self, m: &OwnedMessage, out: &mut Outbox) -> bool {
         let call: EnrichedCall = match self.input.decode(m.payload().unwrap_or_default()) {
             Ok(c) => c,
-            Err(e) => return out.reject(m, &Reject::BadAvro(e.to_string())),
+            Err(e) => {
+                out.reject(m, &Reject::BadAvro(e.to_string()));
+                return false;
+            }
         };
+        // Observe first: a decision this call completes is in force for it
+        // (the decision takes effect after every call already seen).
+        let mut decided = false;
+        if let Some(t) = &self.tables {
+            if let Some(d) = conformance::observe(&mut self.monitor, t, m.partition(), &call.call) {
+                let change = conformance::downgrade_event(&d);
+                self.apply(&change);
+                self.metrics.downgrades.inc();
+                tracing::warn!(account = %d.account_id, asr = d.asr, acd_s = d.acd_s, seizures = d.seizures, "wholesale account downgraded to retail");
+                match self.change_codec.encode(&change) {
+                    Ok(bytes) => {
+                        out.emit(
+                            topics::ACCOUNTS_PLAN_CHANGES,
+                            change.change_id.clone(),
+                            bytes,
+                            Some(m),
+                        );
+                        decided = true;
+                    }
+                    Err(e) => tracing::error!(error = %e, "encoding plan change"),
+                }
+            }
+        }
         let cdr = match &self.tables {
             Some(t) => rate_call(call, &t.context()),
             None => unrated_no_decks(call),
@@ -296,28 +384,11 @@ impl RaterProcessor {
                 cdr.rating.unrated_reason.as_deref().unwrap_or(""),
             ])
             .inc();
-        let encoded = match self.output.encode(&cdr) {
-            Ok(bytes) => bytes,
-            Err(e) => return out.reject(m, &Reject::EncodeFailed(e.to_string())),
-        };
-        if let Some(t) = &self.tables {
-            if let Some(d) = conformance::observe(&mut self.monitor, t, &cdr) {
-                let change = conformance::downgrade_event(&d);
-                self.apply(&change);
-                self.metrics.downgrades.inc();
-                tracing::warn!(account = %d.account_id, asr = d.asr, acd_s = d.acd_s, seizures = d.seizures, "wholesale account downgraded to retail");
-                match self.change_codec.encode(&change) {
-                    Ok(bytes) => out.emit(
-                        topics::ACCOUNTS_PLAN_CHANGES,
-                        change.account_id.clone(),
-                        bytes,
-                        Some(m),
-                    ),
-                    Err(e) => tracing::error!(error = %e, "encoding plan change"),
-                }
-            }
+        match self.output.encode(&cdr) {
+            Ok(bytes) => out.emit(topics::CDRS_RATED, route_key(&cdr), bytes, Some(m)),
+            Err(e) => out.reject(m, &Reject::EncodeFailed(e.to_string())),
         }
-        out.emit(topics::CDRS_RATED, route_key(&cdr), encoded, Some(m));
+        decided
     }
 }
 
@@ -327,12 +398,36 @@ impl cdr_kafka::Stage for RaterProcessor {
         batch: &[OwnedMessage],
         out: &mut Outbox,
     ) -> Result<(), StageError> {
+        let mut parts: Vec<i32> = batch.iter().map(|m| m.partition()).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        for p in parts {
+            if self.tables.is_some() && !self.restored.contains(&p) {
+                self.restore(p).await?;
+            }
+        }
         while let Ok(c) = self.changes.try_recv() {
             self.apply(&c);
         }
+        let mut decided = false;
         for m in batch {
-            self.rate_one(m, out);
+            decided |= self.rate_one(m, out);
         }
-        Ok(())
+        // A state that says "evaluated" must never outlive an unacknowledged
+        // decision: the decisions go first.
+        if decided {
+            out.flush().await?;
+        }
+        self.checkpoint(out)
+    }
+
+    fn revoke(&mut self, partitions: &[Tp]) {
+        for (_, p) in partitions
+            .iter()
+            .filter(|(t, _)| t == topics::CALLS_ENRICHED)
+        {
+            self.monitor.revoke(*p);
+            self.restored.remove(p);
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Sink service: the only ClickHouse writer of pipeline data. Consumes
-//! `cdrs.scored`, `kpi.minute`, the control topics (`accounts.plan-changes`,
+//! `cdrs.scored`, `kpi.calls`, the control topics (`accounts.plan-changes`,
 //! `routes.alerts`, `routes.status`, `billing.adjustments`,
 //! `accounts.alerts`) and the dead-letter topics, converts records
 //! to rows, and inserts them in batches (by rows and by time). Offsets are
@@ -29,7 +29,7 @@ pub mod metrics;
 use std::time::Duration;
 
 use cdr_clickhouse::rows::{
-    AccountAlertRow, AdjustmentRow, DeadLetterRow, KpiMinuteRow, PlanChangeRow, RatedCdrRow,
+    AccountAlertRow, AdjustmentRow, DeadLetterRow, KpiCallRow, PlanChangeRow, RatedCdrRow,
     RouteAlertRow, RouteStatusRow,
 };
 use cdr_clickhouse::ClickHouseConfig;
@@ -37,7 +37,7 @@ use cdr_kafka::metrics::StageMetrics;
 use cdr_kafka::stage::{Outbox, Rejection, StageError};
 use cdr_kafka::{CancellationToken, CommitPolicy, StageConfig, StageDefaults};
 use cdr_model::avro::Codec;
-use cdr_model::call::{KpiMinute, RatedCdr};
+use cdr_model::call::{KpiCall, RatedCdr};
 use cdr_model::control::{
     AccountAlertEvent, Adjustment, PlanChange, RouteAlertEvent, RouteStatusEvent,
 };
@@ -102,7 +102,7 @@ impl Config {
 pub struct Rows {
     pub src: Src,
     pub cdrs: Vec<RatedCdrRow>,
-    pub kpis: Vec<KpiMinuteRow>,
+    pub kpis: Vec<KpiCallRow>,
     pub dead: Vec<DeadLetterRow>,
     pub plan_changes: Vec<PlanChangeRow>,
     pub route_alerts: Vec<RouteAlertRow>,
@@ -178,7 +178,7 @@ impl Rows {
 #[derive(Default)]
 pub struct Codecs {
     pub cdr: Codec<RatedCdr>,
-    pub kpi: Codec<KpiMinute>,
+    pub kpi: Codec<KpiCall>,
     pub plan: Codec<PlanChange>,
     pub alert: Codec<RouteAlertEvent>,
     pub status: Codec<RouteStatusEvent>,
@@ -280,9 +280,9 @@ pub fn convert(
             let rec = avro(cdr_codec, payload)?;
             rows.cdrs.push(decimal(RatedCdrRow::from_record(&rec))?);
         }
-        t if t == topics::KPI_MINUTE => {
+        t if t == topics::KPI_CALLS => {
             let rec = avro(kpi_codec, payload)?;
-            rows.kpis.push(decimal(KpiMinuteRow::from_record(&rec))?);
+            rows.kpis.push(decimal(KpiCallRow::from_record(&rec))?);
         }
         _ => {
             let dl: DeadLetter =
@@ -522,7 +522,7 @@ impl cdr_kafka::Stage for SinkStage {
             refused.extend(r.into_iter().map(|(k, why)| (src[k], why)));
         };
         keep(w.insert("rated_cdrs", &rows.cdrs).await?, &rows.src.cdrs);
-        keep(w.insert("kpi_minute", &rows.kpis).await?, &rows.src.kpis);
+        keep(w.insert("kpi_calls", &rows.kpis).await?, &rows.src.kpis);
         let dead_refused = w.insert("dead_letters", &rows.dead).await?;
         for (k, why) in &dead_refused {
             // Its original is still in the dead-letter topic; nothing to re-queue.
@@ -574,7 +574,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         service: SERVICE,
         topics: &[
             topics::CDRS_SCORED,
-            topics::KPI_MINUTE,
+            topics::KPI_CALLS,
             topics::CALL_EVENTS_DLQ,
             topics::PIPELINE_DLQ,
             topics::ACCOUNTS_PLAN_CHANGES,
