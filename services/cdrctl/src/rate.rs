@@ -26,6 +26,8 @@ use cdr_model::event::{EventKind, SwitchEvent};
 use cdr_model::kinds::RatingStatus;
 
 /// How calls that arrive without an enrichment are enriched.
+// One value per run: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum OfflineEnrichment {
     /// The enricher service's engine: the same LRN cache, source, fee and
     /// NPA-NXX table (from `enricher.toml`'s `[lrn]` or `--numbering` +
@@ -162,6 +164,8 @@ impl Progress {
 
 /// One input line: a call still to be enriched, or an enriched one.
 #[derive(Debug, Clone, PartialEq)]
+// Lines are decoded and rated one at a time, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 pub enum Line {
     /// A switch `cdr` event built into a call, or a bare assembled call.
     Assembled(AssembledCall),
