@@ -53,7 +53,7 @@ chaos: build
 	$(CARGO) test --release -p cdr-e2e --test chaos -- --ignored --nocapture chaos_full
 
 chaos-quick: build
-	$(CARGO) test --release -p cdr-e2e --test chaos -- --ignored --nocapture chaos_subset
+	$(CARGO) test --release -p cdr-e2e --test chaos -- --nocapture chaos_subset
 
 schemas: build
 	target/release/cdrctl schemas --dir schemas/avro

@@ -3,7 +3,8 @@
 //! credits its calls (precision and recall >= 0.95 per call and per route),
 //! never pulls the clean route on the same breakout, flags the undeclared
 //! dialer and not the conversational account; credits change invoice totals
-//! by exactly the credited amounts.
+//! by exactly the credited amounts. Windows are judged once they close, so
+//! each run ends with a call that moves its routes' clocks past them.
 // Each test runs on its own runtime and thread; the std guard serialises
 // them across threads on purpose (they share one stack and its services).
 #![allow(clippy::await_holding_lock)]
@@ -50,17 +51,60 @@ fn ratio(num: usize, den: usize) -> f64 {
 async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
     let _g = stack();
     let ch = clickhouse().client();
-    // Three 4-minute runs on fresh routes (trunk names carry the run id),
-    // within the detector's lateness of the newest event time seen.
-    let base = cdr_kafka::now_ms() - 18 * 60_000;
+    // Three 4-minute runs on fresh routes (trunk names carry the run id)
+    // and fresh dialer / conversational accounts (so a re-run never meets
+    // an earlier run's clocks). Windows are judged once their route's (or
+    // account's) clock is 5 minutes past their end, so each run ends with
+    // one unanswered call on each route 12 minutes after its start.
+    let base = cdr_kafka::now_ms() - 40 * 60_000;
+    let stamp = cdr_kafka::now_ms();
+    let (dialer, talker) = (format!("acc-4001-x{stamp}"), format!("acc-4002-x{stamp}"));
     for (k, seed) in [21u64, 22, 23].into_iter().enumerate() {
         let run = unique_run(&format!("fas{seed}-"));
         let start = base + k as i64 * 5 * 60_000;
         let (fas_trunk, clean_trunk) = (format!("trk-fas-{run}"), format!("trk-clean-{run}"));
-        let (msgs, truth) = cdrctl::scenarios::fas(&run, seed, start, 4);
+        let (mut msgs, truth) = cdrctl::scenarios::fas(&run, seed, start, 4);
+        for m in &mut msgs {
+            m.payload =
+                rename_accounts(&m.payload, &[("acc-4001", &dialer), ("acc-4002", &talker)]);
+        }
         let published = Instant::now();
         cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+        // Once the run's calls are through, one later call on each route
+        // moves its clock past the run's windows (published after them,
+        // as time would pass: a call 12 minutes ahead of the others would
+        // make them late).
         let like = format!("{run}-%");
+        loop {
+            let n: u64 = ch
+                .query("SELECT count() FROM rated_cdrs_final WHERE call_id LIKE ?")
+                .bind(&like)
+                .fetch_one()
+                .await
+                .unwrap_or(0);
+            if n as usize >= truth.calls {
+                break;
+            }
+            assert!(
+                published.elapsed() < Duration::from_secs(120),
+                "seed {seed}: {n} of {} CDRs",
+                truth.calls
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let mut ticks = Vec::new();
+        // The scenario's own accounts, so each tick is priced on its
+        // route's deck and lands on the route's breakout.
+        for (trunk, account) in [(&fas_trunk, "acc-4003"), (&clean_trunk, "acc-1002")] {
+            ticks.extend(tick(
+                &format!("{run}-tick-{trunk}"),
+                account,
+                trunk,
+                UK_MOBILE,
+                start + 12 * 60_000,
+            ));
+        }
+        cdrctl::publish(&kafka(), &ticks, 0).await.expect("publish");
         let (cdrs, alerts, delay) = loop {
             let cdrs: Vec<Cdr> = ch
                 .query("SELECT cdr_id, call_id, amount, fas_score FROM rated_cdrs_final WHERE call_id LIKE ?")
@@ -205,13 +249,75 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
         .unwrap();
     assert!(history >= 2, "pull and restore both kept as history");
 
-    // Dialer: the undeclared dialer account is flagged, the conversational one never.
-    let flagged: Vec<String> = ch
-        .query("SELECT DISTINCT account_id FROM account_alerts WHERE window_end >= fromUnixTimestamp64Milli(?)")
-        .bind(base)
-        .fetch_all()
-        .await
-        .unwrap();
-    assert!(flagged.iter().any(|a| a == "acc-4001"), "{flagged:?}");
-    assert!(!flagged.iter().any(|a| a == "acc-4002"), "{flagged:?}");
+    // Dialer: the undeclared dialer account is flagged, the conversational
+    // one never, once their windows closed (a call of each 36 minutes in).
+    let mut closing = tick(
+        "dialer-tick-1",
+        &dialer,
+        "trk-2",
+        "4930123456",
+        base + 36 * 60_000,
+    );
+    closing.extend(tick(
+        "dialer-tick-2",
+        &talker,
+        "trk-3",
+        "4930123456",
+        base + 36 * 60_000,
+    ));
+    cdrctl::publish(&kafka(), &closing, 0).await.unwrap();
+    let started = Instant::now();
+    let flagged = loop {
+        let flagged: Vec<String> = ch
+            .query("SELECT DISTINCT account_id FROM account_alerts WHERE account_id IN (?, ?)")
+            .bind(&dialer)
+            .bind(&talker)
+            .fetch_all()
+            .await
+            .unwrap_or_default();
+        if flagged.contains(&dialer) || started.elapsed() > Duration::from_secs(90) {
+            break flagged;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(flagged.contains(&dialer), "{flagged:?}");
+    assert!(!flagged.contains(&talker), "{flagged:?}");
+}
+
+const UK_MOBILE: &str = "447700900123";
+
+/// One unanswered call: moves its route's and account's event-time clock.
+fn tick(
+    call_id: &str,
+    account: &str,
+    trunk: &str,
+    dialed: &str,
+    at_ms: i64,
+) -> Vec<cdrctl::simulate::Msg> {
+    cdrctl::scenarios::events(&cdrctl::scenarios::CallSpec {
+        call_id: call_id.into(),
+        account: account.into(),
+        trunk: trunk.into(),
+        cli: "+12125550100".into(),
+        dialed: dialed.into(),
+        setup_ms: at_ms,
+        pdd_ms: Some(2_000),
+        answer_after_ms: None,
+        talk_ms: 0,
+        fail_code: 480,
+        silence_ratio: 0.0,
+        rtp_rx_packets: 0,
+        rtp_rx_before_answer: 0,
+    })
+}
+
+/// The scenario's payloads with some account ids replaced.
+fn rename_accounts(payload: &[u8], renames: &[(&str, &str)]) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(payload).expect("scenario JSON");
+    if let Some(a) = v.get("account_id").and_then(|a| a.as_str()) {
+        if let Some((_, to)) = renames.iter().find(|(from, _)| *from == a) {
+            v["account_id"] = serde_json::json!(to);
+        }
+    }
+    serde_json::to_vec(&v).unwrap()
 }

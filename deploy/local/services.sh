@@ -7,6 +7,8 @@
 # CDR_INSTANCE=N (N > 1) starts an extra instance of each named service in
 # the same consumer group (pid file svc-<service>-N.pid, log <service>-N.log,
 # metrics port CDR_METRICS_BASE + 6*(N-1) + index), e.g. for rebalance tests.
+# CDR_ENV_<service>="K=V K2=V2" adds config overrides for that service only
+# (e.g. CDR_ENV_detector="CDR__ROUTE__ALLOWED_LATENESS_MS=900000").
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 ALL=(assembler enricher rater detector kpi sink)
@@ -33,7 +35,8 @@ for s in "${svcs[@]}"; do
   port=$((CDR_METRICS_BASE + 6 * (inst - 1) + idx))
   cfg=()
   [ -f "$CDR_REPO/deploy/local/config/$s.toml" ] && cfg=("$CDR_REPO/deploy/local/config/$s.toml")
-  (cd "$CDR_REPO" && export "${writer_env[@]}" && CDR__STAGE__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
+  extra_var="CDR_ENV_$s"; read -ra extra <<<"${!extra_var:-}"
+  (cd "$CDR_REPO" && export "${writer_env[@]}" "${extra[@]}" && CDR__STAGE__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
     >>"$CDR_STATE_DIR/logs/$s$sfx.log" 2>&1 </dev/null) &
   echo $! >"$pidf"
   log "started $s$sfx (pid $!, metrics http://127.0.0.1:$port/metrics)"

@@ -35,6 +35,11 @@ pub const ASSEMBLER_OPEN_CALLS: &str = "assembler.open-calls";
 /// partitions.
 pub const RATER_CONFORMANCE: &str = "rater.conformance";
 
+/// The detector's route windows and pulls (compacted, key = record key of
+/// `detection::RouteRecord`); partition i holds the state of the breakouts
+/// on `cdrs.rated` partition i, so it must have as many partitions.
+pub const DETECTOR_ROUTES: &str = "detector.routes";
+
 /// Topics whose records are state keyed by id (cleanup.policy=compact).
 pub const COMPACTED: &[&str] = &[
     LRN_DECISIONS,
@@ -42,6 +47,7 @@ pub const COMPACTED: &[&str] = &[
     ROUTES_STATUS,
     ASSEMBLER_OPEN_CALLS,
     RATER_CONFORMANCE,
+    DETECTOR_ROUTES,
 ];
 
 /// Every topic the pipeline uses with its partition count. Partition counts
@@ -54,6 +60,7 @@ pub const ALL: &[(&str, i32)] = &[
     (CALLS_ENRICHED, 4),
     (RATER_CONFORMANCE, 4),
     (CDRS_RATED, 4),
+    (DETECTOR_ROUTES, 4),
     (CDRS_SCORED, 4),
     (KPI_CALLS, 4),
     (PIPELINE_DLQ, 1),

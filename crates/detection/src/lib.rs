@@ -1,4 +1,4 @@
-//! `detection`: the pure core of the detector stage. No I/O, no async, no
+//! `detection`: the pure core of FAS and traffic-profile detection. No I/O, no async, no
 //! clocks: plain synchronous functions and owned state machines fed with
 //! facts extracted from rated CDRs, in (roughly) event-time order.
 //!
@@ -7,8 +7,9 @@
 //!   explainable on its own, and the combined per-call score/verdict.
 //! - [`route`]: per-route (trunk × breakout) sliding-window FAS patterns,
 //!   the route pull decision and the credits for suspect calls.
-//! - [`profile`]: short-duration / dialer traffic profiling per account and
-//!   per route, and the undeclared-dialer account alert.
+//! - [`profile`]: short-duration / dialer traffic profiling per account,
+//!   and the undeclared-dialer account alert (run by the rater, whose input
+//!   is keyed by account).
 //!
 //! Crate-wide rules:
 //! - Money is `rust_decimal::Decimal`; nothing here changes a rate or an
@@ -26,8 +27,13 @@ pub mod signals;
 
 mod ids;
 
-pub use profile::{AccountAlert, ProfileConfig, ProfileMonitor, ProfileSnapshot, TrafficProfile};
-pub use route::{Credit, RouteAlert, RouteConfig, RouteMonitor, RouteMonitorStats};
+pub use profile::{
+    parse_profiles, AccountAlert, ProfileChange, ProfileConfig, ProfileMonitor, ProfileRecord,
+    ProfileSnapshot, TrafficProfile,
+};
+pub use route::{
+    Credit, RouteAlert, RouteChange, RouteConfig, RouteMonitor, RouteMonitorStats, RouteRecord,
+};
 pub use signals::{evaluate_call, CallFacts, CallVerdict, FasConfig, FasSignal, SignalWeights};
 
 /// A configuration value that cannot work. `field` is the (dotted) config

@@ -1,8 +1,9 @@
-//! Short-duration / dialer traffic profiling per account and per route, and
-//! the "undeclared dialer" account alert.
+//! Short-duration / dialer traffic profiling per account, and the
+//! "undeclared dialer" account alert.
 //!
 //! This module owns [`ProfileMonitor`], [`ProfileConfig`],
-//! [`TrafficProfile`], [`ProfileSnapshot`] and [`AccountAlert`].
+//! [`TrafficProfile`], [`ProfileSnapshot`], [`AccountAlert`] and the
+//! monitor's persisted form [`ProfileRecord`].
 //!
 //! Predictive dialers have a recognisable shape: many attempts per minute,
 //! low ASR (cold outbound: most calls are not answered) and many answered
@@ -13,14 +14,21 @@
 //! never changes a rate, a route or an amount; an undeclared dialer yields
 //! an [`AccountAlert`] for a human (or the commercial process) to act on.
 //!
-//! # Windows
+//! # Windows: a pure function of the calls
 //! Epoch-aligned tumbling windows of `window_ms` by event time
-//! ([`crate::event_ts_ms`]); the window of a call is the one containing it,
-//! so window bounds and alert ids depend only on the input. Each window is
-//! re-judged on every call of the account, and alerts at most once per
-//! account and window. Windows are kept until `allowed_lateness_ms` after
-//! their end (by the event-time watermark), then dropped together with idle
-//! accounts and routes, which bounds memory.
+//! ([`crate::event_ts_ms`]). A window is judged once, when the account's
+//! clock (its newest call, or its partition's newest minus `idle_close_ms`
+//! for an idle account) passes the window's end plus
+//! `allowed_lateness_ms`; calls of a judged window are late and ignored.
+//! Each `cdr_id` counts once (ids are kept per minute slot). So the set of
+//! calls judged, the verdict, the evidence and the alert id depend only on
+//! the calls, not on their order within the lateness bound, on duplicates
+//! or on restarts: the state is persisted per account and minute
+//! ([`ProfileMonitor::take_changes`] / [`ProfileMonitor::restore`]) and
+//! partitioned like the input (by account), so N instances judge every
+//! account as one would. Memory is bounded the same way: judged windows
+//! are dropped, and an account idle past any straggler's lateness is
+//! forgotten.
 //!
 //! # Classification
 //! A window is [`TrafficProfile::Dialer`] when all of:
@@ -35,7 +43,7 @@
 //!
 //! otherwise [`TrafficProfile::Conversational`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +94,9 @@ pub struct ProfileConfig {
     pub dialer_max_asr: f64,
     pub dialer_min_short_share: f64,
     pub dialer_max_acd_s: f64,
+    /// An account without calls this long behind its partition's newest
+    /// call follows the partition clock, so its last windows are judged.
+    pub idle_close_ms: i64,
 }
 
 impl Default for ProfileConfig {
@@ -100,18 +111,26 @@ impl Default for ProfileConfig {
             dialer_max_asr: 0.35,
             dialer_min_short_share: 0.3,
             dialer_max_acd_s: 30.0,
+            idle_close_ms: 3_600_000,
         }
     }
 }
 
 impl ProfileConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.window_ms < 60_000 {
-            // Attempts "per minute" over less than a minute is noise.
-            return Err(invalid("window_ms", "must be >= 60000"));
+        if self.window_ms < SLOT_MS || self.window_ms % SLOT_MS != 0 {
+            // Attempts "per minute" over less than a minute is noise; whole
+            // minutes because state is persisted per minute.
+            return Err(invalid("window_ms", "must be a positive multiple of 60000"));
         }
         if self.allowed_lateness_ms < 0 {
             return Err(invalid("allowed_lateness_ms", "must be >= 0"));
+        }
+        if self.idle_close_ms < self.allowed_lateness_ms.max(SLOT_MS) {
+            return Err(invalid(
+                "idle_close_ms",
+                "must be >= allowed_lateness_ms and >= 60000",
+            ));
         }
         if self.short_call_ms <= 0 {
             return Err(invalid("short_call_ms", "must be > 0"));
@@ -184,42 +203,151 @@ pub struct AccountAlert {
     pub window_end_ms: i64,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counts {
     attempts: u64,
     answered: u64,
     short: u64,
     dur_sum_ms: i128,
-    alerted: bool,
 }
 
-#[derive(Debug, Default)]
-struct Scope {
-    windows: BTreeMap<i64, Counts>,
-}
-
-impl Scope {
-    fn add(&mut self, w: i64, facts: &CallFacts, short_call_ms: i64) -> &mut Counts {
-        let c = self.windows.entry(w).or_default();
-        c.attempts += 1;
-        if facts.answered {
-            c.answered += 1;
-            let d = facts.duration_ms.max(0);
-            c.dur_sum_ms += i128::from(d);
-            c.short += u64::from(d < short_call_ms);
-        }
-        c
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.attempts += o.attempts;
+        self.answered += o.answered;
+        self.short += o.short;
+        self.dur_sum_ms += o.dur_sum_ms;
     }
 }
 
-/// Owned per-account and per-route profiling state.
+/// Persistent state of the monitor: one `ProfileMeta` per input partition
+/// (its newest event time), one `ProfileAccount` per account (its clock)
+/// and one `ProfileSlot` per account and minute (counts and the ids
+/// already counted). A compacted topic keyed by [`ProfileRecord::key`]
+/// holds the newest of each; a minute slot keeps every record small.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProfileRecord {
+    ProfileMeta {
+        partition: i32,
+        watermark_ms: i64,
+    },
+    ProfileAccount {
+        account_id: String,
+        clock_ms: i64,
+    },
+    ProfileSlot {
+        account_id: String,
+        slot_ms: i64,
+        attempts: u64,
+        answered: u64,
+        short: u64,
+        dur_sum_ms: i64,
+        ids: Vec<u64>,
+    },
+}
+
+impl ProfileRecord {
+    pub fn key(&self) -> String {
+        match self {
+            ProfileRecord::ProfileMeta { partition, .. } => meta_key(*partition),
+            ProfileRecord::ProfileAccount { account_id, .. } => account_key(account_id),
+            ProfileRecord::ProfileSlot {
+                account_id,
+                slot_ms,
+                ..
+            } => slot_key(account_id, *slot_ms),
+        }
+    }
+}
+
+fn meta_key(partition: i32) -> String {
+    format!("profile\u{0}partition\u{0}{partition}")
+}
+
+fn account_key(account: &str) -> String {
+    format!("profile\u{0}{account}\u{0}clock")
+}
+
+fn slot_key(account: &str, slot_ms: i64) -> String {
+    format!("profile\u{0}{account}\u{0}{slot_ms}")
+}
+
+/// A record to write (`Some`) or delete (`None`, a tombstone), with the
+/// input partition it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileChange {
+    pub partition: i32,
+    pub key: String,
+    pub record: Option<ProfileRecord>,
+}
+
+/// Length of a persisted slot: windows are whole numbers of them.
+pub const SLOT_MS: i64 = 60_000;
+
+/// Stable 64-bit hash of a cdr_id (FNV-1a): the same in every process.
+fn id_hash(cdr_id: &str) -> u64 {
+    cdr_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    counts: Counts,
+    ids: HashSet<u64>,
+}
+
+#[derive(Debug)]
+struct Account {
+    /// The account's event-time clock: its newest call, or the partition's
+    /// newest minus `idle_close_ms` when that is later.
+    clock_ms: i64,
+    clock_dirty: bool,
+    slots: BTreeMap<i64, Slot>,
+    dirty: BTreeSet<i64>,
+}
+
+impl Account {
+    fn new(clock_ms: i64) -> Self {
+        Account {
+            clock_ms,
+            clock_dirty: true,
+            slots: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+}
+
+/// The state of one input partition: its newest event time and accounts.
+#[derive(Debug)]
+struct Part {
+    watermark_ms: i64,
+    meta_dirty: bool,
+    accounts: BTreeMap<String, Account>,
+    /// Keys deleted since the last `take_changes`.
+    gone: Vec<String>,
+}
+
+impl Default for Part {
+    fn default() -> Self {
+        Part {
+            watermark_ms: i64::MIN,
+            meta_dirty: false,
+            accounts: BTreeMap::new(),
+            gone: Vec::new(),
+        }
+    }
+}
+
+/// Per-account dialer profiling over closed event-time windows, each call
+/// counted once. Every account runs on its own clock, so its verdicts
+/// depend on its own calls only; state is kept per input partition (the
+/// input is keyed by account) for restore and revoke.
 #[derive(Debug)]
 pub struct ProfileMonitor {
     cfg: ProfileConfig,
-    accounts: BTreeMap<String, Scope>,
-    /// breakout → trunk → scope.
-    routes: BTreeMap<String, BTreeMap<String, Scope>>,
-    watermark_ts: Option<i64>,
+    parts: BTreeMap<i32, Part>,
     late_calls: u64,
 }
 
@@ -228,9 +356,7 @@ impl ProfileMonitor {
         cfg.validate()?;
         Ok(Self {
             cfg,
-            accounts: BTreeMap::new(),
-            routes: BTreeMap::new(),
-            watermark_ts: None,
+            parts: BTreeMap::new(),
             late_calls: 0,
         })
     }
@@ -239,117 +365,310 @@ impl ProfileMonitor {
         &self.cfg
     }
 
-    /// Folds one call (answered or not: every attempt counts) into its
-    /// account's and route's window. Returns an alert the first time in a
-    /// window that the account looks like a dialer while `declared` is not
-    /// `Dialer` (`None` = nothing declared).
+    /// Folds one call (answered or not: every attempt counts) that arrived
+    /// on input `partition` into its account's minute slot, then judges
+    /// every window of the account its clock closed (window end +
+    /// `allowed_lateness_ms` reached), and of accounts idle for
+    /// `idle_close_ms`. Returns an alert per closed window that looks like
+    /// a dialer while the account's `declared` profile is not `Dialer`
+    /// (`None` = nothing declared). A copy of a counted call, or a call
+    /// whose window was already judged, changes nothing.
     pub fn observe(
         &mut self,
+        partition: i32,
         facts: &CallFacts,
-        declared: Option<TrafficProfile>,
-    ) -> Option<AccountAlert> {
-        let ts = event_ts_ms(facts);
-        let w = ts.div_euclid(self.cfg.window_ms);
-        let old_w = self.watermark_ts.map(|t| t.div_euclid(self.cfg.window_ms));
-        if self.watermark_ts.is_none_or(|t| ts > t) {
-            self.watermark_ts = Some(ts);
-        }
-        if old_w.is_none_or(|o| w > o) {
-            self.sweep();
-        }
-        if !self.retained(w) {
-            self.late_calls += 1;
-            return None;
-        }
+        declared: &dyn Fn(&str) -> Option<TrafficProfile>,
+    ) -> Vec<AccountAlert> {
         let cfg = self.cfg;
-        self.routes
-            .entry(facts.breakout.clone())
-            .or_default()
-            .entry(facts.trunk_id.clone())
-            .or_default()
-            .add(w, facts, cfg.short_call_ms);
-        let counts = self
+        let ts = event_ts_ms(facts);
+        let part = self.parts.entry(partition).or_default();
+        let idle_clock = part.watermark_ms.saturating_sub(cfg.idle_close_ms);
+        let mut alerts = Vec::new();
+        let acct = part
             .accounts
             .entry(facts.account_id.clone())
-            .or_default()
-            .add(w, facts, cfg.short_call_ms);
-        if counts.alerted || declared == Some(TrafficProfile::Dialer) {
-            return None;
+            .or_insert_with(|| Account::new(i64::MIN));
+        if idle_clock > acct.clock_ms {
+            // Far behind the partition (new, or idle): follow its clock
+            // first, so old calls are late like anyone's.
+            acct.clock_ms = idle_clock;
+            acct.clock_dirty = true;
+            alerts.extend(judge(
+                &cfg,
+                &facts.account_id,
+                acct,
+                &mut part.gone,
+                declared,
+            ));
         }
-        let snap = snapshot(&cfg, w, counts);
+        let win_end = floor(ts, cfg.window_ms).saturating_add(cfg.window_ms);
+        if acct.clock_ms != i64::MIN
+            && win_end.saturating_add(cfg.allowed_lateness_ms) <= acct.clock_ms
+        {
+            self.late_calls += 1;
+            return alerts;
+        }
+        let slot_ms = floor(ts, SLOT_MS);
+        let slot = acct.slots.entry(slot_ms).or_default();
+        if !slot.ids.insert(id_hash(&facts.cdr_id)) {
+            return alerts;
+        }
+        slot.counts.attempts += 1;
+        if facts.answered {
+            let d = facts.duration_ms.max(0);
+            slot.counts.answered += 1;
+            slot.counts.dur_sum_ms += i128::from(d);
+            slot.counts.short += u64::from(d < cfg.short_call_ms);
+        }
+        acct.dirty.insert(slot_ms);
+        if ts > acct.clock_ms {
+            acct.clock_ms = ts;
+            acct.clock_dirty = true;
+            alerts.extend(judge(
+                &cfg,
+                &facts.account_id,
+                acct,
+                &mut part.gone,
+                declared,
+            ));
+        }
+        if ts > part.watermark_ms {
+            part.watermark_ms = ts;
+            part.meta_dirty = true;
+            alerts.extend(idle(&cfg, part, declared));
+        }
+        alerts
+    }
+
+    /// The newest open window of an account.
+    pub fn account_snapshot(&self, account_id: &str) -> Option<ProfileSnapshot> {
+        let a = self
+            .parts
+            .values()
+            .find_map(|p| p.accounts.get(account_id))?;
+        let (newest, _) = a.slots.last_key_value()?;
+        let start = floor(*newest, self.cfg.window_ms);
+        let mut c = Counts::default();
+        for (_, s) in a.slots.range(start..) {
+            c.add(&s.counts);
+        }
+        Some(snapshot(
+            &self.cfg,
+            start.div_euclid(self.cfg.window_ms),
+            &c,
+        ))
+    }
+
+    /// Accounts with an open window (gauge).
+    pub fn tracked(&self) -> usize {
+        self.parts
+            .values()
+            .map(|p| p.accounts.values().filter(|a| !a.slots.is_empty()).count())
+            .sum()
+    }
+
+    /// Calls whose window was already judged (cumulative).
+    pub fn late_calls(&self) -> u64 {
+        self.late_calls
+    }
+
+    /// Drops the state of `partition` (revoked: the new owner restores it).
+    pub fn revoke(&mut self, partition: i32) {
+        self.parts.remove(&partition);
+    }
+
+    /// Restores one persisted record read back from `partition`.
+    pub fn restore(&mut self, partition: i32, rec: ProfileRecord) {
+        let part = self.parts.entry(partition).or_default();
+        match rec {
+            ProfileRecord::ProfileMeta { watermark_ms, .. } => {
+                part.watermark_ms = part.watermark_ms.max(watermark_ms);
+            }
+            ProfileRecord::ProfileAccount {
+                account_id,
+                clock_ms,
+            } => {
+                let a = part
+                    .accounts
+                    .entry(account_id)
+                    .or_insert_with(|| Account::new(clock_ms));
+                a.clock_ms = clock_ms;
+                a.clock_dirty = false;
+            }
+            ProfileRecord::ProfileSlot {
+                account_id,
+                slot_ms,
+                attempts,
+                answered,
+                short,
+                dur_sum_ms,
+                ids,
+            } => {
+                let a = part
+                    .accounts
+                    .entry(account_id)
+                    .or_insert_with(|| Account::new(i64::MIN));
+                a.slots.insert(
+                    slot_ms,
+                    Slot {
+                        counts: Counts {
+                            attempts,
+                            answered,
+                            short,
+                            dur_sum_ms: i128::from(dur_sum_ms),
+                        },
+                        ids: ids.into_iter().collect(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Every record changed since the last call: slots written, judged
+    /// slots and forgotten accounts tombstoned, clocks. The caller writes
+    /// them after the alerts they led to were acknowledged.
+    pub fn take_changes(&mut self) -> Vec<ProfileChange> {
+        let mut out = Vec::new();
+        for (p, part) in self.parts.iter_mut() {
+            for key in std::mem::take(&mut part.gone) {
+                out.push(ProfileChange {
+                    partition: *p,
+                    key,
+                    record: None,
+                });
+            }
+            for (id, a) in part.accounts.iter_mut() {
+                for s in std::mem::take(&mut a.dirty) {
+                    let Some(sl) = a.slots.get(&s) else { continue };
+                    let mut ids: Vec<u64> = sl.ids.iter().copied().collect();
+                    ids.sort_unstable();
+                    let record = ProfileRecord::ProfileSlot {
+                        account_id: id.clone(),
+                        slot_ms: s,
+                        attempts: sl.counts.attempts,
+                        answered: sl.counts.answered,
+                        short: sl.counts.short,
+                        dur_sum_ms: i64::try_from(sl.counts.dur_sum_ms).unwrap_or(i64::MAX),
+                        ids,
+                    };
+                    out.push(ProfileChange {
+                        partition: *p,
+                        key: record.key(),
+                        record: Some(record),
+                    });
+                }
+                if std::mem::take(&mut a.clock_dirty) {
+                    let record = ProfileRecord::ProfileAccount {
+                        account_id: id.clone(),
+                        clock_ms: a.clock_ms,
+                    };
+                    out.push(ProfileChange {
+                        partition: *p,
+                        key: record.key(),
+                        record: Some(record),
+                    });
+                }
+            }
+            if std::mem::take(&mut part.meta_dirty) {
+                let record = ProfileRecord::ProfileMeta {
+                    partition: *p,
+                    watermark_ms: part.watermark_ms,
+                };
+                out.push(ProfileChange {
+                    partition: *p,
+                    key: record.key(),
+                    record: Some(record),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Accounts idle for `idle_close_ms` follow the partition clock (their
+/// last windows get judged); accounts with nothing open, idle long enough
+/// that any straggler of theirs would be late anyway, are forgotten.
+fn idle(
+    cfg: &ProfileConfig,
+    part: &mut Part,
+    declared: &dyn Fn(&str) -> Option<TrafficProfile>,
+) -> Vec<AccountAlert> {
+    let idle_clock = part.watermark_ms.saturating_sub(cfg.idle_close_ms);
+    let forget_before = idle_clock
+        .saturating_sub(cfg.window_ms)
+        .saturating_sub(cfg.allowed_lateness_ms);
+    let mut alerts = Vec::new();
+    let mut forget = Vec::new();
+    for (id, a) in part.accounts.iter_mut() {
+        if a.clock_ms < idle_clock {
+            a.clock_ms = idle_clock;
+            a.clock_dirty = true;
+            alerts.extend(judge(cfg, id, a, &mut part.gone, declared));
+        }
+        if a.slots.is_empty() && a.clock_ms < forget_before {
+            forget.push(id.clone());
+        }
+    }
+    for id in forget {
+        part.accounts.remove(&id);
+        part.gone.push(account_key(&id));
+    }
+    alerts
+}
+
+/// Judges and drops every window of the account its clock closed.
+fn judge(
+    cfg: &ProfileConfig,
+    account: &str,
+    a: &mut Account,
+    gone: &mut Vec<String>,
+    declared: &dyn Fn(&str) -> Option<TrafficProfile>,
+) -> Vec<AccountAlert> {
+    let before = floor(
+        a.clock_ms.saturating_sub(cfg.allowed_lateness_ms),
+        cfg.window_ms,
+    );
+    let done: Vec<i64> = a.slots.range(..before).map(|(s, _)| *s).collect();
+    if done.is_empty() {
+        return Vec::new();
+    }
+    let mut windows: BTreeMap<i64, Counts> = BTreeMap::new();
+    for s in done {
+        if let Some(sl) = a.slots.remove(&s) {
+            windows
+                .entry(floor(s, cfg.window_ms))
+                .or_default()
+                .add(&sl.counts);
+        }
+        a.dirty.remove(&s);
+        gone.push(slot_key(account, s));
+    }
+    let declared = declared(account);
+    if declared == Some(TrafficProfile::Dialer) {
+        return Vec::new();
+    }
+    let mut alerts = Vec::new();
+    for (start, c) in windows {
+        let snap = snapshot(cfg, start.div_euclid(cfg.window_ms), &c);
         if snap.observed != TrafficProfile::Dialer {
-            return None;
+            continue;
         }
-        counts.alerted = true;
         let start_s = snap.window_start_ms.to_string();
-        Some(AccountAlert {
-            alert_id: stable_id(&["undeclared_dialer", &facts.account_id, &start_s]),
-            account_id: facts.account_id.clone(),
+        alerts.push(AccountAlert {
+            alert_id: stable_id(&["undeclared_dialer", account, &start_s]),
+            account_id: account.to_string(),
             declared,
             observed: snap.observed,
             evidence: snap.evidence(),
             window_start_ms: snap.window_start_ms,
             window_end_ms: snap.window_end_ms,
-        })
-    }
-
-    /// The newest retained window of an account.
-    pub fn account_snapshot(&self, account_id: &str) -> Option<ProfileSnapshot> {
-        let (w, c) = self.accounts.get(account_id)?.windows.last_key_value()?;
-        Some(snapshot(&self.cfg, *w, c))
-    }
-
-    /// The newest retained window of a route (trunk × breakout).
-    pub fn route_snapshot(&self, trunk_id: &str, breakout: &str) -> Option<ProfileSnapshot> {
-        let (w, c) = self
-            .routes
-            .get(breakout)?
-            .get(trunk_id)?
-            .windows
-            .last_key_value()?;
-        Some(snapshot(&self.cfg, *w, c))
-    }
-
-    /// Accounts and routes currently held (gauges).
-    pub fn tracked(&self) -> (usize, usize) {
-        (
-            self.accounts.len(),
-            self.routes.values().map(BTreeMap::len).sum(),
-        )
-    }
-
-    /// Calls too late to count in any window (cumulative).
-    pub fn late_calls(&self) -> u64 {
-        self.late_calls
-    }
-
-    fn retained(&self, w: i64) -> bool {
-        let end = w.saturating_add(1).saturating_mul(self.cfg.window_ms);
-        self.watermark_ts
-            .is_none_or(|t| end.saturating_add(self.cfg.allowed_lateness_ms) > t)
-    }
-
-    fn sweep(&mut self) {
-        let (window_ms, lateness) = (self.cfg.window_ms, self.cfg.allowed_lateness_ms);
-        let Some(t) = self.watermark_ts else { return };
-        let keep = |w: &i64, _: &mut Counts| {
-            w.saturating_add(1)
-                .saturating_mul(window_ms)
-                .saturating_add(lateness)
-                > t
-        };
-        self.accounts.retain(|_, s| {
-            s.windows.retain(keep);
-            !s.windows.is_empty()
-        });
-        self.routes.retain(|_, trunks| {
-            trunks.retain(|_, s| {
-                s.windows.retain(keep);
-                !s.windows.is_empty()
-            });
-            !trunks.is_empty()
         });
     }
+    alerts
+}
+
+fn floor(t: i64, unit: i64) -> i64 {
+    t - t.rem_euclid(unit)
 }
 
 fn snapshot(cfg: &ProfileConfig, w: i64, c: &Counts) -> ProfileSnapshot {
@@ -391,6 +710,31 @@ fn snapshot(cfg: &ProfileConfig, w: i64, c: &Counts) -> ProfileSnapshot {
     }
 }
 
+/// Parses the declared-profile file: `account;profile` lines
+/// (`conversational` | `dialer`), `#` comments. Bad lines are returned as
+/// `line: message` errors, the rest loads.
+pub fn parse_profiles(text: &str) -> (BTreeMap<String, TrafficProfile>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') || l.starts_with("account;") {
+            continue;
+        }
+        let mut it = l.split(';').map(str::trim);
+        match (it.next(), it.next().and_then(TrafficProfile::parse)) {
+            (Some(a), Some(p)) if !a.is_empty() => {
+                out.insert(a.to_string(), p);
+            }
+            _ => errors.push(format!(
+                "line {}: field `profile`: expected `account;conversational|dialer`, got `{l}`",
+                i + 1
+            )),
+        }
+    }
+    (out, errors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,7 +762,6 @@ mod tests {
             answered: 30,
             short: 9,
             dur_sum_ms: 9 * 3_000 + 21 * 120_000,
-            alerted: false,
         };
         assert_eq!(snapshot(&cfg, 0, &base).observed, TrafficProfile::Dialer);
         let fewer = Counts {

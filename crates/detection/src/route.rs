@@ -9,14 +9,21 @@
 //! This module owns [`RouteMonitor`] (all route state), [`RouteConfig`],
 //! [`RouteAlert`] and [`Credit`].
 //!
-//! # Windows
+//! # Windows: a pure function of the calls
 //! Event time is [`crate::event_ts_ms`]. Time is cut into epoch-aligned
-//! slices of `slide_ms`; the window of a call is the `window_ms /
-//! slide_ms` slices ending with the call's own slice. Aligned slices make
-//! `window_start_ms` (and so the alert id) depend only on the input, not on
-//! where a replay starts or on the processing clock. The window is
-//! re-evaluated on every call, so a route is pulled as soon as its window
-//! holds enough evidence, not at the end of the window.
+//! slices of `slide_ms`; a window is the `window_ms / slide_ms` slices
+//! ending at a slice boundary. A window is judged once, for every route of
+//! the monitor, when the watermark (the newest slice seen) is
+//! `allowed_lateness_ms` (at least one slice) past its last slice; a call
+//! in a slice some judged window covered is late and counts in no window.
+//! Each `cdr_id` counts once per route (ids are kept per slice). So the
+//! calls judged, the verdict, the evidence and the alert id depend only on
+//! the calls, not on copies, restarts or their order within the lateness
+//! bound. The state persists as [`RouteRecord`]s
+//! ([`RouteMonitor::take_changes`] / [`RouteMonitor::restore_record`]).
+//! One monitor holds the routes of one input partition; the input is
+//! keyed by breakout, so a route and all its peers are in one monitor
+//! whatever the number of instances.
 //!
 //! # Patterns (any `min_patterns` of them pull the route)
 //! Figures are over answered calls of the window unless said otherwise.
@@ -50,11 +57,12 @@
 //! [`RouteAlert`] (action `pull`) whose `credited` list holds a [`Credit`]
 //! for every call in that window whose *own* verdict was suspect. The route
 //! then stays pulled, and never alerts again, until
-//! [`RouteMonitor::restore`]. Every later suspect call seen on a pulled
-//! route (same window or any later one) is credited too, but has no new
-//! alert to travel with: those credits queue in the monitor and are handed
-//! out by [`RouteMonitor::take_credits`], carrying the `alert_id` of the
-//! pull that justifies them. The caller drains after each `observe`, so the
+//! [`RouteMonitor::restore`]. Every suspect call of the route from the
+//! window's start on that is not in the window (after it, arrived before
+//! or after the pull, or late) is credited too, but has no new alert to
+//! travel with: those credits queue in the monitor and are handed out by
+//! [`RouteMonitor::take_credits`], carrying the `alert_id` of the pull that
+//! justifies them. The caller drains after each `observe`, so the
 //! queue holds at most the credits of one call. Calls that were not suspect
 //! on their own are never credited, whatever the route did; a credit is
 //! exactly the negated rated amount and only calls with a positive amount
@@ -70,10 +78,10 @@
 //! no longer count in any window (they are still credited on a pulled
 //! route). A route with no retained slice, no pull and no traffic for
 //! `idle_route_ms` is forgotten with its history. A far-future timestamp
-//! moves the watermark and flushes the windows, so the caller should drop
-//! CDRs with implausible clocks before they get here.
+//! moves the watermark and flushes the windows, so the caller drops CDRs
+//! with implausible clocks before they get here (the assembler does).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -105,6 +113,9 @@ pub struct RouteConfig {
     pub allowed_lateness_ms: i64,
     /// Forget a route (and its history) after this long without traffic.
     pub idle_route_ms: i64,
+    /// A route without traffic this long behind the partition's newest
+    /// call follows the partition clock, so its last windows are judged.
+    pub idle_close_ms: i64,
     /// Answered calls the route needs in the window before any pattern is
     /// judged (30 is where a CV or a rate stops being anecdote).
     pub min_answered: u64,
@@ -135,6 +146,7 @@ impl Default for RouteConfig {
             slide_ms: 60_000,
             allowed_lateness_ms: 5 * 60_000,
             idle_route_ms: 6 * 3_600_000,
+            idle_close_ms: 3_600_000,
             min_answered: 30,
             min_peer_answered: 30,
             history_windows: 8,
@@ -177,10 +189,25 @@ impl RouteConfig {
         if self.allowed_lateness_ms < 0 {
             return Err(invalid("allowed_lateness_ms", "must be >= 0"));
         }
-        if self.idle_route_ms < self.window_ms.saturating_add(self.allowed_lateness_ms) {
+        if self.idle_close_ms < self.allowed_lateness_ms.max(self.slide_ms) {
+            return Err(invalid(
+                "idle_close_ms",
+                "must be >= allowed_lateness_ms and >= slide_ms",
+            ));
+        }
+        let history_ms = self
+            .window_ms
+            .saturating_mul(self.history_windows as i64 + 1);
+        if self.idle_route_ms
+            < self
+                .idle_close_ms
+                .saturating_add(self.window_ms)
+                .saturating_add(self.allowed_lateness_ms)
+                .max(history_ms)
+        {
             return Err(invalid(
                 "idle_route_ms",
-                "must be >= window_ms + allowed_lateness_ms",
+                "must be >= idle_close_ms + window_ms + allowed_lateness_ms and >= (history_windows + 1) × window_ms",
             ));
         }
         if self.min_answered < 2 {
@@ -252,6 +279,12 @@ pub struct Credit {
     pub reason: String,
     /// The pull alert that justifies the credit.
     pub alert_id: String,
+    /// Currency of the credited call.
+    pub currency: String,
+    /// Setup and event time of the credited call (a credit is dated by the
+    /// call it refunds, so it lands in that call's billing period).
+    pub call_setup_ts_ms: i64,
+    pub call_event_ts_ms: i64,
 }
 
 /// A route crossed the FAS rule: pull it and credit its suspect calls.
@@ -286,11 +319,13 @@ pub struct RouteMonitorStats {
 /// Additive per-slice counters. Durations are integer milliseconds in
 /// `i128`, so sums of squares are exact and peers can be computed as
 /// `breakout − route` without floating-point drift.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Stats {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
     seizures: u64,
     answered: u64,
+    #[serde(with = "i128_text")]
     dur_sum_ms: i128,
+    #[serde(with = "i128_text")]
     dur_sq_sum_ms: i128,
     instant: u64,
     media_known: u64,
@@ -371,24 +406,76 @@ impl Stats {
     }
 }
 
+/// `i128` as a decimal string: JSON numbers do not carry it.
+mod i128_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// A suspect call held for a possible credit.
-#[derive(Debug, Clone)]
-struct SuspectCall {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuspectCall {
     cdr_id: String,
     account_id: String,
     amount: Decimal,
+    currency: String,
+    setup_ts_ms: i64,
+    event_ts_ms: i64,
     credited: bool,
 }
 
-#[derive(Debug, Default)]
+impl SuspectCall {
+    fn of(f: &CallFacts, credited: bool) -> Self {
+        SuspectCall {
+            cdr_id: f.cdr_id.clone(),
+            account_id: f.account_id.clone(),
+            amount: f.amount,
+            currency: f.currency.clone(),
+            setup_ts_ms: f.setup_ts_ms,
+            event_ts_ms: event_ts_ms(f),
+            credited,
+        }
+    }
+
+    fn credit(&self, alert_id: &str) -> Credit {
+        Credit {
+            adjustment_id: stable_id(&[&self.cdr_id, CREDIT_REASON]),
+            cdr_id: self.cdr_id.clone(),
+            account_id: self.account_id.clone(),
+            amount: -self.amount,
+            reason: CREDIT_REASON.to_string(),
+            alert_id: alert_id.to_string(),
+            currency: self.currency.clone(),
+            call_setup_ts_ms: self.setup_ts_ms,
+            call_event_ts_ms: self.event_ts_ms,
+        }
+    }
+}
+
+/// One route's calls in one slice.
+#[derive(Debug, Default, Clone, PartialEq)]
 struct Slice {
     stats: Stats,
+    /// Every cdr_id folded into this slice (hashed): a copy is ignored.
+    ids: HashSet<u64>,
     suspects: Vec<SuspectCall>,
 }
 
 /// Figures of one closed, clean aligned window of a route.
-#[derive(Debug, Clone, Copy)]
-struct WindowSummary {
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowSummary {
+    /// Aligned window index (a summary older than `history_windows`
+    /// windows before the judged one is not used).
+    window: i64,
     asr: f64,
     acd_s: f64,
     cv: Option<f64>,
@@ -396,27 +483,135 @@ struct WindowSummary {
     silence_rate: Option<f64>,
 }
 
+/// A pull in force: the alert that made it and the first slice its window
+/// covered (suspect calls from there on are credited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pull {
+    pub alert_id: String,
+    pub from_slice: i64,
+}
+
 #[derive(Debug)]
 struct RouteState {
     slices: BTreeMap<i64, Slice>,
-    /// Suspect cdr_ids present in `slices` (duplicate delivery guard).
-    suspect_ids: HashSet<String>,
     history: VecDeque<WindowSummary>,
     /// First aligned window index not yet summarised into `history`.
     next_hist_window: i64,
     last_slice: i64,
+    /// The route's event-time clock: its newest slice, or the partition's
+    /// newest minus `idle_close_ms` when that is later (so the last
+    /// windows of a route whose traffic stopped are judged too).
+    clock: i64,
+    /// Windows ending at or before this slice boundary are judged; a call
+    /// in an earlier slice is late.
+    evaluated_through: Option<i64>,
     /// Slices up to and including this one are ignored by evaluation:
     /// set by `restore` so the evidence that pulled the route does not pull
     /// it again at once.
     restored_through: Option<i64>,
-    /// The alert id of the pull, while pulled.
-    pulled: Option<String>,
+    pulled: Option<Pull>,
+}
+
+impl RouteState {
+    fn new(idx: i64, k: i64) -> Self {
+        RouteState {
+            slices: BTreeMap::new(),
+            history: VecDeque::new(),
+            next_hist_window: idx.div_euclid(k),
+            last_slice: idx,
+            clock: idx,
+            evaluated_through: None,
+            restored_through: None,
+            pulled: None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct BreakoutState {
     slices: BTreeMap<i64, Stats>,
     routes: BTreeMap<String, RouteState>,
+}
+
+/// The monitor's persisted form. A compacted topic keyed by
+/// [`RouteRecord::key`] holds the newest of each: one `Meta` (watermark and
+/// evaluation progress), one `Route` per route (history, pull, restore)
+/// and one `Slice` per breakout and slice (the pool and every route's
+/// counts, ids and suspect calls), so a batch rewrites only what it
+/// touched and no record grows with the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RouteRecord {
+    Meta {
+        watermark: i64,
+    },
+    Route {
+        breakout: String,
+        trunk_id: String,
+        last_slice: i64,
+        clock: i64,
+        evaluated_through: Option<i64>,
+        next_hist_window: i64,
+        restored_through: Option<i64>,
+        pulled: Option<Pull>,
+        history: Vec<WindowSummary>,
+    },
+    Slice {
+        breakout: String,
+        slice: i64,
+        pool: Stats,
+        routes: Vec<RouteSlice>,
+    },
+}
+
+/// One route's part of a persisted slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSlice {
+    trunk_id: String,
+    stats: Stats,
+    ids: Vec<u64>,
+    suspects: Vec<SuspectCall>,
+}
+
+fn meta_key() -> String {
+    "meta".to_string()
+}
+
+fn route_key(breakout: &str, trunk: &str) -> String {
+    format!("route\u{0}{breakout}\u{0}{trunk}")
+}
+
+fn slice_key(breakout: &str, slice: i64) -> String {
+    format!("slice\u{0}{breakout}\u{0}{slice}")
+}
+
+impl RouteRecord {
+    pub fn key(&self) -> String {
+        match self {
+            RouteRecord::Meta { .. } => meta_key(),
+            RouteRecord::Route {
+                breakout, trunk_id, ..
+            } => route_key(breakout, trunk_id),
+            RouteRecord::Slice {
+                breakout, slice, ..
+            } => slice_key(breakout, *slice),
+        }
+    }
+}
+
+/// A record to write (`Some`) or delete (`None`, a tombstone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteChange {
+    pub key: String,
+    pub record: Option<RouteRecord>,
+}
+
+/// Stable 64-bit hash of a cdr_id (FNV-1a): the same in every process.
+fn id_hash(cdr_id: &str) -> u64 {
+    cdr_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -435,16 +630,22 @@ struct Baseline {
     silence_rate: Option<f64>,
 }
 
-/// Owned state of every route. Feed it every scored call in (roughly)
-/// event-time order.
+/// Owned state of the routes of one input partition (the input is keyed
+/// by breakout, so every route of a breakout, and so every peer, is here).
+/// Feed it every scored call of the partition in (roughly) event-time
+/// order.
 #[derive(Debug)]
 pub struct RouteMonitor {
     cfg: RouteConfig,
     breakouts: BTreeMap<String, BreakoutState>,
-    /// Newest slice index seen.
+    /// Newest slice index seen (the partition clock).
     watermark: Option<i64>,
     pending: Vec<Credit>,
     late_calls: u64,
+    dirty_slices: BTreeSet<(String, i64)>,
+    dirty_routes: BTreeSet<(String, String)>,
+    gone: Vec<String>,
+    meta_dirty: bool,
 }
 
 impl RouteMonitor {
@@ -456,6 +657,10 @@ impl RouteMonitor {
             watermark: None,
             pending: Vec::new(),
             late_calls: 0,
+            dirty_slices: BTreeSet::new(),
+            dirty_routes: BTreeSet::new(),
+            gone: Vec::new(),
+            meta_dirty: false,
         })
     }
 
@@ -463,106 +668,198 @@ impl RouteMonitor {
         &self.cfg
     }
 
-    /// Folds one call in and returns the alert if this call made its route
-    /// cross the rule. Post-pull credits go to [`Self::take_credits`].
+    /// Folds one call in, and judges every window of its route that the
+    /// route's clock closed (its last slice `allowed_lateness_ms` behind the
+    /// clock). Returns the alerts of the routes pulled now; credits for
+    /// suspect calls on routes already pulled go to [`Self::take_credits`].
     pub fn observe(&mut self, facts: &CallFacts, verdict: &CallVerdict) -> Vec<RouteAlert> {
-        let slide = self.cfg.slide_ms;
-        let idx = event_ts_ms(facts).div_euclid(slide);
-        if self.watermark.is_none_or(|w| idx > w) {
-            self.watermark = Some(idx);
-            self.sweep(idx);
+        let cfg = self.cfg;
+        let k = cfg.slices_per_window();
+        let idx = event_ts_ms(facts).div_euclid(cfg.slide_ms);
+        let creditable = verdict.suspect && facts.answered && facts.amount > Decimal::ZERO;
+        let bname = facts.breakout.clone();
+        let tname = facts.trunk_id.clone();
+
+        self.breakouts
+            .entry(bname.clone())
+            .or_default()
+            .routes
+            .entry(tname.clone())
+            .or_insert_with(|| RouteState::new(idx, k));
+        // A route far behind the partition (new, or idle) follows the
+        // partition clock first: its old calls are late like anyone's.
+        let mut alerts = Vec::new();
+        if let Some(w) = self.watermark {
+            alerts = self.advance_route(&bname, &tname, w - cfg.idle_close_ms / cfg.slide_ms);
         }
-        let floor = self.retention_floor();
-        let late = idx < floor;
+        let bo = self.breakouts.entry(bname.clone()).or_default();
+        let route = bo
+            .routes
+            .entry(tname.clone())
+            .or_insert_with(|| RouteState::new(idx, k));
+        let late = route.evaluated_through.is_some_and(|e| idx < e);
+        if idx < retention_floor(&cfg, route.clock) {
+            // Older than any window still open: it counts nowhere, but a
+            // suspect call on a route pulled from before it is credited.
+            self.late_calls += 1;
+            if let Some(p) = &route.pulled {
+                if creditable && idx >= p.from_slice {
+                    self.pending
+                        .push(SuspectCall::of(facts, true).credit(&p.alert_id));
+                }
+            }
+            alerts.extend(self.tick(idx));
+            return alerts;
+        }
+        let slice = route.slices.entry(idx).or_default();
+        if !slice.ids.insert(id_hash(&facts.cdr_id)) {
+            // A copy of a call already folded in.
+            alerts.extend(self.tick(idx));
+            return alerts;
+        }
+        route.last_slice = route.last_slice.max(idx);
+        self.dirty_slices.insert((bname.clone(), idx));
+        self.dirty_routes.insert((bname.clone(), tname.clone()));
         if late {
             self.late_calls += 1;
         }
-
-        let cfg = self.cfg;
-        let bo = self.breakouts.entry(facts.breakout.clone()).or_default();
-        if !bo.routes.contains_key(&facts.trunk_id) {
-            bo.routes.insert(
-                facts.trunk_id.clone(),
-                RouteState {
-                    slices: BTreeMap::new(),
-                    suspect_ids: HashSet::new(),
-                    history: VecDeque::new(),
-                    next_hist_window: idx.div_euclid(cfg.slices_per_window()),
-                    last_slice: idx,
-                    restored_through: None,
-                    pulled: None,
-                },
-            );
-        }
-        let route = bo.routes.get_mut(&facts.trunk_id).expect("inserted above");
-        route.last_slice = route.last_slice.max(idx);
-
-        let creditable = verdict.suspect && facts.answered && facts.amount > Decimal::ZERO;
-        let duplicate = creditable && route.suspect_ids.contains(&facts.cdr_id);
-
-        // A pulled route never alerts again; its suspect calls are credited
-        // one by one against the pull's alert.
-        if let Some(alert_id) = route.pulled.clone() {
-            if creditable && !duplicate {
-                self.pending.push(credit(
-                    &facts.cdr_id,
-                    &facts.account_id,
-                    facts.amount,
-                    &alert_id,
-                ));
-            }
-            if !late && !duplicate {
+        let stats = Stats::of_call(facts, verdict);
+        match &route.pulled {
+            Some(p) => {
                 // Not added to the breakout pool: a pulled route's traffic
                 // is suspect and must not raise its peers' baseline.
-                let stats = Stats::of_call(facts, verdict);
-                let slice = route.slices.entry(idx).or_default();
-                slice.stats.add(&stats);
+                let credited = creditable && idx >= p.from_slice;
+                if credited {
+                    self.pending
+                        .push(SuspectCall::of(facts, true).credit(&p.alert_id));
+                }
+                if !late {
+                    slice.stats.add(&stats);
+                }
                 if creditable {
-                    route.suspect_ids.insert(facts.cdr_id.clone());
-                    slice.suspects.push(SuspectCall {
-                        cdr_id: facts.cdr_id.clone(),
-                        account_id: facts.account_id.clone(),
-                        amount: facts.amount,
-                        credited: true,
-                    });
+                    slice.suspects.push(SuspectCall::of(facts, credited));
                 }
             }
+            None => {
+                if !late {
+                    slice.stats.add(&stats);
+                    bo.slices.entry(idx).or_default().add(&stats);
+                }
+                // Held for a credit even when late: a later pull whose
+                // window covers it credits it whatever its arrival order.
+                if creditable {
+                    slice.suspects.push(SuspectCall::of(facts, false));
+                }
+            }
+        }
+        alerts.extend(self.advance_route(&bname, &tname, idx));
+        alerts.extend(self.tick(idx));
+        alerts
+    }
+
+    /// Moves the partition clock to `idx` if it is newer: routes idle for
+    /// `idle_close_ms` follow it (their last windows get judged), then
+    /// expired state is dropped.
+    fn tick(&mut self, idx: i64) -> Vec<RouteAlert> {
+        if self.watermark.is_some_and(|w| idx <= w) {
             return Vec::new();
         }
-        if late || duplicate {
+        self.watermark = Some(idx);
+        self.meta_dirty = true;
+        let idle_clock = idx - self.cfg.idle_close_ms / self.cfg.slide_ms;
+        let behind: Vec<(String, String)> = self
+            .breakouts
+            .iter()
+            .flat_map(|(b, bo)| {
+                bo.routes
+                    .iter()
+                    .filter(|(_, r)| r.clock < idle_clock)
+                    .map(move |(t, _)| (b.clone(), t.clone()))
+            })
+            .collect();
+        let mut alerts = Vec::new();
+        for (b, t) in behind {
+            alerts.extend(self.advance_route(&b, &t, idle_clock));
+        }
+        self.sweep(idx);
+        alerts
+    }
+
+    /// Moves a route's clock to `clock` if it is newer and judges the
+    /// windows that closed, oldest first.
+    fn advance_route(&mut self, bname: &str, tname: &str, clock: i64) -> Vec<RouteAlert> {
+        let k = self.cfg.slices_per_window();
+        let l = self.cfg.lateness_slices().max(1);
+        let Some(route) = self
+            .breakouts
+            .get_mut(bname)
+            .and_then(|b| b.routes.get_mut(tname))
+        else {
+            return Vec::new();
+        };
+        if clock <= route.clock && route.evaluated_through.is_some() {
             return Vec::new();
         }
-
-        let stats = Stats::of_call(facts, verdict);
-        bo.slices.entry(idx).or_default().add(&stats);
-        let slice = route.slices.entry(idx).or_default();
-        slice.stats.add(&stats);
-        if creditable {
-            route.suspect_ids.insert(facts.cdr_id.clone());
-            slice.suspects.push(SuspectCall {
-                cdr_id: facts.cdr_id.clone(),
-                account_id: facts.account_id.clone(),
-                amount: facts.amount,
-                credited: false,
-            });
+        route.clock = route.clock.max(clock);
+        self.dirty_routes
+            .insert((bname.to_string(), tname.to_string()));
+        // A window [b-k, b) is final when the clock is l slices past its
+        // last slice.
+        let last_b = route.clock - l + 1;
+        let mut b = match route.evaluated_through {
+            Some(e) => e + 1,
+            // Nothing of this route was seen before its first call's
+            // lateness horizon.
+            None => last_b,
+        };
+        route.evaluated_through = Some(last_b.max(route.evaluated_through.unwrap_or(i64::MIN)));
+        let mut alerts = Vec::new();
+        while b <= last_b {
+            let Some(route) = self
+                .breakouts
+                .get(bname)
+                .and_then(|bo| bo.routes.get(tname))
+            else {
+                break;
+            };
+            if route.pulled.is_some() {
+                break;
+            }
+            // Skip boundaries whose window holds none of the route's
+            // slices (an idle route may be far behind).
+            match route.slices.range(b - k..).next().map(|(s, _)| *s) {
+                None => break,
+                Some(s) if s >= b => {
+                    b = s + 1;
+                    continue;
+                }
+                Some(_) => {}
+            }
+            alerts.extend(self.evaluate(bname, tname, b));
+            b += 1;
         }
+        alerts
+    }
 
-        // Window of this call, clipped to slices after a restore.
+    /// Judges one route (not pulled) on the window `[b-k, b)`.
+    fn evaluate(&mut self, bname: &str, tname: &str, b: i64) -> Option<RouteAlert> {
+        let cfg = self.cfg;
         let k = cfg.slices_per_window();
-        let lo = (idx - k + 1).max(route.restored_through.map_or(i64::MIN, |r| r + 1));
-        let hi = idx;
+        let bo = self.breakouts.get_mut(bname)?;
+        let route = bo.routes.get_mut(tname)?;
+        let lo = (b - k).max(route.restored_through.map_or(i64::MIN, |r| r + 1));
+        let hi = b - 1;
         if lo > hi {
-            // The call belongs to slices set aside by a restore.
-            return Vec::new();
+            return None;
         }
         let mut own = Stats::default();
         for (_, s) in route.slices.range(lo..=hi) {
             own.add(&s.stats);
         }
         if own.answered < cfg.min_answered {
-            return Vec::new();
+            return None;
         }
-        let peers = if facts.breakout.is_empty() {
+        let peers = if bname.is_empty() {
             // An unknown breakout is not a destination: no peers.
             None
         } else {
@@ -572,30 +869,59 @@ impl RouteMonitor {
             }
             Some(all.minus(&own))
         };
-        let baseline = choose_baseline(&cfg, peers.as_ref(), &route.history);
+        // Own history: clean windows among the `history_windows` aligned
+        // windows before this one (bounded in time, so forgetting an idle
+        // route changes nothing).
+        let current = hi.div_euclid(k);
+        let history: VecDeque<WindowSummary> = route
+            .history
+            .iter()
+            .filter(|w| w.window < current && w.window >= current - cfg.history_windows as i64)
+            .copied()
+            .collect();
+        let baseline = choose_baseline(&cfg, peers.as_ref(), &history);
         let patterns = judge(&cfg, &own, baseline.as_ref());
         if patterns.len() < cfg.min_patterns {
-            return Vec::new();
+            return None;
         }
-
         let window_start_ms = lo.saturating_mul(cfg.slide_ms);
-        let window_end_ms = (hi + 1).saturating_mul(cfg.slide_ms);
+        let window_end_ms = b.saturating_mul(cfg.slide_ms);
         let lo_s = window_start_ms.to_string();
-        let alert_id = stable_id(&["fas_route_alert", &facts.trunk_id, &facts.breakout, &lo_s]);
+        let alert_id = stable_id(&["fas_route_alert", tname, bname, &lo_s]);
+        // Every suspect call from the window's start on: those of the
+        // window travel with the alert (so its figures are the window's
+        // own), those after it that already arrived go out like any later
+        // one.
         let mut credited = Vec::new();
-        for (_, s) in route.slices.range_mut(lo..=hi) {
+        for (i, s) in route.slices.range_mut(lo..) {
+            let mut touched = false;
             for c in s.suspects.iter_mut().filter(|c| !c.credited) {
                 c.credited = true;
-                credited.push(credit(&c.cdr_id, &c.account_id, c.amount, &alert_id));
+                touched = true;
+                let cr = c.credit(&alert_id);
+                if *i < b {
+                    credited.push(cr);
+                } else {
+                    self.pending.push(cr);
+                }
+            }
+            if touched {
+                self.dirty_slices.insert((bname.to_string(), *i));
             }
         }
-        route.pulled = Some(alert_id.clone());
+        route.pulled = Some(Pull {
+            alert_id: alert_id.clone(),
+            from_slice: lo,
+        });
+        self.dirty_routes
+            .insert((bname.to_string(), tname.to_string()));
         // Take the pulled route's evidence out of the breakout pool, so a
         // second FAS route on the same breakout is judged against clean
         // peers, not against this one.
         for (i, sl) in &route.slices {
-            if let Some(b) = bo.slices.get_mut(i) {
-                *b = b.minus(&sl.stats);
+            if let Some(p) = bo.slices.get_mut(i) {
+                *p = p.minus(&sl.stats);
+                self.dirty_slices.insert((bname.to_string(), *i));
             }
         }
 
@@ -610,11 +936,11 @@ impl RouteMonitor {
         if let Some(p) = peers.filter(|p| p.seizures > 0) {
             put_stats(&mut evidence, "peer_", &p);
         }
-        if let Some(h) = history_baseline(&cfg, &route.history).or_else(|| {
+        if let Some(h) = history_baseline(&cfg, &history).or_else(|| {
             // Report the history even when it was not enough to be used.
-            (!route.history.is_empty()).then(|| median_summary(&route.history))
+            (!history.is_empty()).then(|| median_summary(&history))
         }) {
-            evidence.insert("history_windows".into(), route.history.len() as f64);
+            evidence.insert("history_windows".into(), history.len() as f64);
             put_opt(&mut evidence, "history_asr", h.asr);
             put_opt(&mut evidence, "history_acd_s", h.acd_s);
             put_opt(&mut evidence, "history_acd_cv", h.cv);
@@ -629,17 +955,17 @@ impl RouteMonitor {
         evidence.insert("baseline_peers".into(), bp);
         evidence.insert("baseline_history".into(), bh);
 
-        vec![RouteAlert {
+        Some(RouteAlert {
             alert_id,
-            trunk_id: facts.trunk_id.clone(),
-            breakout: facts.breakout.clone(),
+            trunk_id: tname.to_string(),
+            breakout: bname.to_string(),
             window_start_ms,
             window_end_ms,
             patterns: patterns.into_iter().map(str::to_string).collect(),
             evidence,
             action: ACTION_PULL.to_string(),
             credited,
-        }]
+        })
     }
 
     /// Credits for suspect calls on already-pulled routes since the last
@@ -653,7 +979,6 @@ impl RouteMonitor {
     /// current watermark) so it is not pulled again by the calls that
     /// pulled it. Returns false when the route was not pulled.
     pub fn restore(&mut self, trunk_id: &str, breakout: &str) -> bool {
-        let watermark = self.watermark;
         let Some(route) = self
             .breakouts
             .get_mut(breakout)
@@ -664,7 +989,9 @@ impl RouteMonitor {
         if route.pulled.take().is_none() {
             return false;
         }
-        route.restored_through = watermark.map(|w| w.max(route.last_slice));
+        route.restored_through = Some(route.clock.max(route.last_slice));
+        self.dirty_routes
+            .insert((breakout.to_string(), trunk_id.to_string()));
         true
     }
 
@@ -680,8 +1007,8 @@ impl RouteMonitor {
         let mut out = Vec::new();
         for (bname, b) in &self.breakouts {
             for (tname, r) in &b.routes {
-                if let Some(a) = &r.pulled {
-                    out.push((tname.clone(), bname.clone(), a.clone()));
+                if let Some(p) = &r.pulled {
+                    out.push((tname.clone(), bname.clone(), p.alert_id.clone()));
                 }
             }
         }
@@ -706,46 +1033,209 @@ impl RouteMonitor {
         s
     }
 
-    fn retention_floor(&self) -> i64 {
-        let keep = self.cfg.slices_per_window() + self.cfg.lateness_slices();
-        self.watermark
-            .map_or(i64::MIN, |w| w.saturating_sub(keep - 1))
+    /// Every record changed since the last call (tombstones for slices
+    /// and routes that left). The caller writes them after the outputs
+    /// they led to were acknowledged.
+    pub fn take_changes(&mut self) -> Vec<RouteChange> {
+        let mut out: Vec<RouteChange> = std::mem::take(&mut self.gone)
+            .into_iter()
+            .map(|key| RouteChange { key, record: None })
+            .collect();
+        for (bname, i) in std::mem::take(&mut self.dirty_slices) {
+            let Some(bo) = self.breakouts.get(&bname) else {
+                continue;
+            };
+            let routes: Vec<RouteSlice> = bo
+                .routes
+                .iter()
+                .filter_map(|(t, r)| {
+                    let s = r.slices.get(&i)?;
+                    let mut ids: Vec<u64> = s.ids.iter().copied().collect();
+                    ids.sort_unstable();
+                    Some(RouteSlice {
+                        trunk_id: t.clone(),
+                        stats: s.stats,
+                        ids,
+                        suspects: s.suspects.clone(),
+                    })
+                })
+                .collect();
+            if routes.is_empty() {
+                continue;
+            }
+            let record = RouteRecord::Slice {
+                pool: bo.slices.get(&i).copied().unwrap_or_default(),
+                breakout: bname,
+                slice: i,
+                routes,
+            };
+            out.push(RouteChange {
+                key: record.key(),
+                record: Some(record),
+            });
+        }
+        for (bname, tname) in std::mem::take(&mut self.dirty_routes) {
+            let Some(r) = self
+                .breakouts
+                .get(&bname)
+                .and_then(|b| b.routes.get(&tname))
+            else {
+                continue;
+            };
+            let record = RouteRecord::Route {
+                breakout: bname,
+                trunk_id: tname,
+                last_slice: r.last_slice,
+                clock: r.clock,
+                evaluated_through: r.evaluated_through,
+                next_hist_window: r.next_hist_window,
+                restored_through: r.restored_through,
+                pulled: r.pulled.clone(),
+                history: r.history.iter().copied().collect(),
+            };
+            out.push(RouteChange {
+                key: record.key(),
+                record: Some(record),
+            });
+        }
+        if std::mem::take(&mut self.meta_dirty) {
+            if let Some(watermark) = self.watermark {
+                out.push(RouteChange {
+                    key: meta_key(),
+                    record: Some(RouteRecord::Meta { watermark }),
+                });
+            }
+        }
+        out
     }
 
-    /// Runs when the watermark enters a new slice: summarise finished
-    /// aligned windows into history, drop expired slices, forget idle routes.
+    /// Restores one persisted record (any order).
+    pub fn restore_record(&mut self, rec: RouteRecord) {
+        let k = self.cfg.slices_per_window();
+        match rec {
+            RouteRecord::Meta { watermark } => {
+                self.watermark = Some(watermark);
+            }
+            RouteRecord::Route {
+                breakout,
+                trunk_id,
+                last_slice,
+                clock,
+                evaluated_through,
+                next_hist_window,
+                restored_through,
+                pulled,
+                history,
+            } => {
+                let r = self
+                    .breakouts
+                    .entry(breakout)
+                    .or_default()
+                    .routes
+                    .entry(trunk_id)
+                    .or_insert_with(|| RouteState::new(last_slice, k));
+                r.last_slice = last_slice;
+                r.clock = clock;
+                r.evaluated_through = evaluated_through;
+                r.next_hist_window = next_hist_window;
+                r.restored_through = restored_through;
+                r.pulled = pulled;
+                r.history = history.into_iter().collect();
+            }
+            RouteRecord::Slice {
+                breakout,
+                slice,
+                pool,
+                routes,
+            } => {
+                let bo = self.breakouts.entry(breakout).or_default();
+                if pool != Stats::default() {
+                    bo.slices.insert(slice, pool);
+                }
+                for rs in routes {
+                    let r = bo
+                        .routes
+                        .entry(rs.trunk_id)
+                        .or_insert_with(|| RouteState::new(slice, k));
+                    r.slices.insert(
+                        slice,
+                        Slice {
+                            stats: rs.stats,
+                            ids: rs.ids.into_iter().collect(),
+                            suspects: rs.suspects,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs when the partition clock enters a new slice: summarise every
+    /// route's finished aligned windows into history, drop slices no window
+    /// can use any more, forget idle routes.
     fn sweep(&mut self, watermark: i64) {
         let cfg = self.cfg;
-        let floor = self.retention_floor();
+        let k = cfg.slices_per_window();
         let idle_slices = cfg.idle_route_ms / cfg.slide_ms;
-        let last_final_window = last_final_window(&cfg, watermark);
-        self.breakouts.retain(|_, bo| {
-            bo.routes.retain(|_, r| {
-                summarise_history(&cfg, r, last_final_window);
-                let keep = r.slices.split_off(&floor);
-                for (_, s) in std::mem::replace(&mut r.slices, keep) {
-                    for c in s.suspects {
-                        r.suspect_ids.remove(&c.cdr_id);
-                    }
+        let gone = &mut self.gone;
+        let dirty_routes = &mut self.dirty_routes;
+        let dirty_slices = &mut self.dirty_slices;
+        self.breakouts.retain(|bname, bo| {
+            let mut dropped: BTreeSet<i64> = BTreeSet::new();
+            bo.routes.retain(|tname, r| {
+                let before = r.history.len();
+                let next = r.next_hist_window;
+                summarise_history(&cfg, r, last_final_window(&cfg, r.clock));
+                // Summaries older than any window still to judge can use.
+                let horizon = r.clock.div_euclid(k) - cfg.history_windows as i64 - 1;
+                while r.history.front().is_some_and(|w| w.window < horizon) {
+                    r.history.pop_front();
                 }
+                if r.history.len() != before || r.next_hist_window != next {
+                    dirty_routes.insert((bname.clone(), tname.clone()));
+                }
+                let floor = retention_floor(&cfg, r.clock);
+                let keep = r.slices.split_off(&floor);
+                dropped.extend(std::mem::replace(&mut r.slices, keep).into_keys());
                 let idle = watermark.saturating_sub(r.last_slice) > idle_slices;
-                !(r.slices.is_empty() && r.pulled.is_none() && idle)
+                let forget = r.slices.is_empty() && r.pulled.is_none() && idle;
+                if forget {
+                    gone.push(route_key(bname, tname));
+                    dirty_routes.remove(&(bname.clone(), tname.clone()));
+                }
+                !forget
             });
-            bo.slices = bo.slices.split_off(&floor);
+            // The pool keeps what the least advanced route may still judge.
+            let floor = bo
+                .routes
+                .values()
+                .map(|r| retention_floor(&cfg, r.clock))
+                .min()
+                .unwrap_or(i64::MAX);
+            let keep = bo.slices.split_off(&floor);
+            dropped.extend(std::mem::replace(&mut bo.slices, keep).into_keys());
+            // A slice record is rewritten by the next change or deleted
+            // once no route and no pool holds the slice.
+            for i in dropped {
+                let held = bo.slices.contains_key(&i)
+                    || bo.routes.values().any(|r| r.slices.contains_key(&i));
+                if held {
+                    dirty_slices.insert((bname.clone(), i));
+                } else {
+                    dirty_slices.remove(&(bname.clone(), i));
+                    gone.push(slice_key(bname, i));
+                }
+            }
             !(bo.routes.is_empty() && bo.slices.is_empty())
         });
     }
 }
 
-fn credit(cdr_id: &str, account_id: &str, amount: Decimal, alert_id: &str) -> Credit {
-    Credit {
-        adjustment_id: stable_id(&[cdr_id, CREDIT_REASON]),
-        cdr_id: cdr_id.to_string(),
-        account_id: account_id.to_string(),
-        amount: -amount,
-        reason: CREDIT_REASON.to_string(),
-        alert_id: alert_id.to_string(),
-    }
+/// Slices before this can no longer be in any window a route with clock
+/// `clock` will judge.
+fn retention_floor(cfg: &RouteConfig, clock: i64) -> i64 {
+    let keep = cfg.slices_per_window() + cfg.lateness_slices().max(1);
+    clock.saturating_sub(keep - 1)
 }
 
 /// Aligned window j (slices j·k ..= j·k+k−1) is final once its last slice
@@ -776,6 +1266,7 @@ fn summarise_history(cfg: &RouteConfig, r: &mut RouteState, last_final: i64) {
         }
         if st.answered >= cfg.min_answered && is_clean(cfg, &st) {
             r.history.push_back(WindowSummary {
+                window: j,
                 asr: st.asr().unwrap_or(0.0),
                 acd_s: st.acd_s().unwrap_or(0.0),
                 cv: st.cv(),
@@ -957,15 +1448,7 @@ mod tests {
     #[test]
     fn history_window_finality() {
         let cfg = RouteConfig::default(); // k = 15, lateness 5 slices
-        let mut r = RouteState {
-            slices: BTreeMap::new(),
-            suspect_ids: HashSet::new(),
-            history: VecDeque::new(),
-            next_hist_window: 0,
-            last_slice: 0,
-            restored_through: None,
-            pulled: None,
-        };
+        let mut r = RouteState::new(0, cfg.slices_per_window());
         // 40 answered calls with natural spread in window 0 (slices 0..15).
         for i in 0..40i64 {
             let d = i128::from(1000 + (i * i * 997) % 200_000);

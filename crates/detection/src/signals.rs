@@ -62,6 +62,8 @@ pub struct CallFacts {
     pub billed_seconds: i64,
     /// Rated amount of the call (what a credit would refund).
     pub amount: Decimal,
+    /// Currency of `amount`.
+    pub currency: String,
 }
 
 /// One per-call FAS signal. The serialized / [`FasSignal::as_str`] names are
@@ -525,6 +527,7 @@ mod tests {
     /// 60 s of conversation at 50 pps with 45 % far-end silence.
     pub(crate) fn clean() -> CallFacts {
         CallFacts {
+            currency: "USD".into(),
             cdr_id: "c1".into(),
             account_id: "acct".into(),
             trunk_id: "t1".into(),

@@ -66,6 +66,7 @@ prop_compose! {
         amount_cents in Just(amount_cents),
     ) -> CallFacts {
         CallFacts {
+            currency: "USD".into(),
             cdr_id: "p".into(),
             account_id: "a".into(),
             trunk_id: "t".into(),
@@ -189,7 +190,7 @@ proptest! {
         let mut m = RouteMonitor::new(RouteConfig::default()).unwrap();
         let _ = m.observe(&f, &v);
         let mut p = ProfileMonitor::new(ProfileConfig::default()).unwrap();
-        let _ = p.observe(&f, None);
+        let _ = p.observe(0, &f, &|_: &str| None);
     }
 
     #[test]
@@ -202,7 +203,7 @@ proptest! {
                 prop_assert!(a.credited.iter().all(|c| c.amount < Decimal::ZERO));
             }
             prop_assert!(m.take_credits().iter().all(|c| c.amount < Decimal::ZERO));
-            let _ = p.observe(f, None);
+            let _ = p.observe(0, f, &|_: &str| None);
         }
     }
 }
@@ -282,17 +283,17 @@ proptest! {
         let calls = by_event_time(stream((45 * MIN / gap) as usize, T0, gap, |id, ts| clean_call(&mut rng, id, "t", "DE", ts, asr, 120.0), "c"));
         let mut p = ProfileMonitor::new(ProfileConfig::default()).unwrap();
         for c in &calls {
-            prop_assert!(p.observe(c, None).is_none());
+            prop_assert!(p.observe(0, c, &|_: &str| None).is_empty());
         }
     }
 
     #[test]
     fn dialers_alert_once_per_window_unless_declared(seed in any::<u64>(), declared_dialer in any::<bool>()) {
         let mut rng = Rng::new(seed);
-        let calls = by_event_time(stream(45 * 15, T0, 4000, |id, ts| dialer_call(&mut rng, id, "d", "t", ts), "d"));
+        let calls = by_event_time(stream(50 * 15, T0, 4000, |id, ts| dialer_call(&mut rng, id, "d", "t", ts), "d"));
         let declared = declared_dialer.then_some(TrafficProfile::Dialer);
         let mut p = ProfileMonitor::new(ProfileConfig::default()).unwrap();
-        let alerts: Vec<_> = calls.iter().filter_map(|c| p.observe(c, declared)).collect();
+        let alerts: Vec<_> = calls.iter().flat_map(|c| p.observe(0, c, &|_: &str| declared)).collect();
         if declared_dialer {
             prop_assert!(alerts.is_empty());
         } else {

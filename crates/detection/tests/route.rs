@@ -405,7 +405,8 @@ fn silence_rate_against_peers_and_absolute() {
         );
         run(&mut monitor(), &calls).0
     };
-    assert!(alone(0.6).is_empty());
+    // Without a baseline only an absolute rate (>= 0.7) pulls.
+    assert!(alone(0.5).is_empty());
     assert_eq!(patterns(&alone(0.9)[0]), vec!["silence_rate"]);
 }
 
@@ -531,11 +532,26 @@ fn needs_min_answered_calls_in_the_window() {
         }
         c
     };
-    let calls = stream(29, T0, 2000, |id, ts| mk(&mut rng, id, ts), "f");
+    let calls = stream(30, T0, 2000, |id, ts| mk(&mut rng, id, ts), "f");
+    // An unanswered call of the route 7 minutes later moves its clock past
+    // the first minute's windows plus the 5 minutes of lateness.
+    let mut tick = calls[0].clone();
+    tick.cdr_id = "tick".into();
+    tick.answered = false;
+    tick.duration_ms = 0;
+    tick.disposition = "no_answer".into();
+    tick.answer_ts_ms = None;
+    tick.setup_ts_ms = T0 + 7 * MIN;
+    tick.end_ts_ms = Some(T0 + 7 * MIN + 1000);
     let mut m = monitor();
-    assert!(run(&mut m, &calls).0.is_empty());
-    let last = mk(&mut rng, "f-29".into(), T0 + 29 * 2000);
-    let (alerts, _) = run(&mut m, &[last]);
+    assert!(run(&mut m, &calls[..29]).0.is_empty());
+    assert!(run(&mut m, &[tick.clone()]).0.is_empty(), "29 answered");
+    let mut m = monitor();
+    assert!(
+        run(&mut m, &calls).0.is_empty(),
+        "not judged before it closes"
+    );
+    let (alerts, _) = run(&mut m, &[tick]);
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].evidence["answered"], 30.0);
     assert_eq!(alerts[0].credited.len(), 30);
@@ -834,4 +850,111 @@ fn evidence_has_the_documented_keys() {
     );
     assert_eq!(alerts[0].evidence["peer_suspect_calls"], 0.0);
     assert!(credited < Decimal::ZERO);
+}
+
+/// Alerts and credits, as a set of ids with their figures, of a run.
+fn outcome(alerts: &[RouteAlert], credits: &[Credit]) -> Outcome {
+    let a = alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {} {:?}",
+                a.alert_id, a.window_start_ms, a.window_end_ms, a.evidence
+            )
+        })
+        .collect();
+    let c = alerts
+        .iter()
+        .flat_map(|a| a.credited.iter())
+        .chain(credits)
+        .map(|c| {
+            (
+                c.adjustment_id.clone(),
+                format!("{} {}", c.amount, c.alert_id),
+            )
+        })
+        .collect();
+    (a, c)
+}
+
+type Outcome = (Vec<String>, BTreeSet<(String, String)>);
+
+/// Compares two outcomes with a short message (credit sets are long).
+fn same(o: &Outcome, control: &Outcome, what: &str) {
+    assert_eq!(o.0, control.0, "{what}: alerts");
+    let extra = o.1.difference(&control.1).count();
+    let missing = control.1.difference(&o.1).count();
+    assert!(
+        extra == 0 && missing == 0,
+        "{what}: {extra} credits more, {missing} fewer than the control's {}",
+        control.1.len()
+    );
+}
+
+/// Restarts a monitor from what it persisted (through JSON, as the
+/// detector stores it).
+fn reborn(m: &mut RouteMonitor) -> RouteMonitor {
+    let mut fresh = monitor();
+    let mut changes = m.take_changes();
+    // Any order: a compacted topic does not keep write order across keys.
+    changes.reverse();
+    for c in changes {
+        if let Some(r) = c.record {
+            let json = serde_json::to_vec(&r).unwrap();
+            fresh.restore_record(serde_json::from_slice(&json).unwrap());
+        }
+    }
+    fresh
+}
+
+#[test]
+fn outcome_is_a_function_of_the_calls_not_of_copies_order_or_restarts() {
+    let mut rng = Rng::new(900);
+    let mut calls = clean_trunks(901, &["c1", "c2", "c3"], "DE Mobile", T0, 50);
+    calls.extend(stream(
+        900,
+        T0 + 20 * MIN,
+        2000,
+        |id, ts| fas_call(&mut rng, id, "fas", "DE Mobile", ts, 0.95),
+        "fas",
+    ));
+    let calls = by_event_time(calls);
+    let (a, c) = run(&mut monitor(), &calls);
+    let control = outcome(&a, &c);
+    assert_eq!(control.0.len(), 1);
+    assert!(control.1.len() > 100, "credits: {}", control.1.len());
+
+    // Every call twice, neighbours swapped (well within the lateness).
+    let mut noisy = Vec::new();
+    for pair in calls.chunks(3) {
+        noisy.extend(pair.iter().rev().cloned());
+        noisy.push(pair[0].clone());
+    }
+    let (a, c) = run(&mut monitor(), &noisy);
+    same(&outcome(&a, &c), &control, "copies and swaps");
+
+    // Killed after any call, restored from its persisted state (written
+    // after every batch of 50), the input replayed from the last commit.
+    for cut in [10, calls.len() / 4, calls.len() / 2, calls.len() * 3 / 4] {
+        let mut m = monitor();
+        let (mut alerts, mut credits) = (Vec::new(), Vec::new());
+        let committed = cut - cut % 50;
+        let (a, c) = run(&mut m, &calls[..committed]);
+        alerts.extend(a);
+        credits.extend(c);
+        let mut m2 = reborn(&mut m);
+        // Outputs of calls after the commit were produced, then it died.
+        let (a, c) = run(&mut m, &calls[committed..cut]);
+        alerts.extend(a);
+        credits.extend(c);
+        let (a, c) = run(&mut m2, &calls[committed..]);
+        alerts.extend(a);
+        credits.extend(c);
+        alerts.dedup_by(|x, y| x.alert_id == y.alert_id);
+        same(
+            &outcome(&alerts, &credits),
+            &control,
+            &format!("killed after {cut}"),
+        );
+    }
 }

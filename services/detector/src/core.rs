@@ -1,18 +1,17 @@
 //! Pure detector core: a rated CDR in, the scored CDR and every control
-//! record it triggers out (route alerts and pulls, FAS credits, account
-//! traffic alerts). Owns the mapping between pipeline records and the
-//! `detection` crate; no Kafka, no clock (times are the calls' own, except
-//! `raised_at`, which the caller passes in).
+//! record it triggers out (route alerts and pulls, FAS credits). Owns the
+//! mapping between pipeline records and the `detection` crate; no Kafka,
+//! no clock: every time in an output is an event time of the calls, so a
+//! replay writes identical rows.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use cdr_model::call::{Detection, RatedCdr};
-use cdr_model::control::{AccountAlertEvent, Adjustment, RouteAlertEvent, RouteStatusEvent};
+use cdr_model::control::{Adjustment, RouteAlertEvent, RouteStatusEvent};
 use cdr_model::ids::stable_id;
 use detection::{
-    evaluate_call, AccountAlert, CallFacts, Credit, FasConfig, ProfileMonitor, RouteAlert,
-    RouteMonitor, TrafficProfile,
+    evaluate_call, CallFacts, Credit, FasConfig, RouteAlert, RouteChange, RouteMonitor, RouteRecord,
 };
 use rust_decimal::Decimal;
 
@@ -23,19 +22,13 @@ pub struct Outputs {
     pub alerts: Vec<RouteAlertEvent>,
     pub status: Vec<RouteStatusEvent>,
     pub adjustments: Vec<Adjustment>,
-    pub account_alerts: Vec<AccountAlertEvent>,
 }
 
-/// The detector's state: per-route and per-account windows.
+/// The detector's state for one input partition: the route windows of the
+/// breakouts keyed to it.
 pub struct Detector {
     pub fas: FasConfig,
     pub routes: RouteMonitor,
-    pub profiles: ProfileMonitor,
-    /// Declared traffic profile per account (account setting).
-    pub declared: HashMap<String, TrafficProfile>,
-    /// Setup time and currency of CDRs that may still be credited, so a
-    /// credit emitted later (by `take_credits`) can reference them.
-    pending: HashMap<String, (i64, String)>,
 }
 
 /// Maps a rated CDR to the facts the detection crate judges.
@@ -60,6 +53,7 @@ pub fn facts(cdr: &RatedCdr) -> CallFacts {
         silence_ratio: m.and_then(|m| m.silence_ratio),
         billed_seconds: cdr.rating.billed_seconds,
         amount: Decimal::from_str(&cdr.rating.amount).unwrap_or_default(),
+        currency: cdr.rating.currency.clone(),
     }
 }
 
@@ -71,41 +65,26 @@ fn evidence(m: &std::collections::BTreeMap<String, f64>) -> HashMap<String, f64>
 }
 
 impl Detector {
-    pub fn new(
-        fas: FasConfig,
-        routes: RouteMonitor,
-        profiles: ProfileMonitor,
-        declared: HashMap<String, TrafficProfile>,
-    ) -> Self {
-        Detector {
-            fas,
-            routes,
-            profiles,
-            declared,
-            pending: HashMap::new(),
-        }
+    pub fn new(fas: FasConfig, routes: RouteMonitor) -> Self {
+        Detector { fas, routes }
     }
 
-    fn adjustment(&self, c: &Credit, created_at_ms: i64) -> Adjustment {
-        let (setup, currency) = self
-            .pending
-            .get(&c.cdr_id)
-            .cloned()
-            .unwrap_or((0, "USD".to_string()));
+    fn adjustment(c: &Credit) -> Adjustment {
         Adjustment {
             adjustment_id: c.adjustment_id.clone(),
             cdr_id: c.cdr_id.clone(),
             account_id: c.account_id.clone(),
             amount: c.amount.normalize().to_string(),
-            currency,
+            currency: c.currency.clone(),
             reason: c.reason.clone(),
             alert_id: Some(c.alert_id.clone()),
-            call_setup_ts_ms: setup,
-            created_at_ms,
+            call_setup_ts_ms: c.call_setup_ts_ms,
+            // Dated by the call it refunds (its billing period).
+            created_at_ms: c.call_event_ts_ms,
         }
     }
 
-    fn alert_events(&self, a: &RouteAlert, now_ms: i64, out: &mut Outputs) {
+    fn alert_events(&self, a: &RouteAlert, out: &mut Outputs) {
         let credited: Decimal = a.credited.iter().map(|c| c.amount).sum();
         out.alerts.push(RouteAlertEvent {
             alert_id: a.alert_id.clone(),
@@ -118,7 +97,10 @@ impl Detector {
             action: a.action.clone(),
             credited_calls: a.credited.len() as i64,
             credited_amount: credited.normalize().to_string(),
-            raised_at_ms: now_ms,
+            // The event time at which the window could be judged.
+            raised_at_ms: a
+                .window_end_ms
+                .saturating_add(self.routes.config().allowed_lateness_ms),
         });
         out.status.push(RouteStatusEvent {
             event_id: stable_id(&["route_status", &a.alert_id, "pulled"]),
@@ -132,57 +114,21 @@ impl Detector {
             changed_at_ms: a.window_end_ms,
         });
         for c in &a.credited {
-            out.adjustments.push(self.adjustment(c, now_ms));
+            out.adjustments.push(Self::adjustment(c));
         }
     }
 
-    fn account_alert(&self, a: &AccountAlert, now_ms: i64) -> AccountAlertEvent {
-        AccountAlertEvent {
-            alert_id: a.alert_id.clone(),
-            account_id: a.account_id.clone(),
-            kind: "undeclared_dialer".into(),
-            declared: a
-                .declared
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "undeclared".into()),
-            observed: a.observed.as_str().to_string(),
-            evidence: evidence(&a.evidence),
-            window_start_ms: a.window_start_ms,
-            window_end_ms: a.window_end_ms,
-            raised_at_ms: now_ms,
-        }
-    }
-
-    /// Judges one CDR: scores it, feeds the route and profile windows, and
-    /// returns the scored CDR with whatever it triggered.
-    pub fn process(&mut self, mut cdr: RatedCdr, now_ms: i64) -> Outputs {
+    /// Judges one CDR: scores it, feeds the route windows, and returns the
+    /// scored CDR with whatever it triggered.
+    pub fn process(&mut self, mut cdr: RatedCdr) -> Outputs {
         let f = facts(&cdr);
         let verdict = evaluate_call(&f, &self.fas);
-        if verdict.suspect {
-            self.pending.insert(
-                f.cdr_id.clone(),
-                (cdr.call.setup_ts_ms, cdr.rating.currency.clone()),
-            );
-        }
         let mut out = Outputs::default();
         for a in self.routes.observe(&f, &verdict) {
-            self.alert_events(&a, now_ms, &mut out);
+            self.alert_events(&a, &mut out);
         }
         for c in self.routes.take_credits() {
-            out.adjustments.push(self.adjustment(&c, now_ms));
-        }
-        for a in &out.adjustments {
-            self.pending.remove(&a.cdr_id);
-        }
-        // Suspect calls of routes that never get pulled stay pending only
-        // while they could still be credited (the route window).
-        if self.pending.len() > 200_000 {
-            let horizon = f.setup_ts_ms - self.routes.config().window_ms * 2;
-            self.pending.retain(|_, (t, _)| *t >= horizon);
-        }
-        let declared = self.declared.get(&f.account_id).copied();
-        if let Some(a) = self.profiles.observe(&f, declared) {
-            out.account_alerts.push(self.account_alert(&a, now_ms));
+            out.adjustments.push(Self::adjustment(&c));
         }
         cdr.detection = Some(Detection {
             fas_score: verdict.score,
@@ -198,29 +144,13 @@ impl Detector {
     pub fn restore(&mut self, trunk_id: &str, breakout: &str) -> bool {
         self.routes.restore(trunk_id, breakout)
     }
-}
 
-/// Parses the declared-profile file: `account;profile` lines
-/// (`conversational` | `dialer`), `#` comments. Bad lines are returned as
-/// `line: message` errors, the rest loads.
-pub fn parse_profiles(text: &str) -> (HashMap<String, TrafficProfile>, Vec<String>) {
-    let mut out = HashMap::new();
-    let mut errors = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') || l.starts_with("account;") {
-            continue;
-        }
-        let mut it = l.split(';').map(str::trim);
-        match (it.next(), it.next().and_then(TrafficProfile::parse)) {
-            (Some(a), Some(p)) if !a.is_empty() => {
-                out.insert(a.to_string(), p);
-            }
-            _ => errors.push(format!(
-                "line {}: field `profile`: expected `account;conversational|dialer`, got `{l}`",
-                i + 1
-            )),
-        }
+    /// State records changed since the last call.
+    pub fn take_changes(&mut self) -> Vec<RouteChange> {
+        self.routes.take_changes()
     }
-    (out, errors)
+
+    pub fn restore_record(&mut self, r: RouteRecord) {
+        self.routes.restore_record(r)
+    }
 }

@@ -1,37 +1,40 @@
-//! Detector service: consumes `cdrs.rated` (keyed by route, so one instance
-//! sees every call of a termination trunk × breakout), scores every call for
-//! FAS with the pure [`core::Detector`] (built on the `detection` crate) and
-//! produces:
+//! Detector service: consumes `cdrs.rated` (keyed by breakout, so one
+//! partition holds every route of a destination and so every route's
+//! peers), scores every call for FAS with the pure [`core::Detector`]
+//! (built on the `detection` crate) and produces:
 //! * `cdrs.scored`: the CDR with its FAS score and the signals that fired;
-//! * `routes.alerts` + `routes.status` (`pulled`) when a route crosses a FAS
-//!   pattern threshold;
-//! * `billing.adjustments`: a negative `fas_credit` per call of the window
-//!   whose own signals fired (the rated CDR is never rewritten);
-//! * `accounts.alerts`: undeclared dialer traffic (never changes a rate).
+//! * `routes.alerts` + `routes.status` (`pulled`) when a route's closed
+//!   window crosses a FAS pattern threshold;
+//! * `billing.adjustments`: a negative `fas_credit` per suspect call of a
+//!   pulled route (the rated CDR is never rewritten).
 //!
-//! Operator restores (`cdrctl route restore`) arrive on `routes.status`,
-//! which the detector follows to lift its pull. Offsets are committed only
-//! after every output is acknowledged; all ids are deterministic, so a
-//! replay rewrites the same rows.
+//! The route windows and pulls are state of the input partitions: restored
+//! from `detector.routes` when a partition is first seen, written back
+//! after every batch (after the outputs they led to were acknowledged, and
+//! before the offsets are committed) and dropped when the partition is
+//! revoked. Operator restores (`cdrctl route restore`) arrive on
+//! `routes.status`, which the detector follows to lift its pull. All ids
+//! and times in the outputs come from the calls, so a replay rewrites the
+//! same rows.
 
 pub mod core;
 pub mod metrics;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::metrics::StageMetrics;
+use cdr_kafka::runtime::Tp;
 use cdr_kafka::stage::{Outbox, Reject, StageError};
 use cdr_kafka::{
     CancellationToken, CommitPolicy, Message, OwnedMessage, StageConfig, StageDefaults,
 };
 use cdr_model::avro::Codec;
 use cdr_model::call::RatedCdr;
-use cdr_model::control::{AccountAlertEvent, Adjustment, RouteAlertEvent, RouteStatusEvent};
+use cdr_model::control::{Adjustment, RouteAlertEvent, RouteStatusEvent};
 use cdr_model::topics;
-use detection::{FasConfig, ProfileConfig, ProfileMonitor, RouteConfig, RouteMonitor};
+use detection::{FasConfig, RouteConfig, RouteMonitor, RouteRecord};
 use serde::Deserialize;
 
 use crate::core::Detector;
@@ -51,12 +54,6 @@ pub struct Config {
     /// Per-route pattern windows and thresholds.
     #[serde(default)]
     pub route: RouteConfig,
-    /// Traffic-profile (dialer) windows and thresholds.
-    #[serde(default)]
-    pub profile: ProfileConfig,
-    /// Declared traffic profile per account: `account;conversational|dialer`.
-    #[serde(default)]
-    pub traffic_profiles: Option<PathBuf>,
 }
 
 /// The detector's `[stage]` defaults (metrics on :9104).
@@ -67,35 +64,26 @@ impl Config {
         self.stage.resolve(STAGE_DEFAULTS)?;
         self.fas.validate()?;
         self.route.validate()?;
-        self.profile.validate()?;
         Ok(())
     }
 }
 
-fn load_profiles(
-    path: &Option<PathBuf>,
-) -> anyhow::Result<HashMap<String, detection::TrafficProfile>> {
-    let Some(p) = path else {
-        return Ok(HashMap::new());
-    };
-    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-    let (map, errors) = core::parse_profiles(&text);
-    for e in errors {
-        tracing::warn!(file = %p.display(), "traffic profile row rejected: {e}");
-    }
-    Ok(map)
-}
-
 struct DetectorProcessor {
-    detector: Detector,
+    fas: FasConfig,
+    route: RouteConfig,
+    /// One detector per input partition (its breakouts' routes).
+    parts: BTreeMap<i32, Detector>,
     restores: tokio::sync::mpsc::Receiver<RouteStatusEvent>,
+    /// Newest `routes.status` record per route, for pulls lifted while the
+    /// partition's state was elsewhere.
+    statuses: HashMap<(String, String), RouteStatusEvent>,
     input: Codec<RatedCdr>,
     output: Codec<RatedCdr>,
     alert: Codec<RouteAlertEvent>,
     status: Codec<RouteStatusEvent>,
     adjustment: Codec<Adjustment>,
-    account_alert: Codec<AccountAlertEvent>,
     metrics: DetectorMetrics,
+    kafka: cdr_kafka::KafkaConfig,
 }
 
 /// Encodes one output of input `m`; a record that cannot be encoded is a
@@ -116,32 +104,122 @@ impl cdr_kafka::Stage for DetectorProcessor {
         batch: &[OwnedMessage],
         out: &mut Outbox,
     ) -> Result<(), StageError> {
-        while let Ok(e) = self.restores.try_recv() {
-            if e.status == "active" && self.detector.restore(&e.trunk_id, &e.breakout) {
-                self.metrics.restores.inc();
-                tracing::info!(trunk = %e.trunk_id, breakout = %e.breakout, actor = %e.actor, "route restored");
+        let mut parts: Vec<i32> = batch.iter().map(|m| m.partition()).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        for p in parts {
+            if !self.parts.contains_key(&p) {
+                self.restore(p).await?;
             }
+        }
+        while let Ok(e) = self.restores.try_recv() {
+            self.lift(&e);
+            self.statuses
+                .insert((e.trunk_id.clone(), e.breakout.clone()), e);
         }
         for m in batch {
             self.score_one(m, out);
         }
-        Ok(())
+        // The state must never say "judged" or "credited" before those
+        // outputs are acknowledged: outputs first, then the state, then
+        // (by the loop) the offsets.
+        out.flush().await?;
+        self.checkpoint(out)
+    }
+
+    fn revoke(&mut self, partitions: &[Tp]) {
+        for (_, p) in partitions.iter().filter(|(t, _)| t == topics::CDRS_RATED) {
+            self.parts.remove(p);
+        }
     }
 }
 
 impl DetectorProcessor {
+    /// Rebuilds the route windows of `partition` from `detector.routes`
+    /// before any of its calls is scored.
+    async fn restore(&mut self, partition: i32) -> Result<(), StageError> {
+        let table = cdr_kafka::table::TopicTable::open_partition(
+            &self.kafka,
+            SERVICE,
+            topics::DETECTOR_ROUTES,
+            partition,
+        )
+        .map_err(StageError::Fatal)?;
+        let records = table
+            .read_latest(Duration::from_secs(120))
+            .await
+            .map_err(StageError::Fatal)?;
+        let monitor = RouteMonitor::new(self.route)
+            .map_err(|e| StageError::Fatal(anyhow::anyhow!("route config: {e}")))?;
+        let mut d = Detector::new(self.fas, monitor);
+        let n = records.len();
+        for (k, v) in records {
+            match serde_json::from_slice::<RouteRecord>(&v) {
+                Ok(r) => d.restore_record(r),
+                Err(e) => {
+                    tracing::warn!(partition, key = %String::from_utf8_lossy(&k), error = %e, "unreadable route state skipped")
+                }
+            }
+        }
+        // Restores made while this state was not loaded anywhere.
+        for ((trunk, breakout), e) in &self.statuses {
+            if e.status == "active" && d.restore(trunk, breakout) {
+                tracing::info!(partition, trunk = %trunk, breakout = %breakout, "route restore applied on load");
+            }
+        }
+        tracing::info!(partition, records = n, "route state restored");
+        self.parts.insert(partition, d);
+        Ok(())
+    }
+
+    /// Lifts a pull on whichever partition holds the route.
+    fn lift(&mut self, e: &RouteStatusEvent) {
+        if e.status != "active" {
+            return;
+        }
+        for d in self.parts.values_mut() {
+            if d.restore(&e.trunk_id, &e.breakout) {
+                self.metrics.restores.inc();
+                tracing::info!(trunk = %e.trunk_id, breakout = %e.breakout, actor = %e.actor, "route restored");
+            }
+        }
+    }
+
+    /// Writes every partition's changed state.
+    fn checkpoint(&mut self, out: &mut Outbox) -> Result<(), StageError> {
+        for (p, d) in self.parts.iter_mut() {
+            for c in d.take_changes() {
+                let payload = match &c.record {
+                    Some(r) => Some(
+                        serde_json::to_vec(r)
+                            .context("encoding route state")
+                            .map_err(StageError::Fatal)?,
+                    ),
+                    None => None,
+                };
+                self.metrics.state_records.inc();
+                out.emit_to(topics::DETECTOR_ROUTES, *p, c.key.into_bytes(), payload);
+            }
+        }
+        Ok(())
+    }
+
     fn score_one(&mut self, m: &OwnedMessage, outs: &mut Outbox) {
         let cdr = match self.input.decode(m.payload().unwrap_or_default()) {
             Ok(c) => c,
             Err(e) => return outs.reject(m, &Reject::BadAvro(e.to_string())),
         };
-        let o = self.detector.process(cdr, cdr_kafka::now_ms());
+        let Some(d) = self.parts.get_mut(&m.partition()) else {
+            return; // restored above for every partition of the batch
+        };
+        let threshold = d.fas.call_threshold;
+        let o = d.process(cdr);
         if let Some(s) = &o.scored {
-            if let Some(d) = &s.detection {
-                for sig in &d.fas_signals {
+            if let Some(det) = &s.detection {
+                for sig in &det.fas_signals {
                     self.metrics.signals.with_label_values(&[sig]).inc();
                 }
-                if d.fas_score >= self.detector.fas.call_threshold {
+                if det.fas_score >= threshold {
                     self.metrics.suspect_calls.inc();
                 }
             }
@@ -168,18 +246,6 @@ impl DetectorProcessor {
                 outs,
             );
         }
-        for a in &o.account_alerts {
-            self.metrics.account_alerts.inc();
-            tracing::warn!(account = %a.account_id, declared = %a.declared, observed = %a.observed, "undeclared dialer traffic");
-            out(
-                &self.account_alert,
-                topics::ACCOUNTS_ALERTS,
-                &a.account_id,
-                a,
-                m,
-                outs,
-            );
-        }
     }
 }
 
@@ -188,33 +254,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let settings = config.stage.resolve(STAGE_DEFAULTS)?;
     let metrics = StageMetrics::new(SERVICE);
     let dm = DetectorMetrics::register(&metrics.registry)?;
-    let declared = load_profiles(&config.traffic_profiles)?;
-    tracing::info!(
-        accounts = declared.len(),
-        "declared traffic profiles loaded"
-    );
-    let detector = Detector::new(
-        config.fas,
-        RouteMonitor::new(config.route)?,
-        ProfileMonitor::new(config.profile)?,
-        declared,
-    );
-    // Follow operator restores. History before start-up needs no replay:
-    // a fresh detector has no pulls to lift.
+    // Route status so far (restores lifted while a partition's state was
+    // not loaded), then every new one.
     let table =
         cdr_kafka::table::TopicTable::open(&settings.kafka, SERVICE, topics::ROUTES_STATUS)?;
-    table.read_to_end(Duration::from_secs(120)).await?;
+    let mut statuses = HashMap::new();
+    for e in table
+        .read_all::<RouteStatusEvent>(Duration::from_secs(120))
+        .await?
+    {
+        statuses.insert((e.trunk_id.clone(), e.breakout.clone()), e);
+    }
     let rx = table.follow::<RouteStatusEvent>(shutdown.clone(), 256);
     let processor = DetectorProcessor {
-        detector,
+        fas: config.fas,
+        route: config.route,
+        parts: BTreeMap::new(),
         restores: rx,
+        statuses,
         input: Codec::new(),
         output: Codec::new(),
         alert: Codec::new(),
         status: Codec::new(),
         adjustment: Codec::new(),
-        account_alert: Codec::new(),
         metrics: dm,
+        kafka: settings.kafka.clone(),
     };
     let spec = cdr_kafka::StageSpec {
         service: SERVICE,

@@ -8,8 +8,8 @@ pub struct DetectorMetrics {
     pub signals: IntCounterVec,
     pub route_alerts: IntCounter,
     pub credits: IntCounter,
-    pub account_alerts: IntCounter,
     pub restores: IntCounter,
+    pub state_records: IntCounter,
 }
 
 impl DetectorMetrics {
@@ -34,21 +34,21 @@ impl DetectorMetrics {
                 "cdr_detector_fas_credits_total",
                 "FAS credits (adjustments) emitted",
             )?,
-            account_alerts: IntCounter::new(
-                "cdr_detector_account_alerts_total",
-                "Undeclared dialer traffic alerts",
-            )?,
             restores: IntCounter::new(
                 "cdr_detector_route_restores_total",
                 "Operator route restores applied",
+            )?,
+            state_records: IntCounter::new(
+                "cdr_detector_state_records_total",
+                "Route-window state records written to detector.routes",
             )?,
         };
         r.register(Box::new(m.suspect_calls.clone()))?;
         r.register(Box::new(m.signals.clone()))?;
         r.register(Box::new(m.route_alerts.clone()))?;
         r.register(Box::new(m.credits.clone()))?;
-        r.register(Box::new(m.account_alerts.clone()))?;
         r.register(Box::new(m.restores.clone()))?;
+        r.register(Box::new(m.state_records.clone()))?;
         Ok(m)
     }
 }

@@ -9,6 +9,7 @@
 //! `unrated` with reason `no_rate_deck_loaded`.
 
 pub mod conformance;
+pub mod profile;
 pub mod rating;
 pub mod tables;
 
@@ -24,10 +25,19 @@ use cdr_kafka::{
 };
 use cdr_model::avro::Codec;
 use cdr_model::call::{EnrichedCall, RatedCdr};
-use cdr_model::control::PlanChange;
+use cdr_model::control::{AccountAlertEvent, PlanChange};
 use cdr_model::topics;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use ratedeck::conformance::StateRecord;
+
+/// A record of `rater.conformance`: the conformance windows and the dialer
+/// profile of the accounts of one input partition share the topic.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AccountState {
+    Conformance(StateRecord),
+    Profile(detection::ProfileRecord),
+}
 use serde::Deserialize;
 
 pub use ratedeck;
@@ -63,6 +73,12 @@ pub struct Config {
     /// Wholesale conformance rule (ASR/ACD window, minimum sample).
     #[serde(default)]
     pub conformance: ratedeck::conformance::ConformanceConfig,
+    /// Per-account dialer profile (windows and thresholds).
+    #[serde(default)]
+    pub profile: detection::ProfileConfig,
+    /// Declared traffic profile per account: `account;conversational|dialer`.
+    #[serde(default)]
+    pub traffic_profiles: Option<std::path::PathBuf>,
 }
 
 /// The rater's `[stage]` defaults (metrics on :9103).
@@ -72,6 +88,7 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.stage.resolve(STAGE_DEFAULTS)?;
         self.conformance.validate()?;
+        self.profile.validate()?;
         self.rating().validate()
     }
 
@@ -112,6 +129,7 @@ struct RaterMetrics {
     deck_rows: IntGaugeVec,
     calls: IntCounterVec,
     downgrades: prometheus::IntCounter,
+    account_alerts: prometheus::IntCounter,
 }
 
 impl RaterMetrics {
@@ -143,13 +161,19 @@ impl RaterMetrics {
             "cdr_rater_account_downgrades_total",
             "Wholesale accounts switched to retail by the conformance monitor",
         )?;
+        let account_alerts = prometheus::IntCounter::new(
+            "cdr_rater_account_alerts_total",
+            "Undeclared dialer traffic alerts (per account and window)",
+        )?;
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(downgrades.clone()))?;
+        registry.register(Box::new(account_alerts.clone()))?;
         Ok(RaterMetrics {
             rows_rejected,
             deck_rows,
             calls,
             downgrades,
+            account_alerts,
         })
     }
 }
@@ -210,7 +234,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(changes = initial.len(), "account plan changes restored");
     let rx = table.follow::<PlanChange>(shutdown.clone(), 1024);
     let monitor = ratedeck::conformance::ConformanceMonitor::new(config.conformance.clone())?;
-    let mut processor = RaterProcessor::new(tables, monitor, rx, rm, settings.kafka.clone());
+    let profiles = detection::ProfileMonitor::new(config.profile)?;
+    let declared = profile::load_declared(config.traffic_profiles.as_deref())?;
+    tracing::info!(
+        accounts = declared.len(),
+        "declared traffic profiles loaded"
+    );
+    let mut processor = RaterProcessor::new(
+        tables,
+        monitor,
+        (profiles, declared),
+        rx,
+        rm,
+        settings.kafka.clone(),
+    );
     for c in initial {
         processor.apply(&c);
     }
@@ -225,14 +262,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(cdr_kafka::run_stage(spec, processor, shutdown).await?)
 }
 
-/// Kafka key of a rated CDR: its route (termination trunk and breakout), so
-/// one detector instance sees every call of a route.
+/// Kafka key of a rated CDR: its breakout (destination), the detector's
+/// comparison group, so one detector partition sees every route of a
+/// breakout and so every route's peers.
 pub fn route_key(cdr: &RatedCdr) -> String {
-    format!(
-        "{}|{}",
-        cdr.call.trunk_id.as_deref().unwrap_or(""),
-        cdr.rating.destination.as_deref().unwrap_or("")
-    )
+    cdr.rating.destination.clone().unwrap_or_default()
 }
 
 /// The rater's stage: feed the conformance monitor, emit downgrades, rate.
@@ -243,6 +277,9 @@ pub fn route_key(cdr: &RatedCdr) -> String {
 struct RaterProcessor {
     tables: Option<RatingTables>,
     monitor: ratedeck::conformance::ConformanceMonitor,
+    profiles: detection::ProfileMonitor,
+    declared: profile::Declared,
+    alert_codec: Codec<AccountAlertEvent>,
     changes: tokio::sync::mpsc::Receiver<PlanChange>,
     input: Codec<EnrichedCall>,
     output: Codec<RatedCdr>,
@@ -257,6 +294,7 @@ impl RaterProcessor {
     fn new(
         tables: Option<RatingTables>,
         monitor: ratedeck::conformance::ConformanceMonitor,
+        profiles: (detection::ProfileMonitor, profile::Declared),
         changes: tokio::sync::mpsc::Receiver<PlanChange>,
         metrics: RaterMetrics,
         kafka: cdr_kafka::KafkaConfig,
@@ -264,6 +302,9 @@ impl RaterProcessor {
         RaterProcessor {
             tables,
             monitor,
+            profiles: profiles.0,
+            declared: profiles.1,
+            alert_codec: Codec::new(),
             changes,
             input: Codec::new(),
             output: Codec::new(),
@@ -290,10 +331,11 @@ impl RaterProcessor {
             .map_err(StageError::Fatal)?;
         let n = records.len();
         for (k, v) in records {
-            match serde_json::from_slice::<StateRecord>(&v) {
-                Ok(r) => self.monitor.restore(partition, r),
+            match serde_json::from_slice::<AccountState>(&v) {
+                Ok(AccountState::Conformance(r)) => self.monitor.restore(partition, r),
+                Ok(AccountState::Profile(r)) => self.profiles.restore(partition, r),
                 Err(e) => {
-                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable conformance state skipped")
+                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable account state skipped")
                 }
             }
         }
@@ -302,8 +344,24 @@ impl RaterProcessor {
         Ok(())
     }
 
-    /// Writes the monitor's changed state (tombstones for what left it).
+    /// Writes the monitors' changed state (tombstones for what left it).
     fn checkpoint(&mut self, out: &mut Outbox) -> Result<(), StageError> {
+        for c in self.profiles.take_changes() {
+            let payload = match &c.record {
+                Some(r) => Some(
+                    serde_json::to_vec(r)
+                        .context("encoding profile state")
+                        .map_err(StageError::Fatal)?,
+                ),
+                None => None,
+            };
+            out.emit_to(
+                topics::RATER_CONFORMANCE,
+                c.partition,
+                c.key.into_bytes(),
+                payload,
+            );
+        }
         for c in self.monitor.take_changes() {
             let payload = match &c.record {
                 Some(r) => Some(
@@ -373,6 +431,27 @@ impl RaterProcessor {
                 }
             }
         }
+        for a in profile::observe(
+            &mut self.profiles,
+            &self.declared,
+            m.partition(),
+            &call.call,
+        ) {
+            self.metrics.account_alerts.inc();
+            tracing::warn!(account = %a.account_id, declared = %a.declared, window_start_ms = a.window_start_ms, "undeclared dialer traffic");
+            match self.alert_codec.encode(&a) {
+                Ok(bytes) => {
+                    out.emit(
+                        topics::ACCOUNTS_ALERTS,
+                        a.account_id.clone(),
+                        bytes,
+                        Some(m),
+                    );
+                    decided = true;
+                }
+                Err(e) => tracing::error!(error = %e, "encoding account alert"),
+            }
+        }
         let cdr = match &self.tables {
             Some(t) => rate_call(call, &t.context()),
             None => unrated_no_decks(call),
@@ -427,6 +506,7 @@ impl cdr_kafka::Stage for RaterProcessor {
             .filter(|(t, _)| t == topics::CALLS_ENRICHED)
         {
             self.monitor.revoke(*p);
+            self.profiles.revoke(*p);
             self.restored.remove(p);
         }
     }

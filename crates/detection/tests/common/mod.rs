@@ -44,6 +44,7 @@ pub fn amount_for(billed_seconds: i64) -> Decimal {
 
 fn base(id: String, trunk: &str, breakout: &str, setup: i64) -> CallFacts {
     CallFacts {
+        currency: "USD".into(),
         cdr_id: id,
         account_id: "acct-1".into(),
         trunk_id: trunk.into(),
