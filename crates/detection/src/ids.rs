@@ -15,6 +15,14 @@ pub(crate) fn stable_id(parts: &[&str]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// Stable 64-bit hash of a cdr_id (FNV-1a), the same in every process:
+/// the monitors keep and persist these instead of the ids themselves.
+pub(crate) fn id_hash(cdr_id: &str) -> u64 {
+    cdr_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::stable_id;
+use crate::ids::{id_hash, stable_id};
 use crate::signals::CallFacts;
 use crate::{check_range, event_ts_ms, invalid, ConfigError};
 
@@ -284,13 +284,6 @@ pub struct ProfileChange {
 
 /// Length of a persisted slot: windows are whole numbers of them.
 pub const SLOT_MS: i64 = 60_000;
-
-/// Stable 64-bit hash of a cdr_id (FNV-1a): the same in every process.
-fn id_hash(cdr_id: &str) -> u64 {
-    cdr_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
 
 #[derive(Debug, Default)]
 struct Slot {

@@ -87,7 +87,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::stable_id;
+use crate::ids::{id_hash, stable_id};
 use crate::signals::{has_media_stats, CallFacts, CallVerdict, FasSignal};
 use crate::{check_range, event_ts_ms, invalid, ConfigError};
 
@@ -605,13 +605,6 @@ impl RouteRecord {
 pub struct RouteChange {
     pub key: String,
     pub record: Option<RouteRecord>,
-}
-
-/// Stable 64-bit hash of a cdr_id (FNV-1a): the same in every process.
-fn id_hash(cdr_id: &str) -> u64 {
-    cdr_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -262,6 +262,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(cdr_kafka::run_stage(spec, processor, shutdown).await?)
 }
 
+/// Writes one account-state record to `rater.conformance` (a tombstone for
+/// `None`), on the partition of the input it belongs to.
+fn emit_state<R: serde::Serialize>(
+    out: &mut Outbox,
+    partition: i32,
+    key: String,
+    record: Option<&R>,
+) -> Result<(), StageError> {
+    let payload = record
+        .map(serde_json::to_vec)
+        .transpose()
+        .context("encoding account state")
+        .map_err(StageError::Fatal)?;
+    out.emit_to(
+        topics::RATER_CONFORMANCE,
+        partition,
+        key.into_bytes(),
+        payload,
+    );
+    Ok(())
+}
+
 /// Kafka key of a rated CDR: its breakout (destination), the detector's
 /// comparison group, so one detector partition sees every route of a
 /// breakout and so every route's peers.
@@ -347,36 +369,10 @@ impl RaterProcessor {
     /// Writes the monitors' changed state (tombstones for what left it).
     fn checkpoint(&mut self, out: &mut Outbox) -> Result<(), StageError> {
         for c in self.profiles.take_changes() {
-            let payload = match &c.record {
-                Some(r) => Some(
-                    serde_json::to_vec(r)
-                        .context("encoding profile state")
-                        .map_err(StageError::Fatal)?,
-                ),
-                None => None,
-            };
-            out.emit_to(
-                topics::RATER_CONFORMANCE,
-                c.partition,
-                c.key.into_bytes(),
-                payload,
-            );
+            emit_state(out, c.partition, c.key, c.record.as_ref())?;
         }
         for c in self.monitor.take_changes() {
-            let payload = match &c.record {
-                Some(r) => Some(
-                    serde_json::to_vec(r)
-                        .context("encoding conformance state")
-                        .map_err(StageError::Fatal)?,
-                ),
-                None => None,
-            };
-            out.emit_to(
-                topics::RATER_CONFORMANCE,
-                c.partition,
-                c.key.into_bytes(),
-                payload,
-            );
+            emit_state(out, c.partition, c.key, c.record.as_ref())?;
         }
         Ok(())
     }
