@@ -1,8 +1,9 @@
 //! Topics read as tables: a consumer outside any group that reads every
 //! partition of a (compacted) topic from the beginning. Services use it to
-//! rebuild small durable state at start-up (the enricher's LRN decisions, the
-//! rater's account plan changes) and, for state that changes while they run,
-//! to keep following the topic.
+//! rebuild durable state: a whole small topic at start-up (the rater's
+//! account plan changes, the detector's route statuses), followed while they
+//! run, or one partition of a stage's state topic when the stage is assigned
+//! the matching input partition ([`TopicTable::restore_partition`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -92,6 +93,32 @@ impl TopicTable {
             topic: topic.to_string(),
             only: Some(partition),
         })
+    }
+
+    /// The live records of one partition of a compacted state topic,
+    /// decoded as JSON `T`: what a stateful stage reloads when it is
+    /// assigned an input partition (state partition i belongs to input
+    /// partition i). A record that does not decode is logged with its key
+    /// and skipped, never fatal: one bad state record must not stop the
+    /// partition.
+    pub async fn restore_partition<T: serde::de::DeserializeOwned>(
+        cfg: &KafkaConfig,
+        client_id: &str,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<T>> {
+        let table = TopicTable::open_partition(cfg, client_id, topic, partition)?;
+        let mut out = Vec::new();
+        for (k, v) in table.read_latest(timeout).await? {
+            match serde_json::from_slice::<T>(&v) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    tracing::warn!(topic, partition, key = %String::from_utf8_lossy(&k), error = %e, "unreadable state record skipped")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Partitions of `topic` (metadata).

@@ -10,8 +10,10 @@ pub const CDRS_SCORED: &str = "cdrs.scored";
 /// One KPI record per call (key cdr_id); ClickHouse aggregates them.
 pub const KPI_CALLS: &str = "kpi.calls";
 pub const PIPELINE_DLQ: &str = "pipeline.dlq";
-/// Enricher LRN decisions by cdr_id (compacted): a replayed call gets the
-/// fee its first copy got, whatever the cache holds after a restart.
+/// The enricher's dip ledger (compacted, key = 10-digit number, value
+/// `lrn::LedgerRecord`): who paid each cache period's dip and its LRN.
+/// Partition i holds the ledger of `calls.assembled` partition i, so it
+/// must have as many partitions.
 pub const LRN_DECISIONS: &str = "lrn.decisions";
 /// Account rating-category changes (compacted, keyed by change id).
 pub const ACCOUNTS_PLAN_CHANGES: &str = "accounts.plan-changes";

@@ -9,8 +9,10 @@
 //!   caller-id validity, country/type, NPA-NXX table, jurisdiction);
 //! * [`source`] — where LRN answers come from: [`PortedDb`] (embedded,
 //!   reloadable) and [`HttpDip`] (external LNP service);
-//! * [`cache`] — [`LrnCache`]: bounded TTL cache, fee decision, deadline, and
-//!   the replayable [`EnrichmentRecord`].
+//! * [`cache`] — [`LrnCache`]: bounded TTL cache in front of the source
+//!   (coalescing, deadline) and the replayable [`EnrichmentRecord`];
+//! * [`ledger`] — [`DipLedger`]: which call pays the dip fee, in event time,
+//!   as a pure function of the calls (the fee the enricher records).
 //!
 //! Typical use in the enricher:
 //!
@@ -31,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod ledger;
 pub mod source;
 
 pub use ::numbering;
@@ -39,6 +42,7 @@ pub use cache::{
     should_dip, CacheStats, CachedLrn, EnrichmentRecord, LrnCache, LrnCacheConfig, LrnOutcome,
     LrnSourceKind, DEFAULT_DIP_FEE,
 };
+pub use ledger::{DipLedger, LedgerChange, LedgerRecord, Ruling};
 pub use numbering::{
     analyze_call, call_jurisdiction, check_cli, classify, dial_key, normalize, parse_dialed,
     strip_plan_prefix, CallNumbers, CliStatus, DialError, Dialed, Jurisdiction, NpaNxxEntry,

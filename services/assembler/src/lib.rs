@@ -186,29 +186,21 @@ impl AssemblerStage {
     /// Restores the checkpointed open calls of `partition` before any of
     /// its records is folded in.
     async fn restore(&mut self, partition: i32) -> Result<(), StageError> {
-        let table = cdr_kafka::table::TopicTable::open_partition(
+        let calls = cdr_kafka::table::TopicTable::restore_partition::<OpenCall>(
             &self.kafka,
             SERVICE,
             topics::ASSEMBLER_OPEN_CALLS,
             partition,
+            Duration::from_secs(120),
         )
+        .await
         .map_err(StageError::Fatal)?;
-        let calls = table
-            .read_latest(Duration::from_secs(120))
-            .await
-            .map_err(StageError::Fatal)?;
         let mut n = 0;
-        for (k, v) in calls {
-            match serde_json::from_slice::<OpenCall>(&v) {
-                Ok(oc) if oc.partition == partition => {
-                    self.asm.restore(oc);
-                    n += 1;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable open-call checkpoint skipped")
-                }
-            }
+        // Checkpoints are written to the partition of their input partition;
+        // one that says otherwise belongs elsewhere.
+        for oc in calls.into_iter().filter(|oc| oc.partition == partition) {
+            self.asm.restore(oc);
+            n += 1;
         }
         tracing::info!(partition, calls = n, "open calls restored from checkpoints");
         self.metrics.restored_calls.inc_by(n);

@@ -138,28 +138,21 @@ impl DetectorProcessor {
     /// Rebuilds the route windows of `partition` from `detector.routes`
     /// before any of its calls is scored.
     async fn restore(&mut self, partition: i32) -> Result<(), StageError> {
-        let table = cdr_kafka::table::TopicTable::open_partition(
+        let records = cdr_kafka::table::TopicTable::restore_partition::<RouteRecord>(
             &self.kafka,
             SERVICE,
             topics::DETECTOR_ROUTES,
             partition,
+            Duration::from_secs(120),
         )
+        .await
         .map_err(StageError::Fatal)?;
-        let records = table
-            .read_latest(Duration::from_secs(120))
-            .await
-            .map_err(StageError::Fatal)?;
         let monitor = RouteMonitor::new(self.route)
             .map_err(|e| StageError::Fatal(anyhow::anyhow!("route config: {e}")))?;
         let mut d = Detector::new(self.fas, monitor);
         let n = records.len();
-        for (k, v) in records {
-            match serde_json::from_slice::<RouteRecord>(&v) {
-                Ok(r) => d.restore_record(r),
-                Err(e) => {
-                    tracing::warn!(partition, key = %String::from_utf8_lossy(&k), error = %e, "unreadable route state skipped")
-                }
-            }
+        for r in records {
+            d.restore_record(r);
         }
         // Restores made while this state was not loaded anywhere.
         for ((trunk, breakout), e) in &self.statuses {

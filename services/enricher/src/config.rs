@@ -10,7 +10,6 @@
 //! cache_ttl_secs = 21600
 //! dip_fee = "0.0003"
 //! unavailable_deadline_ms = 2000
-//! replay_memo_entries = 200000
 //!
 //! # [lrn.http]
 //! # url_template = "http://lnp.internal:8080/lrn/{tn}"
@@ -56,19 +55,17 @@ pub struct LrnConfig {
     /// Maximum cached LRN answers.
     #[serde(default = "default_cache_entries")]
     pub cache_max_entries: u64,
-    /// Time to live of a cached answer (a port takes effect after at most this long).
+    /// Cache lifetime: the length of a number's dip period in event time (the
+    /// first call of each period pays the dip fee; a port takes effect after
+    /// at most this long), and the in-memory cache's TTL.
     #[serde(default = "default_ttl")]
     pub cache_ttl_secs: u64,
-    /// Fee charged per dip performed (USD, decimal string).
+    /// Fee charged to the call that pays a period's dip (USD, decimal string).
     #[serde(default = "default_fee")]
     pub dip_fee: Decimal,
     /// Give up on a failing source after this long: `lrn_source = unavailable`, fee 0.
     #[serde(default = "default_deadline")]
     pub unavailable_deadline_ms: u64,
-    /// Per-`cdr_id` memory of LRN decisions (kept for `cache_ttl_secs`), so a
-    /// re-delivered call gets the same decision and fee. 0 disables it.
-    #[serde(default = "default_memo")]
-    pub replay_memo_entries: u64,
 }
 
 /// `[lrn.http]`: the external LNP dip service.
@@ -103,9 +100,6 @@ fn default_fee() -> Decimal {
 fn default_deadline() -> u64 {
     2000
 }
-fn default_memo() -> u64 {
-    200_000
-}
 fn default_http_timeout() -> u64 {
     500
 }
@@ -127,7 +121,6 @@ impl LrnConfig {
             cache_ttl_secs: default_ttl(),
             dip_fee: default_fee(),
             unavailable_deadline_ms: default_deadline(),
-            replay_memo_entries: default_memo(),
         }
     }
 

@@ -23,46 +23,46 @@
 //! # Unanswered calls are dipped
 //! A carrier dips at call setup, before it knows whether the call will be
 //! answered, so **every NANP attempt** (answered, busy, no answer, failed,
-//! cancelled) is resolved here and carries its LRN decision. Following the
-//! `lrn` crate, the fee is charged **per dip performed**: the attempt that
-//! missed the cache carries `lrn_fee = 0.0003`, whatever its disposition; a
-//! later attempt to the same number within the TTL is a cache hit with fee 0.
-//! (Whether the rater bills that fee on a zero-duration attempt is the rater's
-//! decision; the enricher records that the dip happened.)
+//! cancelled) is resolved here and carries its LRN decision: the attempt
+//! that pays the dip carries `lrn_fee = 0.0003` whatever its disposition.
+//! (Whether the rater bills that fee on a zero-duration attempt is the
+//! rater's decision; the enricher records that the dip happened.)
 //!
-//! # Replay and the fee
-//! The input is an *assembled* call, which carries no earlier LRN decision, so
-//! a re-delivered call (crash before commit, rebalance, assembler re-emission
-//! after its restart) is enriched again. To keep the decision stable the
-//! enricher remembers the [`lrn::EnrichmentRecord`] of every dipped call by
-//! `cdr_id` for the cache TTL (`lrn.replay_memo_entries`, bounded) and passes
-//! it back to `LrnCache::enrich` as the prior record: a re-delivery within the
-//! TTL *in the same process* gets exactly the same `lrn`, `lrn_source` and
-//! `lrn_fee` (counted in `cdr_enricher_lrn_replayed_total`, no new fee).
-//! Copies of one `cdr_id` inside a batch are resolved one after the other, so
-//! they also agree.
+//! # Who pays the dip: the ledger, not the process's cache
+//! "Not in our cache" is decided by [`lrn::DipLedger`] in event time: the
+//! cache lifetime (`lrn.cache_ttl_secs`) cuts each number's timeline into
+//! periods, the first call of a (number, period) on the partition pays the
+//! dip and fixes the period's LRN, every other call of the period is a cache
+//! hit with fee 0 and the same LRN. The in-memory [`lrn::LrnCache`] only
+//! saves lookups; it never decides a fee. So the fee and the LRN of a call
+//! are a function of the calls of its number, not of when this process
+//! started, which instance owns the partition, or how often a call was
+//! re-delivered: a copy of the holder pays again under the same `cdr_id`
+//! (one row downstream), a copy of any other call is a cache hit again.
 //!
-//! The memo is also durable: every fresh decision is produced to the
-//! compacted topic `lrn.decisions` (key `cdr_id`, value the JSON
-//! [`lrn::EnrichmentRecord`] with its decision time) and acknowledged
-//! *before* the enriched call is produced and the input offset committed.
-//! At start-up the enricher reads that topic back into the memo (decisions
-//! younger than the cache TTL), so a call re-delivered after a crash, a
-//! restart or a rebalance to another instance carries exactly the fee its
-//! first copy carried, whatever the new instance's cache holds.
+//! The ledger is per input partition (`calls.assembled` is keyed by dialed
+//! number, so a number lives on one partition) and durable: after every
+//! batch the changed numbers are written to the compacted topic
+//! `lrn.decisions` (key: the 10-digit number; partition i holds the ledger
+//! of input partition i; a meta record holds the partition's event-time
+//! watermark) and acknowledged *before* the enriched calls are produced and
+//! the offsets committed. When a partition is assigned (start-up, rebalance)
+//! its ledger is read back before any of its calls is enriched; when it is
+//! revoked the ledger is dropped. Numbers not called for two TTLs of event
+//! time are tombstoned, so the topic is bounded by the numbers in use.
 //!
 //! # Output key
 //! `calls.enriched` is keyed by `account_id`: the rater keeps per-account
 //! state (the conformance window that downgrades wholesale accounts), which
 //! is only exact when one instance sees all of an account's calls. The LRN
 //! affinity lives one hop earlier: the assembler keys `calls.assembled` by
-//! dialed number, so one number's lookups stay on one enricher's cache.
+//! dialed number, so one number's lookups stay on one enricher's ledger.
 
 pub mod config;
 pub mod core;
 pub mod metrics;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,8 +75,9 @@ use cdr_model::call::{AssembledCall, EnrichedCall};
 use cdr_model::topics;
 use futures::StreamExt;
 use lrn::{
-    AnySource, EnrichmentRecord, HttpDip, HttpDipConfig, LrnCache, LrnCacheConfig, LrnSourceKind,
-    NpaNxxTable, PortedDb,
+    should_dip, AnySource, DipLedger, EnrichmentRecord, HttpDip, HttpDipConfig, LedgerChange,
+    LedgerRecord, LrnCache, LrnCacheConfig, LrnOutcome, LrnSourceKind, NpaNxxTable, PortedDb,
+    Ruling,
 };
 use rdkafka::message::{Message, OwnedMessage};
 
@@ -93,15 +94,19 @@ pub struct Enriched {
     pub call: EnrichedCall,
     /// The LRN decision recorded on the call.
     pub record: EnrichmentRecord,
-    /// `true` when the decision came from the per-`cdr_id` memo (re-delivery).
+    /// `true` when the ledger already held this call's own decision (a
+    /// re-delivered copy of the holder or of a failed lookup).
     pub replayed: bool,
 }
 
-/// The enrichment engine: LRN cache, NPA-NXX table and replay memo.
+/// The enrichment engine: LRN cache, NPA-NXX table and one dip ledger per
+/// input partition.
 pub struct Enricher {
     cache: LrnCache<AnySource>,
     table: Arc<NpaNxxTable>,
-    memo: Option<moka::sync::Cache<String, EnrichmentRecord>>,
+    ttl_ms: i64,
+    dip_fee: rust_decimal::Decimal,
+    ledgers: HashMap<i32, DipLedger>,
 }
 
 impl std::fmt::Debug for Enricher {
@@ -109,34 +114,26 @@ impl std::fmt::Debug for Enricher {
         f.debug_struct("Enricher")
             .field("cache", &self.cache)
             .field("npanxx_rows", &self.table.len())
+            .field("partitions", &self.ledgers.len())
             .finish_non_exhaustive()
     }
 }
 
+/// A call the ledger could not decide before the lookups.
+struct Pending {
+    index: usize,
+    partition: i32,
+    tn10: String,
+}
+
 impl Enricher {
-    pub fn new(
-        source: AnySource,
-        cache_cfg: LrnCacheConfig,
-        table: NpaNxxTable,
-        memo_entries: u64,
-    ) -> Self {
-        let memo = (memo_entries > 0).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(memo_entries)
-                .time_to_live(cache_cfg.ttl)
-                .build()
-        });
+    pub fn new(source: AnySource, cache_cfg: LrnCacheConfig, table: NpaNxxTable) -> Self {
         Enricher {
+            ttl_ms: cache_cfg.ttl.as_millis().min(i64::MAX as u128) as i64,
+            dip_fee: cache_cfg.dip_fee,
             cache: LrnCache::new(source, cache_cfg),
             table: Arc::new(table),
-            memo,
-        }
-    }
-
-    /// Puts a persisted decision back into the replay memo (start-up).
-    pub fn remember(&self, cdr_id: &str, rec: EnrichmentRecord) {
-        if let Some(m) = &self.memo {
-            m.insert(cdr_id.to_string(), rec);
+            ledgers: HashMap::new(),
         }
     }
 
@@ -182,12 +179,7 @@ impl Enricher {
             deadline: Duration::from_millis(cfg.unavailable_deadline_ms),
             ..LrnCacheConfig::default()
         };
-        Ok(Enricher::new(
-            source,
-            cache_cfg,
-            table,
-            cfg.replay_memo_entries,
-        ))
+        Ok(Enricher::new(source, cache_cfg, table))
     }
 
     /// The LRN cache (stats, flush, source reload).
@@ -195,102 +187,123 @@ impl Enricher {
         &self.cache
     }
 
-    /// Enrich one call: pure analysis, then the LRN decision (memo → cache → dip).
-    pub async fn enrich(&self, call: AssembledCall) -> Enriched {
-        let numbers = core::analyze(&call);
-        let (record, replayed) =
-            match core::dialed_e164(&numbers).filter(|_| core::needs_dip(&call, &numbers)) {
-                None => (EnrichmentRecord::not_eligible(), false),
-                Some(dialed) => {
-                    let prior = self.memo.as_ref().and_then(|m| m.get(&call.cdr_id));
-                    let replayed = prior.is_some();
-                    let rec = self.cache.enrich(dialed, prior).await;
-                    if let (Some(m), false) = (&self.memo, replayed) {
-                        m.insert(call.cdr_id.clone(), rec.clone());
-                    }
-                    (rec, replayed)
-                }
-            };
-        let (_, call) = core::build(call, &numbers, &record, &self.table);
-        let key = call.call.account_id.clone();
-        Enriched {
-            key,
-            call,
-            record,
-            replayed,
-        }
+    /// `true` once `partition`'s ledger is loaded.
+    pub fn has_partition(&self, partition: i32) -> bool {
+        self.ledgers.contains_key(&partition)
     }
 
-    /// Enrich a batch, up to `concurrency` calls in flight, results in input
-    /// order. Repeated `cdr_id`s are resolved after their first copy so all
-    /// copies carry the same decision.
+    /// Loads `partition`'s ledger from its persisted records.
+    pub fn restore_partition(&mut self, partition: i32, records: Vec<LedgerRecord>) {
+        let mut l = DipLedger::new(self.ttl_ms, self.dip_fee);
+        for r in records {
+            l.restore(r);
+        }
+        self.ledgers.insert(partition, l);
+    }
+
+    /// Forgets a revoked partition's ledger.
+    pub fn drop_partition(&mut self, partition: i32) {
+        self.ledgers.remove(&partition);
+    }
+
+    /// The ledger records changed since the last call, per partition.
+    pub fn take_changes(&mut self) -> Vec<(i32, LedgerChange)> {
+        let mut out = Vec::new();
+        for (p, l) in &mut self.ledgers {
+            out.extend(l.take_changes().into_iter().map(|c| (*p, c)));
+        }
+        out
+    }
+
+    fn ledger(&mut self, partition: i32) -> &mut DipLedger {
+        let (ttl, fee) = (self.ttl_ms, self.dip_fee);
+        self.ledgers
+            .entry(partition)
+            .or_insert_with(|| DipLedger::new(ttl, fee))
+    }
+
+    /// Enrich one call of partition 0 (tests, tools).
+    pub async fn enrich(&mut self, call: AssembledCall) -> Enriched {
+        self.enrich_batch(vec![(0, call)], 1)
+            .await
+            .pop()
+            .expect("one call in, one out")
+    }
+
+    /// Enrich a batch of (input partition, call), results in input order:
+    /// the ledger decides what it can, the remaining numbers are looked up
+    /// once each (up to `concurrency` in flight), then the ledger records
+    /// the lookups in input order.
     pub async fn enrich_batch(
-        &self,
-        calls: Vec<AssembledCall>,
+        &mut self,
+        calls: Vec<(i32, AssembledCall)>,
         concurrency: usize,
     ) -> Vec<Enriched> {
-        let mut seen = HashSet::with_capacity(calls.len());
-        let (mut first, mut later) = (Vec::new(), Vec::new());
-        for (i, c) in calls.into_iter().enumerate() {
-            if seen.insert(c.cdr_id.clone()) {
-                first.push((i, c));
-            } else {
-                later.push((i, c));
+        let mut decided: Vec<Option<(EnrichmentRecord, bool)>> = Vec::with_capacity(calls.len());
+        let mut analysed = Vec::with_capacity(calls.len());
+        let mut pending = Vec::new();
+        for (i, (p, call)) in calls.into_iter().enumerate() {
+            let numbers = core::analyze(&call);
+            let tn10 = core::dialed_e164(&numbers)
+                .filter(|_| core::needs_dip(&call, &numbers))
+                .and_then(should_dip)
+                .map(str::to_string);
+            match tn10 {
+                None => decided.push(Some((EnrichmentRecord::not_eligible(), false))),
+                Some(tn10) => match self.ledger(p).rule(&tn10, &call.cdr_id, call.setup_ts_ms) {
+                    Ruling::Known(r) => decided.push(Some((r, true))),
+                    Ruling::Lookup => {
+                        decided.push(None);
+                        pending.push(Pending {
+                            index: i,
+                            partition: p,
+                            tn10,
+                        });
+                    }
+                },
             }
+            analysed.push((call, numbers));
         }
-        let n = first.len() + later.len();
-        let mut out: Vec<Option<Enriched>> = vec![None; n];
-        for wave in [first, later] {
-            let done: Vec<(usize, Enriched)> = futures::stream::iter(wave)
-                .map(|(i, c)| async move { (i, self.enrich(c).await) })
-                .buffered(concurrency.max(1))
-                .collect()
-                .await;
-            for (i, e) in done {
-                out[i] = Some(e);
-            }
+        let mut numbers: Vec<String> = pending.iter().map(|x| x.tn10.clone()).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let cache = &self.cache;
+        let outcomes: HashMap<String, LrnOutcome> = futures::stream::iter(numbers)
+            .map(|tn| async move {
+                let o = cache.resolve(&tn).await;
+                (tn, o)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for x in pending {
+            let call = &analysed[x.index].0;
+            let (cdr_id, setup) = (call.cdr_id.clone(), call.setup_ts_ms);
+            let rec = self
+                .ledger(x.partition)
+                .record(&x.tn10, &cdr_id, setup, &outcomes[&x.tn10]);
+            decided[x.index] = Some((rec, false));
         }
-        out.into_iter()
-            .map(|e| e.expect("every call enriched"))
+        analysed
+            .into_iter()
+            .zip(decided)
+            .map(|((call, numbers), d)| {
+                let (record, replayed) = d.expect("every call decided");
+                let replayed = replayed
+                    && matches!(
+                        record.source,
+                        Some(LrnSourceKind::Dip | LrnSourceKind::Unavailable)
+                    );
+                let (_, call) = core::build(call, &numbers, &record, &self.table);
+                Enriched {
+                    key: call.call.account_id.clone(),
+                    call,
+                    record,
+                    replayed,
+                }
+            })
             .collect()
     }
-}
-
-/// A persisted LRN decision (value of `lrn.decisions`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Decision {
-    pub record: EnrichmentRecord,
-    pub decided_at_ms: i64,
-}
-
-/// Reads `lrn.decisions` into the replay memo; returns how many were kept.
-/// Decisions older than the cache TTL are skipped: a copy re-delivered that
-/// late would have found an expired cache entry anyway.
-async fn restore_decisions(
-    kafka: &cdr_kafka::KafkaConfig,
-    lrn_cfg: &LrnConfig,
-    enricher: &Enricher,
-) -> anyhow::Result<usize> {
-    let table = cdr_kafka::table::TopicTable::open(kafka, SERVICE, topics::LRN_DECISIONS)?;
-    let msgs = table.read_to_end(Duration::from_secs(120)).await?;
-    let oldest = cdr_kafka::now_ms() - (lrn_cfg.cache_ttl_secs as i64) * 1000;
-    let mut kept = 0;
-    for m in msgs {
-        let (Some(k), Some(v)) = (m.key(), m.payload()) else {
-            continue;
-        };
-        match serde_json::from_slice::<Decision>(v) {
-            Ok(d) if d.decided_at_ms >= oldest => {
-                enricher.remember(&String::from_utf8_lossy(k), d.record);
-                kept += 1;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(offset = m.offset(), error = %e, "unreadable LRN decision skipped")
-            }
-        }
-    }
-    Ok(kept)
 }
 
 fn observe(m: &EnricherMetrics, e: &Enriched) {
@@ -320,18 +333,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let enricher = Enricher::from_config(lrn_cfg)?;
     let metrics = StageMetrics::new(SERVICE);
     let em = EnricherMetrics::new(&metrics.registry);
-    let restored = restore_decisions(&settings.kafka, lrn_cfg, &enricher).await?;
-    tracing::info!(
-        restored,
-        "LRN decisions restored from {}",
-        topics::LRN_DECISIONS
-    );
     let stage = EnricherStage {
         enricher,
         metrics: em,
         input: Codec::new(),
         output: Codec::new(),
         concurrency: config.lookup_concurrency,
+        kafka: settings.kafka.clone(),
     };
     let spec = cdr_kafka::StageSpec {
         service: SERVICE,
@@ -344,15 +352,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(cdr_kafka::run_stage(spec, stage, shutdown).await?)
 }
 
-/// The enricher in the stage loop: decode → enrich the batch (LRN lookups
-/// overlap) → persist fresh LRN decisions and wait for their acks → the
-/// enriched calls. A call is never produced before its fee is durable.
+/// The enricher in the stage loop: load the ledgers of newly assigned
+/// partitions → decode → enrich the batch (lookups overlap) → write the
+/// changed ledger records and wait for their acks → the enriched calls. A
+/// call is never produced before the decision behind its fee is durable.
 struct EnricherStage {
     enricher: Enricher,
     metrics: EnricherMetrics,
     input: Codec<AssembledCall>,
     output: Codec<EnrichedCall>,
     concurrency: usize,
+    kafka: cdr_kafka::KafkaConfig,
+}
+
+impl EnricherStage {
+    async fn restore(&mut self, partition: i32) -> Result<(), StageError> {
+        let records = cdr_kafka::table::TopicTable::restore_partition::<LedgerRecord>(
+            &self.kafka,
+            SERVICE,
+            topics::LRN_DECISIONS,
+            partition,
+            Duration::from_secs(120),
+        )
+        .await
+        .map_err(StageError::Fatal)?;
+        tracing::info!(
+            partition,
+            records = records.len(),
+            "LRN dip ledger restored"
+        );
+        self.metrics.ledger_restored.inc_by(records.len() as u64);
+        self.enricher.restore_partition(partition, records);
+        Ok(())
+    }
 }
 
 impl cdr_kafka::Stage for EnricherStage {
@@ -361,38 +393,37 @@ impl cdr_kafka::Stage for EnricherStage {
         batch: &[OwnedMessage],
         out: &mut Outbox,
     ) -> Result<(), StageError> {
+        let mut parts: Vec<i32> = batch.iter().map(|m| m.partition()).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        for p in parts {
+            if !self.enricher.has_partition(p) {
+                self.restore(p).await?;
+            }
+        }
         let mut calls = Vec::with_capacity(batch.len());
         let mut idx = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
             match self.input.decode(m.payload().unwrap_or_default()) {
                 Ok(c) => {
-                    calls.push(c);
+                    calls.push((m.partition(), c));
                     idx.push(i);
                 }
                 Err(e) => out.reject(m, &Reject::BadAvro(e.to_string())),
             }
         }
         let enriched = self.enricher.enrich_batch(calls, self.concurrency).await;
-        // Decisions first: once the enriched copy exists downstream, its fee
-        // must be recoverable on any replay.
-        let now = cdr_kafka::now_ms();
-        for (e, i) in enriched.iter().zip(&idx) {
-            if e.replayed || e.record.source.is_none() {
-                continue;
-            }
-            let d = Decision {
-                record: e.record.clone(),
-                decided_at_ms: now,
+        // The ledger first: once the enriched copy exists downstream, the
+        // decision behind its fee must survive any restart.
+        for (p, c) in self.enricher.take_changes() {
+            let payload = match &c.record {
+                Some(r) => Some(serde_json::to_vec(r).map_err(|err| {
+                    StageError::Fatal(anyhow::anyhow!("encoding LRN ledger record: {err}"))
+                })?),
+                None => None,
             };
-            let v = serde_json::to_vec(&d).map_err(|err| {
-                StageError::Fatal(anyhow::anyhow!("encoding LRN decision: {err}"))
-            })?;
-            out.emit(
-                topics::LRN_DECISIONS,
-                e.call.call.cdr_id.as_bytes(),
-                v,
-                Some(&batch[*i]),
-            );
+            self.metrics.ledger_records.inc();
+            out.emit_to(topics::LRN_DECISIONS, p, c.key.into_bytes(), payload);
         }
         out.flush().await?;
         for (e, i) in enriched.into_iter().zip(idx) {
@@ -408,6 +439,15 @@ impl cdr_kafka::Stage for EnricherStage {
             }
         }
         Ok(())
+    }
+
+    fn revoke(&mut self, partitions: &[cdr_kafka::runtime::Tp]) {
+        for (_, p) in partitions
+            .iter()
+            .filter(|(t, _)| t == topics::CALLS_ASSEMBLED)
+        {
+            self.enricher.drop_partition(*p);
+        }
     }
 
     fn drain(&mut self, _wall_ms: i64, _out: &mut Outbox) -> Result<(), StageError> {

@@ -5,16 +5,20 @@ use prometheus::{Counter, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct EnricherMetrics {
-    /// Dips performed (each charged the dip fee).
+    /// Calls that paid the dip fee (first call of a number's cache period).
     pub lrn_dips: IntCounter,
-    /// LRN answers served from the cache (fee 0), including coalesced waiters.
+    /// Calls that were cache hits in the ledger (fee 0).
     pub lrn_cache_hits: IntCounter,
     /// Lookups that ended `unavailable` (no LRN, fee 0, call flagged).
     pub lrn_unavailable: IntCounter,
     /// Calls not eligible for a dip (non-NANP, toll-free, unusable number).
     pub lrn_not_applicable: IntCounter,
-    /// Re-delivered calls answered from the per-cdr_id decision memo (no new fee).
+    /// Re-delivered calls that found their own decision in the ledger.
     pub lrn_replayed: IntCounter,
+    /// Dip-ledger records written to `lrn.decisions` (incl. tombstones).
+    pub ledger_records: IntCounter,
+    /// Dip-ledger records read back when partitions were assigned.
+    pub ledger_restored: IntCounter,
     /// Sum of dip fees charged (USD).
     pub lrn_fees: Counter,
     /// Calls by callee number type.
@@ -44,10 +48,13 @@ impl EnricherMetrics {
         .unwrap();
         registry.register(Box::new(calls_by_type.clone())).unwrap();
         EnricherMetrics {
-            lrn_dips: c("lrn_dips_total", "LRN dips performed (each charged)"),
+            lrn_dips: c(
+                "lrn_dips_total",
+                "Calls charged the LRN dip fee (first call of a number's cache period)",
+            ),
             lrn_cache_hits: c(
                 "lrn_cache_hits_total",
-                "LRN answers served from the cache (fee 0)",
+                "Calls that were LRN cache hits (fee 0)",
             ),
             lrn_unavailable: c(
                 "lrn_unavailable_total",
@@ -59,7 +66,15 @@ impl EnricherMetrics {
             ),
             lrn_replayed: c(
                 "lrn_replayed_total",
-                "Re-delivered calls given their earlier LRN decision (no new fee)",
+                "Re-delivered calls that found their own LRN decision in the ledger",
+            ),
+            ledger_records: c(
+                "lrn_ledger_records_total",
+                "Dip-ledger records written to lrn.decisions (incl. tombstones)",
+            ),
+            ledger_restored: c(
+                "lrn_ledger_restored_total",
+                "Dip-ledger records read back on partition assignment",
             ),
             lrn_fees,
             calls_by_type,

@@ -62,7 +62,7 @@ fn file_enricher() -> Enricher {
 
 #[tokio::test]
 async fn three_calls_to_a_ported_number_one_dip_two_cache_hits() {
-    let e = file_enricher();
+    let mut e = file_enricher();
     let mut out = Vec::new();
     // An unanswered attempt is dipped too: carriers dip at call setup.
     for (i, (dialed, disp)) in [
@@ -117,14 +117,17 @@ async fn three_calls_to_a_ported_number_one_dip_two_cache_hits() {
 
 #[tokio::test]
 async fn concurrent_misses_in_one_batch_are_one_dip() {
-    let e = file_enricher();
+    let mut e = file_enricher();
     let calls = (0..3)
         .map(|i| {
-            call(
-                &format!("b-{i}"),
-                Some("+12125550100"),
-                "13105550123",
-                "answered",
+            (
+                0,
+                call(
+                    &format!("b-{i}"),
+                    Some("+12125550100"),
+                    "13105550123",
+                    "answered",
+                ),
             )
         })
         .collect();
@@ -152,7 +155,7 @@ async fn concurrent_misses_in_one_batch_are_one_dip() {
 
 #[tokio::test]
 async fn redelivered_call_keeps_its_decision_and_fee() {
-    let e = file_enricher();
+    let mut e = file_enricher();
     let first = e
         .enrich(call("same", None, "12125550199", "answered"))
         .await;
@@ -172,8 +175,8 @@ async fn redelivered_call_keeps_its_decision_and_fee() {
     let out = e
         .enrich_batch(
             vec![
-                call("dup", None, "12125550002", "answered"),
-                call("dup", None, "12125550002", "answered"),
+                (0, call("dup", None, "12125550002", "answered")),
+                (0, call("dup", None, "12125550002", "answered")),
             ],
             8,
         )
@@ -183,9 +186,139 @@ async fn redelivered_call_keeps_its_decision_and_fee() {
     assert_eq!(e.cache().stats().dips, 2);
 }
 
+fn at(mut c: AssembledCall, setup_ts_ms: i64) -> AssembledCall {
+    c.setup_ts_ms = setup_ts_ms;
+    c
+}
+
+/// Persists `e`'s ledger changes into `store` (what `lrn.decisions` holds).
+fn persist(e: &mut Enricher, store: &mut HashMap<(i32, String), lrn::LedgerRecord>) {
+    for (p, c) in e.take_changes() {
+        match c.record {
+            Some(r) => store.insert((p, c.key), r),
+            None => store.remove(&(p, c.key)),
+        };
+    }
+}
+
+fn restored(store: &HashMap<(i32, String), lrn::LedgerRecord>, partition: i32) -> Enricher {
+    let mut e = file_enricher();
+    let recs = store
+        .iter()
+        .filter(|((p, _), _)| *p == partition)
+        .map(|(_, r)| r.clone())
+        .collect();
+    e.restore_partition(partition, recs);
+    e
+}
+
+fn fees(out: &[enricher::Enriched]) -> Vec<(String, String, Option<String>)> {
+    out.iter()
+        .map(|x| {
+            let en = &x.call.enrichment;
+            (en.lrn_source.clone(), en.lrn_fee.clone(), en.lrn.clone())
+        })
+        .collect()
+}
+
+/// The fee is the ledger's, not the process's cache's: a restarted
+/// enricher (cold cache, ledger restored) gives every copy, in any order,
+/// the decision the first run gave; a new call in the same period is a
+/// cache hit although this process never looked the number up.
+#[tokio::test]
+async fn a_restarted_enricher_keeps_every_fee_whatever_its_cache() {
+    let t0 = 1_700_000_000_000;
+    let batch = |ids: &[(&str, i64)]| -> Vec<(i32, AssembledCall)> {
+        ids.iter()
+            .map(|(id, dt)| {
+                (
+                    2,
+                    at(
+                        call(id, Some("+12125550100"), "12125550199", "answered"),
+                        t0 + dt,
+                    ),
+                )
+            })
+            .collect()
+    };
+    let mut first = file_enricher();
+    let mut store = HashMap::new();
+    let a = first
+        .enrich_batch(batch(&[("r1", 0), ("r2", 60_000), ("r3", 120_000)]), 8)
+        .await;
+    persist(&mut first, &mut store);
+    assert_eq!(
+        fees(&a).iter().map(|f| f.1.as_str()).collect::<Vec<_>>(),
+        ["0.0003", "0", "0"]
+    );
+    let mut again = restored(&store, 2);
+    assert_eq!(again.cache().stats().entries, 0, "cold cache");
+    let b = again
+        .enrich_batch(
+            batch(&[("r3", 120_000), ("r1", 0), ("r2", 60_000), ("r4", 180_000)]),
+            8,
+        )
+        .await;
+    let want = fees(&a);
+    assert_eq!(
+        fees(&b)[..3],
+        [want[2].clone(), want[0].clone(), want[1].clone()]
+    );
+    assert_eq!(
+        fees(&b)[3],
+        ("cache".into(), "0".into(), Some("2125569999".into()))
+    );
+    assert!(
+        !b[0].replayed && b[1].replayed,
+        "only the holder's copy is its own decision"
+    );
+    assert_eq!(
+        again.cache().stats().dips,
+        0,
+        "nothing looked up: the ledger knew"
+    );
+    // Another partition's ledger is its own: the same number there pays.
+    let c = again
+        .enrich_batch(
+            vec![(3, at(call("r5", None, "12125550199", "answered"), t0))],
+            8,
+        )
+        .await;
+    assert_eq!(c[0].call.enrichment.lrn_fee, "0.0003");
+}
+
+/// A warm in-memory cache does not make a new period free: the first call
+/// of each cache period pays the dip.
+#[tokio::test]
+async fn each_cache_period_pays_one_dip_even_with_a_warm_cache() {
+    let mut e = file_enricher();
+    let ttl = 21_600_000;
+    let t0 = 1_700_000_000_000;
+    let mut paid = 0;
+    for i in 0..12 {
+        let x = e
+            .enrich_batch(
+                vec![(
+                    0,
+                    at(
+                        call(&format!("p{i}"), None, "13105550123", "answered"),
+                        t0 + i * ttl / 4,
+                    ),
+                )],
+                4,
+            )
+            .await;
+        if x[0].call.enrichment.lrn_fee == "0.0003" {
+            paid += 1;
+        }
+    }
+    // 12 calls over 3 TTLs: the periods they touch, each paying once.
+    assert!((3..=4).contains(&paid), "{paid} dips over 3 TTLs");
+}
+
 #[tokio::test]
 async fn non_nanp_and_toll_free_are_not_dipped() {
-    let e = file_enricher();
+    let mut e = file_enricher();
     for (dialed, ty, country) in [
         ("*31442079460123", "fixed", Some("GB")),
         ("4915112345678", "mobile", Some("DE")),
@@ -274,7 +407,7 @@ fn http_enricher(url: &str) -> Enricher {
     Enricher::from_config(&cfg).expect("http config")
 }
 
-async fn assert_unavailable(e: &Enricher) {
+async fn assert_unavailable(e: &mut Enricher) {
     let t = Instant::now();
     let x = e
         .enrich(call(
@@ -309,32 +442,32 @@ async fn http_source_down_is_unavailable_fee_zero_flagged() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let e = http_enricher(&format!("http://127.0.0.1:{port}/lrn/{{tn}}"));
-    assert_unavailable(&e).await;
+    let mut e = http_enricher(&format!("http://127.0.0.1:{port}/lrn/{{tn}}"));
+    assert_unavailable(&mut e).await;
     assert_eq!(e.cache().stats().unavailable, 1);
 }
 
 #[tokio::test]
 async fn http_source_slow_is_unavailable_within_deadline() {
     let (url, hits) = server(Mode::Slow).await;
-    let e = http_enricher(&url);
-    assert_unavailable(&e).await;
+    let mut e = http_enricher(&url);
+    assert_unavailable(&mut e).await;
     assert!(hits.load(Ordering::SeqCst) >= 1);
 }
 
 #[tokio::test]
 async fn http_source_garbage_is_unavailable_without_retry_storm() {
     let (url, hits) = server(Mode::Garbage).await;
-    let e = http_enricher(&url);
-    assert_unavailable(&e).await;
+    let mut e = http_enricher(&url);
+    assert_unavailable(&mut e).await;
     assert_eq!(hits.load(Ordering::SeqCst), 1, "garbage is not retried");
 }
 
 #[tokio::test]
 async fn http_source_5xx_is_unavailable_and_not_cached() {
     let (url, _hits) = server(Mode::Error500).await;
-    let e = http_enricher(&url);
-    assert_unavailable(&e).await;
+    let mut e = http_enricher(&url);
+    assert_unavailable(&mut e).await;
     // Failures are never cached: the next call tries again (and fails again).
     let x = e.enrich(call("u2", None, "13105550123", "busy")).await;
     assert_eq!(x.call.enrichment.lrn_source, "unavailable");
@@ -344,7 +477,7 @@ async fn http_source_5xx_is_unavailable_and_not_cached() {
 #[tokio::test]
 async fn http_source_good_dips_once_then_hits() {
     let (url, hits) = server(Mode::Good).await;
-    let e = http_enricher(&url);
+    let mut e = http_enricher(&url);
     let a = e
         .enrich(call("g1", Some("+12125550100"), "13105550123", "answered"))
         .await;
@@ -418,7 +551,7 @@ fn missing_files_fail_start_up_with_the_path() {
 #[ignore]
 async fn throughput_engine_only() {
     lrn::numbering::warm_up();
-    let e = file_enricher();
+    let mut e = file_enricher();
     let dests = [
         "442079460123",
         "*31447700900123",
@@ -451,7 +584,10 @@ async fn throughput_engine_only() {
     let t = Instant::now();
     let mut done = 0;
     for chunk in calls.chunks(2000) {
-        done += e.enrich_batch(chunk.to_vec(), 256).await.len();
+        done += e
+            .enrich_batch(chunk.iter().map(|c| (0, c.clone())).collect(), 256)
+            .await
+            .len();
     }
     let secs = t.elapsed().as_secs_f64();
     println!(

@@ -340,25 +340,20 @@ impl RaterProcessor {
     /// Restores the conformance windows of the accounts on `partition`
     /// before any of its calls is observed.
     async fn restore(&mut self, partition: i32) -> Result<(), StageError> {
-        let table = cdr_kafka::table::TopicTable::open_partition(
+        let records = cdr_kafka::table::TopicTable::restore_partition::<AccountState>(
             &self.kafka,
             SERVICE,
             topics::RATER_CONFORMANCE,
             partition,
+            Duration::from_secs(120),
         )
+        .await
         .map_err(StageError::Fatal)?;
-        let records = table
-            .read_latest(Duration::from_secs(120))
-            .await
-            .map_err(StageError::Fatal)?;
         let n = records.len();
-        for (k, v) in records {
-            match serde_json::from_slice::<AccountState>(&v) {
-                Ok(AccountState::Conformance(r)) => self.monitor.restore(partition, r),
-                Ok(AccountState::Profile(r)) => self.profiles.restore(partition, r),
-                Err(e) => {
-                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable account state skipped")
-                }
+        for r in records {
+            match r {
+                AccountState::Conformance(r) => self.monitor.restore(partition, r),
+                AccountState::Profile(r) => self.profiles.restore(partition, r),
             }
         }
         tracing::info!(partition, records = n, "conformance state restored");
