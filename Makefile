@@ -42,6 +42,7 @@ bench: stack
 	@source $(LOCAL)/env.sh && target/release/cdrctl bench-broker --messages 200000
 	$(CARGO) test --release -p cdr-e2e --test throughput -- --ignored --nocapture
 	$(CARGO) test --release -p cdr-e2e --test latency -- --ignored --nocapture
+	$(CARGO) test --release -p cdr-e2e --test restart_cost -- --ignored --nocapture
 	$(CARGO) bench -p ratedeck
 	$(CARGO) bench -p lrn
 

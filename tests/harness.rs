@@ -122,7 +122,15 @@ pub fn running(name: &str) -> bool {
 /// Scrapes one counter or gauge (summed over its label sets) from a
 /// service's `/metrics`.
 pub fn metric(service: &str, name: &str) -> f64 {
-    let ports = ["assembler", "enricher", "rater", "detector", "kpi", "sink"];
+    let ports = [
+        "assembler",
+        "enricher",
+        "rater",
+        "detector",
+        "kpi",
+        "sink",
+        "ingest",
+    ];
     let idx = ports.iter().position(|s| *s == service).expect("service");
     let base: u16 = std::env::var("CDR_METRICS_BASE")
         .ok()

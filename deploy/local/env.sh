@@ -4,7 +4,8 @@
 #   CDR_CACHE_DIR     tansu binary and the ClickHouse venv      default: ~/.cache/cdr-pipeline
 #   CDR_KAFKA_PORT    broker port on 127.0.0.1                  default: 9092
 #   CDR_CH_HTTP_PORT  ClickHouse HTTP port on 127.0.0.1         default: 8123
-#   CDR_METRICS_BASE  first service metrics port (6 in a row)   default: 9101
+#   CDR_METRICS_BASE  first service metrics port (7 in a row)   default: 9101
+#   CDR_INGEST_HTTP_PORT  where switches POST (ingest service)   default: 9180
 #   CDR_SECRETS_DIR   generated ClickHouse passwords (mode 600) default: $CDR_STATE_DIR/secrets
 #   CDR_CH_WRITER_PASSWORD / CDR_CH_FINANCE_PASSWORD / CDR_CH_GRAFANA_PASSWORD
 #                     passwords of the ClickHouse users cdr_writer, cdr_finance,
@@ -16,6 +17,7 @@ export CDR_CACHE_DIR="${CDR_CACHE_DIR:-$HOME/.cache/cdr-pipeline}"
 export CDR_KAFKA_PORT="${CDR_KAFKA_PORT:-9092}"
 export CDR_CH_HTTP_PORT="${CDR_CH_HTTP_PORT:-8123}"
 export CDR_METRICS_BASE="${CDR_METRICS_BASE:-9101}"
+export CDR_INGEST_HTTP_PORT="${CDR_INGEST_HTTP_PORT:-9180}"
 export CDR_SECRETS_DIR="${CDR_SECRETS_DIR:-$CDR_STATE_DIR/secrets}"
 export CDR_KAFKA_BROKERS="${CDR_KAFKA_BROKERS:-127.0.0.1:$CDR_KAFKA_PORT}"
 export CDR_CLICKHOUSE_URL="${CDR_CLICKHOUSE_URL:-http://127.0.0.1:$CDR_CH_HTTP_PORT}"

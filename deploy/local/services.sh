@@ -3,15 +3,16 @@
 # under $CDR_STATE_DIR (idempotent: running services are left alone). A
 # service reads deploy/local/config/<service>.toml when present (paths in it
 # are relative to the repository root, the services' working directory).
-# Usage: services.sh [service...]   (default: all six)
+# Usage: services.sh [service...]   (default: all seven)
 # CDR_INSTANCE=N (N > 1) starts an extra instance of each named service in
 # the same consumer group (pid file svc-<service>-N.pid, log <service>-N.log,
-# metrics port CDR_METRICS_BASE + 6*(N-1) + index), e.g. for rebalance tests.
+# metrics port CDR_METRICS_BASE + 7*(N-1) + index; the ingest HTTP endpoint
+# on CDR_INGEST_HTTP_PORT + N-1), e.g. for rebalance tests.
 # CDR_ENV_<service>="K=V K2=V2" adds config overrides for that service only
 # (e.g. CDR_ENV_detector="CDR__ROUTE__ALLOWED_LATENESS_MS=900000").
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-ALL=(assembler enricher rater detector kpi sink)
+ALL=(assembler enricher rater detector kpi sink ingest)
 svcs=("$@"); [ ${#svcs[@]} -eq 0 ] && svcs=("${ALL[@]}")
 # The decks the rater is about to load go to ClickHouse first (rate_decks,
 # rate_deck_rows), so finance can join every rated CDR to the row that
@@ -32,11 +33,13 @@ for s in "${svcs[@]}"; do
   idx=0; for i in "${!ALL[@]}"; do [ "${ALL[$i]}" = "$s" ] && idx=$i; done
   pidf="$CDR_STATE_DIR/pids/svc-$s$sfx.pid"
   if pid_alive "$pidf"; then log "$s$sfx already running"; continue; fi
-  port=$((CDR_METRICS_BASE + 6 * (inst - 1) + idx))
+  port=$((CDR_METRICS_BASE + 7 * (inst - 1) + idx))
+  http=()
+  [ "$s" = ingest ] && http=("CDR__HTTP__LISTEN=127.0.0.1:$((CDR_INGEST_HTTP_PORT + inst - 1))")
   cfg=()
   [ -f "$CDR_REPO/deploy/local/config/$s.toml" ] && cfg=("$CDR_REPO/deploy/local/config/$s.toml")
   extra_var="CDR_ENV_$s"; read -ra extra <<<"${!extra_var:-}"
-  (cd "$CDR_REPO" && export "${writer_env[@]}" "${extra[@]}" && CDR__STAGE__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
+  (cd "$CDR_REPO" && export "${writer_env[@]}" "${http[@]}" "${extra[@]}" && CDR__STAGE__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
     >>"$CDR_STATE_DIR/logs/$s$sfx.log" 2>&1 </dev/null) &
   echo $! >"$pidf"
   log "started $s$sfx (pid $!, metrics http://127.0.0.1:$port/metrics)"

@@ -271,6 +271,48 @@ fn opt_ts(field: &'static str, v: &Option<String>) -> Result<Option<i64>, EventE
 }
 
 impl SwitchEvent {
+    /// The `call-events` wire form of this event: what
+    /// [`SwitchEvent::from_json`] reads back into an equal event (adapters
+    /// produce it for switches that do not speak the contract themselves).
+    pub fn to_raw(&self) -> RawEvent {
+        let ts = |v: Option<i64>| v.map(format_ts);
+        RawEvent {
+            event_id: Some(self.event_id.clone()),
+            call_id: Some(self.call_id.clone()),
+            kind: Some(self.kind.as_str().to_string()),
+            ts: Some(format_ts(self.ts_ms)),
+            switch_id: Some(self.switch_id.clone()),
+            account_id: Some(self.account_id.clone()),
+            direction: Some(
+                match self.direction {
+                    Direction::Outbound => "outbound",
+                    Direction::Inbound => "inbound",
+                }
+                .to_string(),
+            ),
+            cli: self.cli.clone(),
+            dialed: self.dialed.clone(),
+            trunk_id: self.trunk_id.clone(),
+            sip_code: self.sip_code.map(i64::from),
+            headers: self.headers.clone(),
+            source_ip: self.source_ip.clone(),
+            behind_nat: self.behind_nat,
+            media: self.media.clone(),
+            codec: self.codec.clone(),
+            setup_ts: ts(self.setup_ts_ms),
+            progress_ts: ts(self.progress_ts_ms),
+            answer_ts: ts(self.answer_ts_ms),
+            end_ts: ts(self.end_ts_ms),
+        }
+    }
+
+    /// [`Self::to_raw`] as JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_raw()).unwrap_or_default()
+    }
+}
+
+impl SwitchEvent {
     /// Parses and validates one message value from `call-events`.
     /// `skew_ms` is the clock-skew tolerance applied to self-contained `cdr`
     /// records (answer may precede setup by at most this much).
@@ -413,6 +455,16 @@ mod tests {
         let e = ev(r#"{"event_id":"e1","call_id":"c","type":"answer","ts":"yesterday","switch_id":"s","account_id":"a"}"#).unwrap_err();
         assert_eq!(e.field(), Some("ts"));
         assert_eq!(e.reason(), "bad_timestamp");
+    }
+
+    #[test]
+    fn wire_form_reads_back_equal() {
+        let base = r#""event_id":"e1","call_id":"c","type":"cdr","ts":"2026-11-21T10:00:10.000Z","switch_id":"s","account_id":"a","dialed":"4420","direction":"inbound","sip_code":486,"cli":"+12125550100","headers":{"X-A":"1"},"codec":"PCMA","#;
+        let json = format!("{{{base}\"setup_ts\":\"2026-11-21T10:00:00.000Z\",\"answer_ts\":\"2026-11-21T10:00:05.250Z\",\"end_ts\":\"2026-11-21T10:00:09.000Z\"}}");
+        let e = ev(&json).unwrap();
+        let back = SwitchEvent::from_json(&e.to_json(), 2000).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.answer_ts_ms.unwrap() % 1000, 250);
     }
 
     #[test]

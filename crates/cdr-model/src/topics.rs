@@ -2,6 +2,14 @@
 //! local stack agree on them.
 
 pub const CALL_EVENTS: &str = "call-events";
+/// Switch payloads as the switch sent them, one topic per vendor (the
+/// ingest service's HTTP endpoint writes here; switches that publish to
+/// Kafka themselves may too); the ingest adapter stage turns them into
+/// `call-events`.
+pub const RAW_FREESWITCH: &str = "raw.freeswitch";
+pub const RAW_OPENSIPS: &str = "raw.opensips";
+pub const RAW_ASTERISK: &str = "raw.asterisk";
+pub const RAW_KAMAILIO: &str = "raw.kamailio";
 pub const CALL_EVENTS_DLQ: &str = "call-events.dlq";
 pub const CALLS_ASSEMBLED: &str = "calls.assembled";
 pub const CALLS_ENRICHED: &str = "calls.enriched";
@@ -55,6 +63,10 @@ pub const COMPACTED: &[&str] = &[
 /// Every topic the pipeline uses with its partition count. Partition counts
 /// bound consumer parallelism, so they are explicit rather than broker defaults.
 pub const ALL: &[(&str, i32)] = &[
+    (RAW_FREESWITCH, 4),
+    (RAW_OPENSIPS, 4),
+    (RAW_ASTERISK, 4),
+    (RAW_KAMAILIO, 4),
     (CALL_EVENTS, 4),
     (ASSEMBLER_OPEN_CALLS, 4),
     (CALL_EVENTS_DLQ, 1),

@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod deck;
+pub mod import;
 pub mod rate;
 pub mod report;
 pub mod scenarios;

@@ -70,6 +70,31 @@ enum Cmd {
         #[arg(long)]
         expect_out: Option<PathBuf>,
     },
+    /// Import switch CDR files (Asterisk Master.csv, FreeSWITCH JSON CDRs,
+    /// AMI dumps, OpenSIPS E_ACC_CDR, Kamailio template records) through the
+    /// ingest adapters onto `call-events`; bad records go to a report and
+    /// never stop the others. Exit code 3 when any record was rejected.
+    Import {
+        /// freeswitch-json, freeswitch-esl, opensips, asterisk-csv,
+        /// asterisk-custom, asterisk-ami, asterisk-json, kamailio.
+        #[arg(long)]
+        format: String,
+        /// Ingest configuration whose [[switches]] hold the adapter settings.
+        #[arg(long, default_value = "deploy/local/config/ingest.toml")]
+        config: PathBuf,
+        /// The switch the files come from (default: the config's default_switch).
+        #[arg(long)]
+        switch: Option<String>,
+        /// Write every rejected record here (JSON lines: file, record,
+        /// format, reason, field, message).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Adapt and report only; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Wait until ClickHouse holds `calls` calls for a run (or time out).
     Wait {
         #[arg(long)]
@@ -293,6 +318,51 @@ async fn main() -> anyhow::Result<()> {
                 msgs.len() as f64 / took.as_secs_f64().max(1e-9)
             );
         }
+        Cmd::Import {
+            format,
+            config,
+            switch,
+            rejects,
+            dry_run,
+            files,
+        } => {
+            let format: switch_adapters::Format = format.parse()?;
+            let cfg = cdrctl::import::switch_config(&config, switch.as_deref())?;
+            let mut report = match &rejects {
+                Some(p) => Some(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => None,
+            };
+            let t = cdrctl::import::import(
+                &kafka,
+                format,
+                &cfg,
+                &files,
+                report.as_mut().map(|w| w as &mut dyn std::io::Write),
+                dry_run,
+            )
+            .await?;
+            if let Some(mut w) = report {
+                std::io::Write::flush(&mut w)?;
+            }
+            println!(
+                "imported {} files: {} events{}, {} records rejected{}, {} superseded",
+                t.files,
+                t.events,
+                if dry_run { " (dry run)" } else { " published" },
+                t.rejected,
+                rejects
+                    .as_ref()
+                    .map(|p| format!(" (report: {})", p.display()))
+                    .unwrap_or_default(),
+                t.superseded
+            );
+            if t.rejected > 0 {
+                std::process::exit(3);
+            }
+        }
         Cmd::Wait {
             run_id,
             calls,
@@ -345,7 +415,7 @@ async fn main() -> anyhow::Result<()> {
             calls,
         } => {
             let base = std::env::current_dir().context("working directory")?;
-            let enrichment = match (&enricher_config, &numbering) {
+            let mut enrichment = match (&enricher_config, &numbering) {
                 (Some(cfg), _) => cdrctl::rate::OfflineEnrichment::from_enricher_config(cfg)?,
                 (None, Some(np)) => {
                     cdrctl::rate::OfflineEnrichment::from_files(np, lrn_file.as_deref())?
@@ -388,7 +458,7 @@ async fn main() -> anyhow::Result<()> {
                 cdrctl::rate::rate_lines(
                     std::io::stdin().lock(),
                     "stdin",
-                    &enrichment,
+                    &mut enrichment,
                     &tables.context(),
                     stdout,
                 )
@@ -398,7 +468,7 @@ async fn main() -> anyhow::Result<()> {
                 cdrctl::rate::rate_lines(
                     std::io::BufReader::new(f),
                     &name,
-                    &enrichment,
+                    &mut enrichment,
                     &tables.context(),
                     stdout,
                 )

@@ -11,7 +11,7 @@
 //! "enrichment": {...}}`, the `calls.enriched` record, rated as it is).
 //! Events and assembled calls are enriched by [`OfflineEnrichment`]: the
 //! enricher's own engine (numbering, caller country and type, CLI validity,
-//! jurisdiction, LRN through the same cache and source, dip fee on a miss)
+//! jurisdiction, LRN through the same cache, source and dip ledger)
 //! when an enricher configuration or an LRN file is given; numbering and
 //! jurisdiction alone otherwise (NANP calls then carry
 //! `lrn_source = unavailable`, no fee, as the pipeline does when its source
@@ -78,7 +78,7 @@ impl OfflineEnrichment {
     }
 
     /// Enriches one call as the pipeline does.
-    pub async fn enrich(&self, call: AssembledCall) -> EnrichedCall {
+    pub async fn enrich(&mut self, call: AssembledCall) -> EnrichedCall {
         match self {
             OfflineEnrichment::Engine(e) => e.enrich(call).await.call,
             OfflineEnrichment::NumberingOnly(t) => {
@@ -224,7 +224,7 @@ pub fn parse_call(line: &str) -> anyhow::Result<Line> {
 pub async fn rate_lines(
     input: impl BufRead,
     name: &str,
-    enrichment: &OfflineEnrichment,
+    enrichment: &mut OfflineEnrichment,
     ctx: &rater::ratedeck::RatingContext<'_>,
     mut out: impl Write,
 ) -> anyhow::Result<(usize, usize)> {
@@ -281,7 +281,7 @@ mod tests {
         OfflineEnrichment::from_files(&d.join("npanxx.txt"), Some(&d.join("ported.txt"))).unwrap()
     }
 
-    async fn rate_text(text: &str, e: &OfflineEnrichment) -> Vec<cdr_model::RatedCdr> {
+    async fn rate_text(text: &str, e: &mut OfflineEnrichment) -> Vec<cdr_model::RatedCdr> {
         let t = tables();
         let mut out = Vec::new();
         rate_lines(text.as_bytes(), "calls.jsonl", e, &t.context(), &mut out)
@@ -318,7 +318,7 @@ mod tests {
         }});
         enriched["call"]["account_id"] = "acc-404".into();
         let input = format!("# calls\n{call}\n\n{enriched}\n");
-        let lines = rate_text(&input, &engine()).await;
+        let lines = rate_text(&input, &mut engine()).await;
         assert_eq!(lines[0].rating.amount, "0.0360");
         // The bare assembled call was enriched (caller country, validity).
         assert_eq!(lines[0].enrichment.caller_country.as_deref(), Some("US"));
@@ -331,7 +331,7 @@ mod tests {
         let err = rate_lines(
             "{\"nope\":1}\n".as_bytes(),
             "bad.jsonl",
-            &engine(),
+            &mut engine(),
             &t.context(),
             Vec::new(),
         )
@@ -351,7 +351,7 @@ mod tests {
         // 10:03:11 -> 10:05:40 answered: 149 s.
         assert_eq!(c.call().billable_seconds, 149);
         assert_eq!(c.call().disposition, "answered");
-        let v = &rate_text(&format!("{}\n", ev.trim()), &engine()).await[0];
+        let v = &rate_text(&format!("{}\n", ev.trim()), &mut engine()).await[0];
         assert_eq!(v.call.call_id, "88911");
         assert!(v.enrichment.cli_valid, "{:?}", v.enrichment);
         assert!(
@@ -375,7 +375,11 @@ mod tests {
         again["cdr_id"] = "another-call".into();
         let mut inbound = assembled("2125550199", "+12125550100", "inbound");
         inbound["cdr_id"] = "inbound-call".into();
-        let out = rate_text(&format!("{uk}\n{ported}\n{again}\n{inbound}\n"), &engine()).await;
+        let out = rate_text(
+            &format!("{uk}\n{ported}\n{again}\n{inbound}\n"),
+            &mut engine(),
+        )
+        .await;
         assert_eq!(out[0].rating.surcharge, "0", "{:?}", out[0].rating);
         assert_eq!(out[1].enrichment.lrn.as_deref(), Some("2125569999"));
         assert_eq!(out[1].enrichment.lrn_fee, "0.0003");
@@ -450,7 +454,7 @@ mod tests {
         let t = tables();
         let ctx = t.context();
         // Pipeline: one enricher engine, calls in arrival order.
-        let pipeline_engine = engine();
+        let mut pipeline_engine = engine();
         let mut pipeline = Vec::new();
         let mut offline_input = String::new();
         for id in &first_seen {
@@ -464,13 +468,13 @@ mod tests {
                 None => offline_input.push_str(&serde_json::to_string(&call).unwrap()),
             }
             offline_input.push('\n');
-            let enriched = match &pipeline_engine {
+            let enriched = match &mut pipeline_engine {
                 OfflineEnrichment::Engine(e) => e.enrich(call).await.call,
                 OfflineEnrichment::NumberingOnly(_) => unreachable!(),
             };
             pipeline.push(rater::rate_call(enriched, &ctx));
         }
-        let offline = rate_text(&offline_input, &engine()).await;
+        let offline = rate_text(&offline_input, &mut engine()).await;
         assert_eq!(offline.len(), pipeline.len());
         let mut rated = 0;
         for (a, b) in pipeline.iter().zip(&offline) {
