@@ -47,9 +47,16 @@ pub struct Config {
     /// Unset: such payloads are refused.
     #[serde(default)]
     pub default_switch: Option<String>,
-    /// Raw topics the adapter stage consumes.
+    /// Raw topics the adapter stage consumes. A switch that cannot set a
+    /// `switch-id` Kafka header (OpenSIPS event_kafka, Kamailio kafka)
+    /// publishes to a topic of its own, `raw.<vendor>.<anything>`, listed
+    /// here and named in `topic_switches`.
     #[serde(default = "default_raw_topics")]
     pub raw_topics: Vec<String>,
+    /// Raw topic → the switch whose records it carries (used when a record
+    /// has no `switch-id` header).
+    #[serde(default)]
+    pub topic_switches: std::collections::BTreeMap<String, String>,
 }
 
 fn default_raw_topics() -> Vec<String> {
@@ -188,6 +195,22 @@ impl Config {
             !self.raw_topics.is_empty(),
             "raw_topics: at least one topic"
         );
+        for t in &self.raw_topics {
+            anyhow::ensure!(
+                RAW_TOPICS.iter().any(|v| t == v || t.starts_with(&format!("{v}."))),
+                "raw_topics: `{t}` is not raw.<freeswitch|opensips|asterisk|kamailio>[.<name>]"
+            );
+        }
+        for (t, sw) in &self.topic_switches {
+            anyhow::ensure!(
+                self.raw_topics.contains(t),
+                "topic_switches: `{t}` is not one of raw_topics"
+            );
+            anyhow::ensure!(
+                ids.contains(sw.as_str()),
+                "topic_switches.`{t}`: switch `{sw}` is not one of switches[].switch_id"
+            );
+        }
         anyhow::ensure!(
             self.http.max_body_bytes >= 1024,
             "http.max_body_bytes must be at least 1024"

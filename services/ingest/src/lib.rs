@@ -73,7 +73,8 @@ impl Rejection for IngestReject {
 }
 
 /// The format of a raw record: its `format` header, else recognised from
-/// the topic's vendor and the payload's shape.
+/// the topic's vendor (`raw.<vendor>` or `raw.<vendor>.<anything>`) and the
+/// payload's shape.
 pub fn format_of(
     topic: &str,
     header: Option<&str>,
@@ -87,7 +88,8 @@ pub fn format_of(
     let head = String::from_utf8_lossy(&payload[..payload.len().min(4096)]);
     let t = head.trim_start_matches('\u{feff}').trim_start();
     let lower = t.to_ascii_lowercase();
-    Ok(match topic {
+    let vendor = topic.split('.').take(2).collect::<Vec<_>>().join(".");
+    Ok(match vendor.as_str() {
         topics::RAW_FREESWITCH => {
             if lower.starts_with("event-name:")
                 || lower.contains("\nevent-name:")
@@ -139,7 +141,8 @@ pub fn adapt_record(
     payload: &[u8],
 ) -> Result<(Format, Adapted), IngestReject> {
     let format = format_of(topic, format_header, payload)?;
-    let sw = cfg.switch(switch_header)?;
+    let named = switch_header.or_else(|| cfg.topic_switches.get(topic).map(String::as_str));
+    let sw = cfg.switch(named)?;
     let events = switch_adapters::adapt(format, payload, sw)?;
     Ok((
         format,
@@ -375,5 +378,47 @@ mod tests {
             .join("../../deploy/local/config/ingest.toml");
         let c: Config = toml::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
         c.validate().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod topic_tests {
+    use super::*;
+
+    #[test]
+    fn a_switch_of_its_own_topic_is_named_by_the_topic() {
+        let cfg: Config = toml::from_str(
+            r#"
+            raw_topics = ["raw.kamailio", "raw.kamailio.kam-2"]
+            topic_switches = { "raw.kamailio.kam-2" = "kam-2" }
+            [[switches]]
+            switch_id = "kam-1"
+            [[switches]]
+            switch_id = "kam-2"
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let rec = br#"{"v":"1","event":"failed","callid":"c1","cli":"12125550100","dialed":"442079460123","account":"acc-1","sip_code":"486","setup_time":"1763462000.1","end_time":"1763462003.2"}"#;
+        let (_, out) = adapt_record(&cfg, "raw.kamailio.kam-2", None, None, rec).unwrap();
+        let e = cdr_model::event::SwitchEvent::from_json(&out[0].1, 2000).unwrap();
+        assert_eq!(e.switch_id, "kam-2");
+        // The shared topic without a header and without a default: refused.
+        let err = adapt_record(&cfg, "raw.kamailio", None, None, rec).unwrap_err();
+        assert_eq!(err.to_string(), config::SwitchError::Unnamed.to_string());
+        // The header still wins.
+        let (_, out) =
+            adapt_record(&cfg, "raw.kamailio.kam-2", None, Some("kam-1"), rec).unwrap();
+        let e = cdr_model::event::SwitchEvent::from_json(&out[0].1, 2000).unwrap();
+        assert_eq!(e.switch_id, "kam-1");
+        let bad: Config = toml::from_str(
+            r#"
+            raw_topics = ["sip.traces"]
+            [[switches]]
+            switch_id = "kam-1"
+            "#,
+        )
+        .unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("sip.traces"));
     }
 }
