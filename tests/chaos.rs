@@ -346,6 +346,17 @@ fn experiment(t: &Traffic, fault: Fault, publish_secs: u64) -> Outcome {
             .expect("re-publish after the broker came back");
     }
     let figures = settle(t.calls, Duration::from_secs(600));
+    if let Ok(dir) = std::env::var("CHAOS_DUMP_DIR") {
+        // Every final row behind the digests, to diff two experiments.
+        let _ = std::fs::create_dir_all(&dir);
+        for (name, sql) in [
+            ("cdrs", "SELECT cdr_id, version, toString(amount), plan, disposition, rating_status FROM cdr.rated_cdrs_final ORDER BY cdr_id FORMAT TSV"),
+            ("kpi", "SELECT bucket_id, seizures, answered, answered_ms, toString(amount) FROM cdr.kpi_minute_final ORDER BY bucket_id FORMAT TSV"),
+        ] {
+            let file = format!("{dir}/{}-{name}.tsv", fault.name().replace([' ', ','], "_"));
+            let _ = std::fs::write(file, q(sql));
+        }
+    }
     Outcome {
         figures,
         alive: all_alive(&extra),
@@ -418,6 +429,46 @@ fn chaos_subset() {
         2_000,
         40,
         &[Fault::Kill9("rater"), Fault::Kill9("detector")],
+    );
+}
+
+/// The faults named in `CHAOS_FAULTS` (comma-separated: `kill9:<service>`,
+/// `broker`, `clickhouse`, `rolling`, `two`, `hostile`), e.g. to re-run one
+/// experiment against the control:
+/// `CHAOS_FAULTS=kill9:sink cargo test --release -p cdr-e2e --test chaos -- --ignored chaos_some`.
+#[test]
+#[ignore]
+fn chaos_some() {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let names = std::env::var("CHAOS_FAULTS").unwrap_or_default();
+    let faults: Vec<Fault> = names
+        .split(',')
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| match n.trim() {
+            "broker" => Fault::BrokerDown,
+            "clickhouse" => Fault::ClickHouseDown,
+            "rolling" => Fault::RollingTerm,
+            "two" => Fault::TwoInstances,
+            "hostile" => Fault::Hostile,
+            other => {
+                let s = other.strip_prefix("kill9:").unwrap_or(other);
+                let s = SERVICES
+                    .iter()
+                    .find(|x| **x == s)
+                    .unwrap_or_else(|| panic!("unknown fault `{other}`"));
+                Fault::Kill9(s)
+            }
+        })
+        .collect();
+    run(
+        env("CHAOS_CALLS", 15_000) as usize,
+        env("CHAOS_SECS", 120),
+        &faults,
     );
 }
 

@@ -38,6 +38,7 @@ const NO_CDR: &str = "(credit without CDR in period)";
 /// Every file in deploy/finance; each is exercised below.
 const QUERIES: &[&str] = &[
     "adjustments",
+    "blocked_and_max_rate",
     "downgrade_history",
     "eligibility_monthly",
     "invoice_lines",
@@ -195,6 +196,10 @@ struct Cdr {
     dialed: &'static str,
     rate: Decimal,
     deck: Option<(&'static str, i64, &'static str)>,
+    /// A blocked attempt (UK surcharge not allowed).
+    blocked: bool,
+    max_rate: Option<Decimal>,
+    flags: Vec<&'static str>,
 }
 
 impl Cdr {
@@ -214,6 +219,9 @@ impl Cdr {
             dialed: "4930123456",
             rate: d("0.01"),
             deck: None,
+            blocked: false,
+            max_rate: None,
+            flags: Vec::new(),
         }
     }
     fn billed(mut self, s: i64, amount: &str) -> Cdr {
@@ -241,8 +249,9 @@ impl Cdr {
             "dialed_e164": self.dialed, "lrn_fee": self.lrn_fee.to_string(),
             "lrn_source": if self.lrn_fee.is_zero() { "cache" } else { "dip" },
             "callee_number_type": if self.toll_free { "toll_free" } else { "fixed" },
-            "rating_status": if self.rated { "rated" } else { "unrated" },
-            "unrated_reason": if self.rated { Value::Null } else { json!("no_matching_prefix") },
+            "rating_status": if self.blocked { "blocked" } else if self.rated { "rated" } else { "unrated" },
+            "unrated_reason": if self.blocked { json!("uk_surcharge_not_allowed") } else if self.rated { Value::Null } else { json!("no_matching_prefix") },
+            "rating_flags": self.flags, "max_rate": self.max_rate.map(|m| m.to_string()),
             "plan": self.plan, "deck_id": deck_id, "deck_version": deck_version,
             "matched_prefix": prefix, "destination": self.dest,
             "rate_per_min": self.rate.to_string(), "billed_seconds": self.billed_s,
@@ -315,7 +324,7 @@ fn build() -> Fixture {
     c1.deck = Some((DECK, 3, "49"));
     cdrs.push(c1);
     let mut c2 =
-        Cdr::new("a-c2", A, at(2025, 2, 4, 11, 30, 0, 0), DE).billed(600, "29.121543210987654322");
+        Cdr::new("a-c2", A, at(2025, 2, 4, 11, 30, 0, 0), DE).billed(600, "29.121243210987654322");
     c2.lrn_fee = d("0.0003");
     let mut c2_old = c2.clone().billed(600, "29.000000000000000000");
     c2_old.version = 1; // redelivered older copy
@@ -338,8 +347,10 @@ fn build() -> Fixture {
     cdrs.push(
         Cdr::new("a-c3", A, at(2025, 2, 7, 15, 0, 0, 0), UK).billed(900, "12.345678901234567891"),
     );
-    // Not billed: a busy call and an unrated one, both with an LRN dip.
-    let mut u1 = Cdr::new("a-u1", A, at(2025, 2, 8, 12, 0, 0, 0), DE).billed(0, "0");
+    // Not billed: a busy call and an unrated one, both with an LRN dip. The
+    // rated busy attempt's amount is its dip (the rater bills the dip per
+    // call); the unrated one's is 0 until re-rated.
+    let mut u1 = Cdr::new("a-u1", A, at(2025, 2, 8, 12, 0, 0, 0), DE).billed(0, "0.0003");
     u1.dest = None;
     u1.lrn_fee = d("0.0003");
     cdrs.push(u1);
@@ -390,6 +401,16 @@ fn build() -> Fixture {
         Cdr::new("c-1", C, at(2025, 2, 12, 10, 0, 0, 0), DE).billed(60, "100.000000000000000000"),
     );
     cdrs.push(Cdr::new("d-1", D, at(2025, 2, 12, 10, 0, 0, 0), DE).billed(60, "500"));
+    // D's limits: a blocked UK attempt and a max-rate breach.
+    let mut blk = Cdr::new("d-blk", D, at(2025, 2, 13, 10, 0, 0, 0), UK).billed(0, "0");
+    blk.blocked = true;
+    blk.flags = vec!["uk_surcharge_blocked", "not_billed"];
+    cdrs.push(blk);
+    let mut max = Cdr::new("d-max", D, at(2025, 2, 13, 11, 0, 0, 0), UK).billed(60, "0.135");
+    max.rate = d("0.015");
+    max.max_rate = Some(d("0.10"));
+    max.flags = vec!["max_rate_exceeded"];
+    cdrs.push(max);
 
     let adj = |id: &str, cdr: &str, account, amount: &str, reason, when| Adj {
         id: format!("fin-test-adj-{id}"),
@@ -564,18 +585,19 @@ fn invoice_total_reconciles_exactly() {
     assert_eq!(r.get(row, "invoice_total"), "69.23");
     assert_eq!(r.dec(row, "invoice_total"), expected);
     assert_eq!(r.get(row, "currencies"), "['USD']");
-    let lrn_billed: Decimal = cdrs
+    let lrn_in: Decimal = cdrs
         .iter()
-        .filter(|c| c.billed_s > 0)
+        .filter(|c| c.rated && !c.blocked)
         .map(|c| c.lrn_fee)
         .sum();
-    let lrn_unbilled: Decimal = cdrs
+    let lrn_out: Decimal = cdrs
         .iter()
-        .filter(|c| c.billed_s == 0)
+        .filter(|c| !c.rated || c.blocked)
         .map(|c| c.lrn_fee)
         .sum();
-    assert_eq!(r.dec(row, "lrn_fees_billed"), lrn_billed);
-    assert_eq!(r.dec(row, "lrn_fees_unbilled"), lrn_unbilled);
+    assert_eq!(r.dec(row, "lrn_fees_in_amount"), lrn_in);
+    assert_eq!(r.dec(row, "lrn_fees_not_invoiced"), lrn_out);
+    assert_eq!((lrn_in, lrn_out), (d("0.0009"), d("0.0003")));
 
     // Another account, same period: only its own call.
     let r = run_p("invoice_total", &period_params(C, feb()));
@@ -673,8 +695,10 @@ fn lrn_fees_per_account_and_month() {
         r.dec(row, "lrn_fees"),
         cdrs.iter().map(|c| c.lrn_fee).sum::<Decimal>()
     );
-    assert_eq!(r.dec(row, "lrn_fees_billed"), d("0.0006"));
-    assert_eq!(r.dec(row, "lrn_fees_unbilled"), d("0.0006"));
+    // In the amounts: the three rated calls' dips (answered or not); not
+    // invoiced: the unrated call's.
+    assert_eq!(r.dec(row, "lrn_fees_in_amount"), d("0.0009"));
+    assert_eq!(r.dec(row, "lrn_fees_not_invoiced"), d("0.0003"));
     // '' = every account: A and B over Feb-Mar, one row per account-month.
     let p = period_params("", (feb().0, at(2025, 4, 1, 0, 0, 0, 0)));
     let r = run_p("lrn_fees_monthly", &p);
@@ -795,6 +819,44 @@ fn eligibility_floor_excludes_us_toll_free_minutes() {
     // One account only.
     let r = run_p("eligibility_monthly", &period_params(C, feb()));
     assert_eq!(r.get(r.only(), "eligible"), "1");
+}
+
+#[test]
+fn blocked_attempts_and_max_rate_breaches_are_listed() {
+    fixture();
+    let r = run_p("blocked_and_max_rate", &period_params(D, feb()));
+    let got: Vec<(String, String, String)> = r
+        .rows
+        .iter()
+        .map(|row| {
+            (
+                r.get(row, "cdr_id"),
+                r.get(row, "kind"),
+                r.get(row, "reason"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "fin-test-cdr-d-blk".to_string(),
+                "blocked".to_string(),
+                "uk_surcharge_not_allowed".to_string()
+            ),
+            (
+                "fin-test-cdr-d-max".to_string(),
+                "max_rate_exceeded".to_string(),
+                "NULL".to_string()
+            ),
+        ]
+    );
+    assert_eq!(r.dec(&r.rows[0], "amount"), d("0"));
+    assert_eq!(r.dec(&r.rows[1], "max_rate"), d("0.10"));
+    // Other accounts have none.
+    assert!(run_p("blocked_and_max_rate", &period_params(A, feb()))
+        .rows
+        .is_empty());
 }
 
 #[test]

@@ -20,8 +20,8 @@ SELECT
     u.unrated_calls AS unrated_calls,
     u.billed_seconds_sum AS billed_seconds,
     u.charges AS charges_unrounded,
-    u.lrn_fees_billed AS lrn_fees_billed,
-    u.lrn_fees_unbilled AS lrn_fees_unbilled,
+    u.lrn_fees_in_amount AS lrn_fees_in_amount,
+    u.lrn_fees_not_invoiced AS lrn_fees_not_invoiced,
     cr.credit_count AS credit_count,
     cr.credits AS credits_unrounded,
     u.charges + cr.credits AS net_unrounded,
@@ -34,8 +34,8 @@ FROM
            countIf(rating_status = 'unrated') AS unrated_calls,
            sum(billed_seconds) AS billed_seconds_sum,
            sum(amount) AS charges,
-           sumIf(lrn_fee, billed_seconds > 0) AS lrn_fees_billed,
-           sumIf(lrn_fee, billed_seconds = 0) AS lrn_fees_unbilled,
+           sumIf(lrn_fee, rating_status = 'rated') AS lrn_fees_in_amount,
+           sumIf(lrn_fee, rating_status != 'rated') AS lrn_fees_not_invoiced,
            groupUniqArrayIf(toString(currency), amount != 0) AS currencies
     FROM cdr.rated_cdrs_final
     WHERE account_id = {account:String}

@@ -61,6 +61,10 @@ wire_enum! {
         /// An inbound call: not a termination, left for DID rating (amount 0,
         /// no dip fee, not counted by the wholesale conformance rule).
         Inbound => "inbound",
+        /// An attempt the account's settings do not allow (a UK number with
+        /// an origin surcharge the account has not enabled, seed 000): kept
+        /// with the reason, amount 0, never billed.
+        Blocked => "blocked",
     }
 }
 

@@ -33,7 +33,7 @@ pub use prefix::Prefix;
 pub use rate::{
     billed_seconds, invoice_total, rate, Account, AccountKind, AccountMap, Currency, FastHash,
     Flag, Flags, Jurisdiction, NumberType, RatedCall, RatingContext, RatingInput, RatingStatus,
-    NANP_CATCH_ALL_REASON,
+    Unpriced, UnpricedReason, NANP_CATCH_ALL_REASON,
 };
 pub use store::{
     default_notice, diff, DeckDiff, DeckMatch, DeckSet, DeckTarget, DeckVersion, LoadReport,

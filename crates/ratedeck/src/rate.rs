@@ -248,6 +248,51 @@ fn empty_id() -> Arc<str> {
     EMPTY.get_or_init(|| Arc::from("")).clone()
 }
 
+/// Why a call got no price (`Unrated`) or was refused (`Blocked`): a
+/// stable code for the `unrated_reason` column and the details for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Unpriced {
+    UnknownAccount,
+    UnknownDialPrefix,
+    BadDialedNumber,
+    MissingAnswerTime,
+    NoMatchingPrefix,
+    /// A NANP number outside the contiguous US that only a catch-all `1`
+    /// row would price (revenue-share fraud exposure).
+    NanpCatchAll,
+    /// A UK number whose origin surcharge the account has not allowed
+    /// (seed 000: such calls are not allowed; `Blocked`, never billed).
+    UkSurchargeNotAllowed,
+}
+
+impl Unpriced {
+    /// The stable code written to `rating.unrated_reason`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Unpriced::UnknownAccount => "unknown_account",
+            Unpriced::UnknownDialPrefix => "unknown_dial_prefix",
+            Unpriced::BadDialedNumber => "bad_dialed_number",
+            Unpriced::MissingAnswerTime => "missing_answer_time",
+            Unpriced::NoMatchingPrefix => "no_matching_prefix",
+            Unpriced::NanpCatchAll => "nanp_catch_all",
+            Unpriced::UkSurchargeNotAllowed => "uk_surcharge_not_allowed",
+        }
+    }
+}
+
+/// An [`Unpriced`] reason with the details of this call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnpricedReason {
+    pub kind: Unpriced,
+    pub detail: String,
+}
+
+impl std::fmt::Display for UnpricedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
 /// The rated CDR. `amount` is unrounded; see [`invoice_total`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RatedCall {
@@ -255,8 +300,8 @@ pub struct RatedCall {
     pub account_id: String,
     pub status: RatingStatus,
     /// Why an `Unrated` call found no price (kept, not dropped, so it can
-    /// be fixed and re-rated).
-    pub unrated_reason: Option<String>,
+    /// be fixed and re-rated), or why a `Blocked` one was refused.
+    pub unrated_reason: Option<UnpricedReason>,
     pub plan: Option<Plan>,
     /// Trunk selected with `*4TTT`.
     pub trunk: Option<u32>,
@@ -352,7 +397,9 @@ impl From<Option<PlanSelector>> for DialSelect {
 
 /// The selector and the E.164 digits to rate: enrichment's reading when it
 /// supplied one, else `dialed` read by the same dial-plan function.
-fn dialed_number(input: &RatingInput) -> Result<(DialSelect, std::borrow::Cow<'_, str>), String> {
+fn dialed_number(
+    input: &RatingInput,
+) -> Result<(DialSelect, std::borrow::Cow<'_, str>), UnpricedReason> {
     if let Some(d) = &input.dial {
         return Ok((d.plan.into(), std::borrow::Cow::Borrowed(d.number.digits())));
     }
@@ -361,13 +408,14 @@ fn dialed_number(input: &RatingInput) -> Result<(DialSelect, std::borrow::Cow<'_
             d.plan.into(),
             std::borrow::Cow::Owned(d.number.into_digits()),
         )),
-        Err(DialError::UnknownPlanPrefix(_)) => {
-            Err(format!("unknown dial prefix in `{}`", input.dialed))
-        }
-        Err(DialError::Number(e)) => Err(format!(
-            "dialed number `{}` is not usable: {e}",
-            input.dialed
-        )),
+        Err(DialError::UnknownPlanPrefix(_)) => Err(UnpricedReason {
+            kind: Unpriced::UnknownDialPrefix,
+            detail: format!("unknown dial prefix in `{}`", input.dialed),
+        }),
+        Err(DialError::Number(e)) => Err(UnpricedReason {
+            kind: Unpriced::BadDialedNumber,
+            detail: format!("dialed number `{}` is not usable: {e}", input.dialed),
+        }),
     }
 }
 
@@ -405,9 +453,9 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         max_rate: input.max_rate,
         max_route: input.max_route,
     };
-    let unrated = |mut out: RatedCall, reason: String| {
+    let unrated = |mut out: RatedCall, kind: Unpriced, detail: String| {
         out.status = RatingStatus::Unrated;
-        out.unrated_reason = Some(reason);
+        out.unrated_reason = Some(UnpricedReason { kind, detail });
         out
     };
     // An inbound call is no termination: it is left for DID rating,
@@ -421,13 +469,17 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
 
     let Some(acct) = ctx.accounts.get(&input.account_id) else {
         let r = format!("unknown account {}", input.account_id);
-        return unrated(out, r);
+        return unrated(out, Unpriced::UnknownAccount, r);
     };
     out.max_rate = input.max_rate.or(acct.default_max_rate);
 
     let (select, dialed) = match dialed_number(input) {
         Ok(x) => x,
-        Err(reason) => return unrated(out, reason),
+        Err(reason) => {
+            out.status = RatingStatus::Unrated;
+            out.unrated_reason = Some(reason);
+            return out;
+        }
     };
     let mut number: &str = &dialed;
     // Ported NANP numbers are rated on their LRN (the carrier that now
@@ -487,7 +539,11 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
 
     let billable = input.answered && input.billable_seconds > 0;
     if billable && input.answer_ts.is_none() {
-        return unrated(out, "answered call without answer timestamp".into());
+        return unrated(
+            out,
+            Unpriced::MissingAnswerTime,
+            "answered call without answer timestamp".into(),
+        );
     }
     // Answered calls are priced by the version in force at answer; an
     // unanswered attempt is only classified (breakout, deck) by the version
@@ -526,6 +582,7 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         };
         return unrated(
             out,
+            Unpriced::NoMatchingPrefix,
             format!("no matching prefix for {number} in {what} deck"),
         );
     };
@@ -537,6 +594,7 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         if let Some(area) = numbering::nanp_non_us48_area(number) {
             return unrated(
                 out,
+                Unpriced::NanpCatchAll,
                 format!("{NANP_CATCH_ALL_REASON}: {number} ({area}) matches only the `1` row"),
             );
         }
@@ -566,7 +624,11 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     }
     out.rate_per_min = rate;
 
-    // UK origin-based charging.
+    // UK origin-based charging. Seed 000: a UK call is allowed when the
+    // caller's country surcharges 0 or the account enabled "Allow UK
+    // Surcharge"; any other is refused: recorded as a blocked attempt,
+    // amount 0, never billed.
+    let mut blocked = false;
     if number.starts_with("44") {
         let t = match input.callee_number_type {
             Some(NumberType::Mobile) => UkNumberType::Mobile,
@@ -578,13 +640,33 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         out.uk_surcharge_per_min = per_min;
         if !per_min.is_zero() && !acct.allow_uk_surcharge {
             out.flags.insert(Flag::UkSurchargeBlocked);
+            blocked = true;
         }
     }
 
+    // Max rate guards the full per-minute price: the rate plus the UK
+    // surcharge per minute (per-call fees are not per-minute prices).
     if let Some(max) = out.max_rate {
-        if rate > max {
+        if rate + out.uk_surcharge_per_min > max {
             out.flags.insert(Flag::MaxRateExceeded);
         }
+    }
+
+    if blocked {
+        out.status = RatingStatus::Blocked;
+        out.unrated_reason = Some(UnpricedReason {
+            kind: Unpriced::UkSurchargeNotAllowed,
+            detail: format!(
+                "UK origin surcharge {}/min for caller country {} not allowed on account {}",
+                out.uk_surcharge_per_min,
+                cli_country.unwrap_or("unknown"),
+                input.account_id
+            ),
+        });
+        // Not billed at all (a dip is never made for a UK number; a fee
+        // on the record stays visible in `lrn_fee`, as for unrated calls).
+        out.flags.insert(Flag::NotBilled);
+        return out;
     }
 
     if !billable {

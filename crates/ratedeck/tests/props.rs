@@ -152,8 +152,14 @@ proptest! {
         let t = if mobile { UkNumberType::Mobile } else { UkNumberType::Fixed };
         let per_min = f.uk.per_min(valid.then_some(countries[country]), t);
         prop_assert_eq!(o.uk_surcharge_per_min, per_min);
-        prop_assert_eq!(o.surcharge, per_min * Decimal::from(o.billed_seconds) / Decimal::from(60));
-        prop_assert_eq!(o.has_flag(Flag::UkSurchargeBlocked), !per_min.is_zero() && !allow);
+        let blocked = !per_min.is_zero() && !allow;
+        prop_assert_eq!(o.has_flag(Flag::UkSurchargeBlocked), blocked);
+        prop_assert_eq!(o.status == RatingStatus::Blocked, blocked);
+        if blocked {
+            prop_assert_eq!((o.amount, o.surcharge, o.billed_seconds), (Decimal::ZERO, Decimal::ZERO, 0));
+        } else {
+            prop_assert_eq!(o.surcharge, per_min * Decimal::from(o.billed_seconds) / Decimal::from(60));
+        }
     }
 
     /// Deck text → rows round-trips every generated valid row, and every

@@ -148,14 +148,16 @@ fn plan_selection_by_dial_prefix() {
     assert!(
         o.status == RatingStatus::Unrated
             && o.unrated_reason
-                .as_deref()
+                .as_ref()
+                .map(|u| u.detail.as_str())
                 .is_some_and(|r| r.contains("trunk 101"))
     );
     let o = r(&f, &call("w-std", "*9441234"));
     assert!(
         o.status == RatingStatus::Unrated
             && o.unrated_reason
-                .as_deref()
+                .as_ref()
+                .map(|u| u.detail.as_str())
                 .is_some_and(|r| r.contains("dial prefix"))
     );
 }
@@ -262,12 +264,22 @@ fn lrn_rates_ported_numbers() {
 fn uk_origin_surcharge() {
     let f = fixture();
     let mob = "447911123456";
-    // US caller → mobile 0.12/min, blocked for a default account.
+    // US caller → mobile 0.12/min, not allowed on a default account (seed
+    // 000): a blocked attempt, recorded with its reason, never billed.
     let o = r(&f, &with_cli(call("w-std", mob), "+12125550000", "US"));
     assert_eq!(o.uk_surcharge_per_min, dec!(0.1200));
-    assert_eq!(o.surcharge, dec!(0.12));
-    assert!(o.has_flag(Flag::UkSurchargeBlocked));
-    assert_eq!(o.amount, dec!(0.015) + dec!(0.12));
+    assert_eq!(o.status, RatingStatus::Blocked);
+    assert!(o.has_flag(Flag::UkSurchargeBlocked) && o.has_flag(Flag::NotBilled));
+    let u = o.unrated_reason.clone().unwrap();
+    assert_eq!(u.kind, ratedeck::Unpriced::UkSurchargeNotAllowed);
+    assert!(
+        u.detail.contains("US") && u.detail.contains("0.1200"),
+        "{u}"
+    );
+    assert_eq!(
+        (o.amount, o.surcharge, o.billed_seconds),
+        (dec!(0), dec!(0), 0)
+    );
     // Same call, account allows it.
     let o = r(&f, &with_cli(call("w-uk-ok", mob), "+12125550000", "US"));
     assert!(!o.has_flag(Flag::UkSurchargeBlocked));
@@ -361,6 +373,18 @@ fn max_rate_and_route() {
     c.max_rate = Some(dec!(0.02));
     assert!(!r(&f, &c).has_flag(Flag::MaxRateExceeded));
     assert!(!r(&f, &call("w-max", "4420712345678")).has_flag(Flag::MaxRateExceeded));
+    // The full per-minute price counts: 0.0150 + 0.12 UK surcharge > 0.10,
+    // although the rate alone is under it.
+    let mut c = with_cli(call("w-uk-ok", mob), "+12125550000", "US");
+    c.max_rate = Some(dec!(0.10));
+    let o = r(&f, &c);
+    assert!(o.rate_per_min < dec!(0.10));
+    assert!(o.has_flag(Flag::MaxRateExceeded));
+    c.max_rate = Some(dec!(0.135));
+    assert!(
+        !r(&f, &c).has_flag(Flag::MaxRateExceeded),
+        "0.135 = 0.015 + 0.12"
+    );
 }
 
 #[test]
@@ -370,7 +394,11 @@ fn unmatched_calls_are_kept_unrated() {
     c.lrn_fee = dec!(0.0003);
     let o = r(&f, &c);
     assert_eq!(o.status, RatingStatus::Unrated);
-    let reason = o.unrated_reason.as_deref().unwrap();
+    let reason = o
+        .unrated_reason
+        .as_ref()
+        .map(|u| u.detail.as_str())
+        .unwrap();
     assert!(reason.contains("no matching prefix"), "{reason}");
     assert_eq!((o.amount, o.lrn_fee), (dec!(0), dec!(0.0003)));
     assert_eq!(o.call_id, "c-99912345");
@@ -378,7 +406,8 @@ fn unmatched_calls_are_kept_unrated() {
     assert!(
         o.status == RatingStatus::Unrated
             && o.unrated_reason
-                .as_deref()
+                .as_ref()
+                .map(|u| u.detail.as_str())
                 .is_some_and(|r| r.contains("unknown account"))
     );
     let o = r(&f, &call("w-std", "44-207"));
@@ -448,7 +477,10 @@ fn deterministic() {
     let a = r(&f, &c);
     let b = r(&f, &c.clone());
     assert_eq!(a, b);
-    assert_eq!(a.flags.to_vec(), vec![Flag::UkSurchargeBlocked]);
+    assert_eq!(
+        a.flags.to_vec(),
+        vec![Flag::UkSurchargeBlocked, Flag::NotBilled]
+    );
 }
 
 #[test]
@@ -712,9 +744,13 @@ fn enrichments_reading_of_the_number_is_what_is_priced() {
     assert_eq!(r(&f, &c).rated_number, "4930123456");
     // Unusable strings say why.
     let o = r(&f, &call("w-std", "*9441234"));
-    assert!(o.unrated_reason.unwrap().contains("unknown dial prefix"));
+    let u = o.unrated_reason.unwrap();
+    assert_eq!(u.kind, ratedeck::Unpriced::UnknownDialPrefix);
+    assert!(u.detail.contains("unknown dial prefix"));
     let o = r(&f, &call("w-std", "44-207-abc"));
-    assert!(o.unrated_reason.unwrap().contains("not usable"));
+    let u = o.unrated_reason.unwrap();
+    assert_eq!(u.kind, ratedeck::Unpriced::BadDialedNumber);
+    assert!(u.detail.contains("not usable"));
 }
 
 /// Issue 12: inbound calls are not terminations.
@@ -756,7 +792,8 @@ fn nanp_outside_us48_never_falls_to_the_catch_all_row() {
     assert_eq!(o.status, RatingStatus::Unrated);
     assert!(
         o.unrated_reason
-            .as_deref()
+            .as_ref()
+            .map(|u| u.detail.as_str())
             .unwrap()
             .starts_with(ratedeck::NANP_CATCH_ALL_REASON),
         "{:?}",

@@ -197,7 +197,9 @@ impl Config {
         );
         for t in &self.raw_topics {
             anyhow::ensure!(
-                RAW_TOPICS.iter().any(|v| t == v || t.starts_with(&format!("{v}."))),
+                RAW_TOPICS
+                    .iter()
+                    .any(|v| t == v || t.starts_with(&format!("{v}."))),
                 "raw_topics: `{t}` is not raw.<freeswitch|opensips|asterisk|kamailio>[.<name>]"
             );
         }

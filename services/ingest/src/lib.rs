@@ -407,8 +407,7 @@ mod topic_tests {
         let err = adapt_record(&cfg, "raw.kamailio", None, None, rec).unwrap_err();
         assert_eq!(err.to_string(), config::SwitchError::Unnamed.to_string());
         // The header still wins.
-        let (_, out) =
-            adapt_record(&cfg, "raw.kamailio.kam-2", None, Some("kam-1"), rec).unwrap();
+        let (_, out) = adapt_record(&cfg, "raw.kamailio.kam-2", None, Some("kam-1"), rec).unwrap();
         let e = cdr_model::event::SwitchEvent::from_json(&out[0].1, 2000).unwrap();
         assert_eq!(e.switch_id, "kam-1");
         let bad: Config = toml::from_str(
@@ -419,6 +418,10 @@ mod topic_tests {
             "#,
         )
         .unwrap();
-        assert!(bad.validate().unwrap_err().to_string().contains("sip.traces"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("sip.traces"));
     }
 }

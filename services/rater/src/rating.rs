@@ -39,6 +39,9 @@ pub mod reason {
     /// A NANP number outside the contiguous US that only a catch-all `1`
     /// row would price (revenue-share fraud exposure).
     pub const NANP_CATCH_ALL: &str = "nanp_catch_all";
+    /// `blocked`: a UK number whose origin surcharge the account has not
+    /// allowed (seed 000).
+    pub const UK_SURCHARGE_NOT_ALLOWED: &str = "uk_surcharge_not_allowed";
     pub const BAD_LRN_FEE: &str = "bad_lrn_fee";
     pub const NO_RATE_DECK_LOADED: &str = "no_rate_deck_loaded";
 }
@@ -187,24 +190,6 @@ fn rating_input(call: &EnrichedCall) -> (RatingInput, InputNotes) {
     (input, notes)
 }
 
-fn reason_code(message: &str) -> &'static str {
-    if message.starts_with("unknown account") {
-        reason::UNKNOWN_ACCOUNT
-    } else if message.starts_with("unknown dial prefix") {
-        reason::UNKNOWN_DIAL_PREFIX
-    } else if message.starts_with(ratedeck::NANP_CATCH_ALL_REASON) {
-        reason::NANP_CATCH_ALL
-    } else if message.starts_with("dialed number") {
-        reason::BAD_DIALED_NUMBER
-    } else if message.starts_with("answered call without answer") {
-        reason::MISSING_ANSWER_TIME
-    } else if message.starts_with("no matching prefix") {
-        reason::NO_MATCHING_PREFIX
-    } else {
-        "unrated"
-    }
-}
-
 /// Rates one enriched call with the given decks and tables.
 ///
 /// Never drops a call: an unknown account, a bad dialed number, an answered
@@ -223,14 +208,15 @@ pub fn rate_call(call: EnrichedCall, ctx: &RatingContext<'_>) -> RatedCdr {
     let (input, notes) = rating_input(&call);
     let r = ratedeck::rate(&input, ctx);
     let mut status = r.status;
-    let mut unrated_reason = None;
-    if let (RatingStatus::Unrated, Some(reason)) = (r.status, &r.unrated_reason) {
-        unrated_reason = Some(if ctx.accounts.contains_key(&input.account_id) {
-            reason_code(reason)
+    // The typed reason's stable code; an unknown account wins over what
+    // else is wrong with the call.
+    let mut unrated_reason = r.unrated_reason.as_ref().map(|u| {
+        if ctx.accounts.contains_key(&input.account_id) {
+            u.kind.code()
         } else {
             reason::UNKNOWN_ACCOUNT
-        });
-    }
+        }
+    });
     let mut amount = r.amount;
     if notes.bad_lrn_fee && status == RatingStatus::Rated {
         status = RatingStatus::Unrated;
@@ -438,7 +424,14 @@ mod tests {
             ("5978123456", "5978", "60/60"),
         ];
         for (dest, prefix, inc) in dests {
-            let r = rate(call("acc-1001", dest, Some("+12125550100"), 61));
+            // A UK caller id to UK numbers: no origin surcharge, so allowed
+            // on acc-1001 (a US one would be blocked, seed 000).
+            let cli = if dest.starts_with("44") {
+                "+442079460000"
+            } else {
+                "+12125550100"
+            };
+            let r = rate(call("acc-1001", dest, Some(cli), 61));
             assert_eq!(r.status, "rated", "{dest}: {r:?}");
             assert_eq!(r.matched_prefix.as_deref(), Some(prefix), "{dest}");
             assert_eq!(r.increment.as_deref(), Some(inc), "{dest}");
@@ -598,16 +591,23 @@ mod tests {
 
     #[test]
     fn uk_surcharge_blocked_or_allowed() {
-        // acc-1001 does not allow it: flagged, still charged.
+        // acc-1001 does not allow it (seed 000): a blocked attempt, the
+        // reason recorded, nothing billed.
         let r = rate(call("acc-1001", "447700900123", Some("+12125550100"), 60));
         assert!(
             r.flags.contains(&"uk_surcharge_blocked".to_string()),
             "{r:?}"
         );
-        // A valid US caller id: the US mobile row (0.12/min).
-        assert_eq!(d(&r.surcharge), d("0.12"));
+        assert_eq!(r.status, "blocked");
+        assert_eq!(
+            r.unrated_reason.as_deref(),
+            Some(reason::UK_SURCHARGE_NOT_ALLOWED)
+        );
+        assert_eq!((d(&r.amount), r.billed_seconds), (Decimal::ZERO, 0));
+        // acc-1002 allows it: the US mobile row (0.12/min) is billed.
         let r = rate(call("acc-1002", "447700900123", Some("+12125550100"), 60));
         assert!(!r.flags.contains(&"uk_surcharge_blocked".to_string()));
+        assert_eq!(d(&r.surcharge), d("0.12"));
         let mut c = call("acc-1002", "447700900123", Some("+442079460000"), 60);
         c.enrichment.caller_country = Some("GB".into());
         let r = rate(c);
@@ -658,8 +658,9 @@ mod tests {
             ("011 33 1 23 45 67 89", "331", "France Fixed Paris"),
             ("*32 0049 30 123456", "4930", "Germany Fixed Berlin"),
         ] {
+            // A UK caller id: no UK origin surcharge, allowed on acc-1001.
             let out = rate_call(
-                call("acc-1001", dialed, Some("+12125550100"), 60),
+                call("acc-1001", dialed, Some("+442079460000"), 60),
                 &shipped().context(),
             );
             let r = &out.rating;
@@ -819,13 +820,17 @@ mod tests {
             prop_assert_eq!(&a, &b, "deterministic");
             let r = &a.rating;
             prop_assert_eq!(&a.call, &c.call, "call section kept verbatim");
-            prop_assert!(r.status == "rated" || r.status == "unrated");
-            prop_assert_eq!(r.status == "unrated", r.unrated_reason.is_some());
+            prop_assert!(r.status == "rated" || r.status == "unrated" || r.status == "blocked");
+            prop_assert_eq!(r.status != "rated", r.unrated_reason.is_some());
             let amount = d(&r.amount);
             let fee = d(&r.lrn_fee);
             prop_assert!(amount >= Decimal::ZERO);
             if r.status == "unrated" {
                 prop_assert_eq!(amount, Decimal::ZERO);
+            }
+            if r.status == "blocked" {
+                prop_assert_eq!(r.unrated_reason.as_deref(), Some(reason::UK_SURCHARGE_NOT_ALLOWED));
+                prop_assert_eq!((amount, r.billed_seconds), (Decimal::ZERO, 0));
             }
             let answered = c.call.disposition == "answered" && c.call.billable_seconds > 0;
             if !answered {
