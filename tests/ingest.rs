@@ -71,7 +71,7 @@ fn form_encode(v: &str) -> String {
 fn kamailio(callid: &str, setup_s: f64, talk_s: f64) -> String {
     serde_json::json!({
         "v": "1", "event": "answered", "callid": callid, "from_tag": "ft1",
-        "cli": "12125550100", "dialed": "442079460123", "account": "acc-1001",
+        "cli": "12125550100", "dialed": "4930123456", "account": "acc-1001",
         "trunk": "carrier-h", "source_ip": "198.51.100.30", "sip_code": "200",
         "sip_reason": "OK",
         "setup_time": format!("{setup_s:.6}"),
@@ -93,8 +93,8 @@ fn freeswitch(uuid: &str, sip_call_id: &str, setup_us: i64, talk_ms: i64) -> Str
         "channel_data": {"state": "CS_REPORTING", "direction": "inbound"},
         "variables": {
             "direction": "inbound", "uuid": uuid, "call_uuid": uuid,
-            "sip_from_user": "12125550100", "sip_req_user": "442079460123",
-            "sip_to_user": "442079460123", "sip_call_id": sip_call_id,
+            "sip_from_user": "12125550100", "sip_req_user": "4930123456",
+            "sip_to_user": "4930123456", "sip_call_id": sip_call_id,
             "sip_network_ip": "203.0.113.10", "accountcode": "acc-1001",
             "last_bridge_role": "originator", "rtp_use_codec_name": "PCMA",
             "sip_term_status": "200", "hangup_cause": "NORMAL_CLEARING",

@@ -124,6 +124,7 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
     let mut rated_dests: BTreeSet<String> = BTreeSet::new();
     let mut unrated_reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut expected_unknown = 0usize;
+    let mut blocked = 0usize;
     let mut mismatches = Vec::new();
     for row in &rows {
         let want = rater::rate_call(enriched_from_row(row), &ctx).rating;
@@ -199,7 +200,20 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
             && NOT_ON_TRUNK_007
                 .iter()
                 .any(|p| number["4007".len()..].starts_with(p));
-        if off_trunk {
+        if row.rating_status == "blocked" {
+            // Seed 000: a UK number whose origin surcharge the account has
+            // not allowed (acc-1002 allows it) is a blocked attempt.
+            assert!(row.dialed_e164.starts_with("44"), "{}", row.call_id);
+            assert_ne!(row.account_id, "acc-1002", "{}", row.call_id);
+            assert_eq!(
+                row.unrated_reason.as_deref(),
+                Some("uk_surcharge_not_allowed"),
+                "{}",
+                row.call_id
+            );
+            assert_eq!((row.amount, row.billed_seconds), (0, 0), "{}", row.call_id);
+            blocked += 1;
+        } else if off_trunk {
             expected_unknown += 1;
             assert_eq!(row.rating_status, "unrated", "{}", row.call_id);
             assert_eq!(
@@ -235,6 +249,10 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
     assert!(
         expected_unknown > 0,
         "the scenario must include a wholesale *4007 call to a destination trunk 007 lacks"
+    );
+    assert!(
+        blocked > 0,
+        "the simulator's UK calls from US caller ids on acc-1001 must be blocked"
     );
     assert!(
         unrated_reasons
