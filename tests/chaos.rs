@@ -45,6 +45,10 @@ fn use_chaos_stack() {
             "CDR__ROUTE__ALLOWED_LATENESS_MS=900000".into(),
         ),
         (
+            "CDR_ENV_enricher",
+            "CDR__LRN__DIP_LATENESS_MS=900000".into(),
+        ),
+        (
             "CDR_ENV_rater",
             "CDR__PROFILE__ALLOWED_LATENESS_MS=900000 CDR__CONFORMANCE__LATENESS_SECS=900".into(),
         ),

@@ -1,6 +1,6 @@
 //! Restart cost of the stateful services (`make bench`, ignored by default):
 //! simulated switch traffic at a steady `BENCH_CPS` calls/s (default 1,000)
-//! for `BENCH_SECS` (default 100 s), and one `kill -9` + immediate restart
+//! for `BENCH_SECS` (default 80 s), and one `kill -9` + immediate restart
 //! of each stateful service in turn (rater, detector, enricher, assembler,
 //! 20 s apart). Its consumer group's lag (log end − committed offset, summed
 //! over the input partitions) is sampled from the broker every 250 ms, and
@@ -106,7 +106,7 @@ fn restart_cost_of_each_stateful_service() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let (cps, secs) = (env("BENCH_CPS", 1_000), env("BENCH_SECS", 100));
+    let (cps, secs) = (env("BENCH_CPS", 1_000), env("BENCH_SECS", 80));
     let run = unique_run("restart");
     let calls = (cps * secs) as usize;
     // Event times in the recent past: real-time windows, no clock rejects.

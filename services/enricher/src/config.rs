@@ -63,6 +63,17 @@ pub struct LrnConfig {
     /// Fee charged to the call that pays a period's dip (USD, decimal string).
     #[serde(default = "default_fee")]
     pub dip_fee: Decimal,
+    /// Event time the partition must move past a number-period's earliest
+    /// call before its dip holder is fixed (calls of one number arrive from
+    /// several assembler partitions in a timing-dependent order); the first
+    /// calls of a period wait this long, measured on the partition's own
+    /// event time. A call later than this is a cache hit.
+    #[serde(default = "default_dip_lateness")]
+    pub dip_lateness_ms: u64,
+    /// A partition whose event time has not moved for this long (wall
+    /// clock) releases its waiting calls: nothing earlier can still come.
+    #[serde(default = "default_idle_release")]
+    pub idle_release_ms: u64,
     /// Give up on a failing source after this long: `lrn_source = unavailable`, fee 0.
     #[serde(default = "default_deadline")]
     pub unavailable_deadline_ms: u64,
@@ -100,6 +111,12 @@ fn default_fee() -> Decimal {
 fn default_deadline() -> u64 {
     2000
 }
+fn default_dip_lateness() -> u64 {
+    20_000
+}
+fn default_idle_release() -> u64 {
+    5_000
+}
 fn default_http_timeout() -> u64 {
     500
 }
@@ -120,6 +137,8 @@ impl LrnConfig {
             cache_max_entries: default_cache_entries(),
             cache_ttl_secs: default_ttl(),
             dip_fee: default_fee(),
+            dip_lateness_ms: default_dip_lateness(),
+            idle_release_ms: default_idle_release(),
             unavailable_deadline_ms: default_deadline(),
         }
     }

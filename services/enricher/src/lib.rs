@@ -31,14 +31,25 @@
 //! # Who pays the dip: the ledger, not the process's cache
 //! "Not in our cache" is decided by [`lrn::DipLedger`] in event time: the
 //! cache lifetime (`lrn.cache_ttl_secs`) cuts each number's timeline into
-//! periods, the first call of a (number, period) on the partition pays the
-//! dip and fixes the period's LRN, every other call of the period is a cache
-//! hit with fee 0 and the same LRN. The in-memory [`lrn::LrnCache`] only
-//! saves lookups; it never decides a fee. So the fee and the LRN of a call
-//! are a function of the calls of its number, not of when this process
-//! started, which instance owns the partition, or how often a call was
-//! re-delivered: a copy of the holder pays again under the same `cdr_id`
-//! (one row downstream), a copy of any other call is a cache hit again.
+//! periods, the **earliest call** of a (number, period) — by setup time,
+//! then `cdr_id` — pays the dip, every other call of the period is a cache
+//! hit with fee 0 and the period's LRN. The in-memory [`lrn::LrnCache`]
+//! only saves lookups; it never decides a fee. So the fee and the LRN of a
+//! call are a function of the calls of its number, not of when this process
+//! started, which instance owns the partition, how often a call was
+//! re-delivered, or in which order the assembler's partitions delivered
+//! the calls.
+//!
+//! Because calls of one number reach a partition from several assembler
+//! partitions in a timing-dependent order, the first calls of a period are
+//! **held** until the partition's event time (its newest setup) is
+//! `lrn.dip_lateness_ms` (20 s) past the earliest of them; then the holder is
+//! fixed and they are produced. A partition whose event time stops moving
+//! releases its held calls after `lrn.idle_release_ms` (5 s) of wall time.
+//! The commit point never passes a held call (a restart replays it), and
+//! `cdr_enricher_lrn_held_calls` shows how many wait. Later calls of a
+//! fixed period are decided at once; a call more than the lateness behind
+//! its partition finds the holder fixed and is a cache hit.
 //!
 //! The ledger is per input partition (`calls.assembled` is keyed by dialed
 //! number, so a number lives on one partition) and durable: after every
@@ -48,8 +59,9 @@
 //! watermark) and acknowledged *before* the enriched calls are produced and
 //! the offsets committed. When a partition is assigned (start-up, rebalance)
 //! its ledger is read back before any of its calls is enriched; when it is
-//! revoked the ledger is dropped. Numbers not called for two TTLs of event
-//! time are tombstoned, so the topic is bounded by the numbers in use.
+//! revoked the ledger and its held calls are dropped. Numbers not called
+//! for two TTLs of event time are tombstoned, so the topic is bounded by
+//! the numbers in use.
 //!
 //! # Output key
 //! `calls.enriched` is keyed by `account_id`: the rater keeps per-account
@@ -62,7 +74,7 @@ pub mod config;
 pub mod core;
 pub mod metrics;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +117,7 @@ pub struct Enricher {
     cache: LrnCache<AnySource>,
     table: Arc<NpaNxxTable>,
     ttl_ms: i64,
+    lateness_ms: i64,
     dip_fee: rust_decimal::Decimal,
     ledgers: HashMap<i32, DipLedger>,
 }
@@ -119,6 +132,15 @@ impl std::fmt::Debug for Enricher {
     }
 }
 
+/// A call waiting for its number-period's dip holder to be fixed; its
+/// input offset must not be committed meanwhile.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub partition: i32,
+    pub offset: i64,
+    pub call: AssembledCall,
+}
+
 /// A call the ledger could not decide before the lookups.
 struct Pending {
     index: usize,
@@ -127,9 +149,15 @@ struct Pending {
 }
 
 impl Enricher {
-    pub fn new(source: AnySource, cache_cfg: LrnCacheConfig, table: NpaNxxTable) -> Self {
+    pub fn new(
+        source: AnySource,
+        cache_cfg: LrnCacheConfig,
+        table: NpaNxxTable,
+        lateness: Duration,
+    ) -> Self {
         Enricher {
             ttl_ms: cache_cfg.ttl.as_millis().min(i64::MAX as u128) as i64,
+            lateness_ms: lateness.as_millis().min(i64::MAX as u128) as i64,
             dip_fee: cache_cfg.dip_fee,
             cache: LrnCache::new(source, cache_cfg),
             table: Arc::new(table),
@@ -179,7 +207,12 @@ impl Enricher {
             deadline: Duration::from_millis(cfg.unavailable_deadline_ms),
             ..LrnCacheConfig::default()
         };
-        Ok(Enricher::new(source, cache_cfg, table))
+        Ok(Enricher::new(
+            source,
+            cache_cfg,
+            table,
+            Duration::from_millis(cfg.dip_lateness_ms),
+        ))
     }
 
     /// The LRN cache (stats, flush, source reload).
@@ -194,7 +227,7 @@ impl Enricher {
 
     /// Loads `partition`'s ledger from its persisted records.
     pub fn restore_partition(&mut self, partition: i32, records: Vec<LedgerRecord>) {
-        let mut l = DipLedger::new(self.ttl_ms, self.dip_fee);
+        let mut l = DipLedger::new(self.ttl_ms, self.lateness_ms, self.dip_fee);
         for r in records {
             l.restore(r);
         }
@@ -215,54 +248,108 @@ impl Enricher {
         out
     }
 
-    fn ledger(&mut self, partition: i32) -> &mut DipLedger {
-        let (ttl, fee) = (self.ttl_ms, self.dip_fee);
-        self.ledgers
-            .entry(partition)
-            .or_insert_with(|| DipLedger::new(ttl, fee))
+    /// `partition`'s event-time watermark (newest setup seen).
+    pub fn watermark(&self, partition: i32) -> Option<i64> {
+        self.ledgers.get(&partition).map(DipLedger::watermark)
     }
 
-    /// Enrich one call of partition 0 (tests, tools).
+    fn ledger(&mut self, partition: i32) -> &mut DipLedger {
+        let (ttl, late, fee) = (self.ttl_ms, self.lateness_ms, self.dip_fee);
+        self.ledgers
+            .entry(partition)
+            .or_insert_with(|| DipLedger::new(ttl, late, fee))
+    }
+
+    fn finish(&self, call: AssembledCall, record: EnrichmentRecord, replayed: bool) -> Enriched {
+        let numbers = core::analyze(&call);
+        let replayed = replayed
+            && matches!(
+                record.source,
+                Some(LrnSourceKind::Dip | LrnSourceKind::Unavailable)
+            );
+        let (_, call) = core::build(call, &numbers, &record, &self.table);
+        Enriched {
+            key: call.call.account_id.clone(),
+            call,
+            record,
+            replayed,
+        }
+    }
+
+    /// Enrich one call of partition 0 and decide it at once (tests, tools:
+    /// calls are decided in the order given).
     pub async fn enrich(&mut self, call: AssembledCall) -> Enriched {
-        self.enrich_batch(vec![(0, call)], 1)
+        self.enrich_all(vec![(0, call)], 1)
             .await
             .pop()
             .expect("one call in, one out")
     }
 
-    /// Enrich a batch of (input partition, call), results in input order:
-    /// the ledger decides what it can, the remaining numbers are looked up
-    /// once each (up to `concurrency` in flight), then the ledger records
-    /// the lookups in input order.
-    pub async fn enrich_batch(
+    /// Enrich a batch and decide every call now, waiting calls included
+    /// (tests, tools), in input order.
+    pub async fn enrich_all(
         &mut self,
         calls: Vec<(i32, AssembledCall)>,
         concurrency: usize,
     ) -> Vec<Enriched> {
-        let mut decided: Vec<Option<(EnrichmentRecord, bool)>> = Vec::with_capacity(calls.len());
-        let mut analysed = Vec::with_capacity(calls.len());
+        let n = calls.len();
+        let with_pos = calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, c))| (p, i as i64, c))
+            .collect();
+        let (ready, mut held) = self.enrich_batch(with_pos, concurrency).await;
+        let mut out: Vec<(i64, Enriched)> = ready.into_iter().map(|(_, i, e)| (i, e)).collect();
+        let parts: Vec<i32> = self.ledgers.keys().copied().collect();
+        for p in parts {
+            out.extend(self.release_partition(p, true, &mut held));
+        }
+        out.sort_by_key(|(i, _)| *i);
+        debug_assert_eq!(out.len(), n);
+        out.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Enrich a batch of (partition, offset, call): the ledger decides what
+    /// it can, the remaining numbers are looked up once each (up to
+    /// `concurrency` in flight), then the ledger records the lookups in
+    /// input order. Returns the decided calls (with their offsets, input
+    /// order) and the calls that wait for their period's holder.
+    pub async fn enrich_batch(
+        &mut self,
+        calls: Vec<(i32, i64, AssembledCall)>,
+        concurrency: usize,
+    ) -> (Vec<(i32, i64, Enriched)>, Vec<Held>) {
+        // (partition, offset, call, Some((decision, replayed)) | None = held)
+        type Slot = (i32, i64, AssembledCall, Option<(EnrichmentRecord, bool)>);
+        let mut slots: Vec<Slot> = Vec::with_capacity(calls.len());
         let mut pending = Vec::new();
-        for (i, (p, call)) in calls.into_iter().enumerate() {
+        for (i, (p, off, call)) in calls.into_iter().enumerate() {
             let numbers = core::analyze(&call);
             let tn10 = core::dialed_e164(&numbers)
                 .filter(|_| core::needs_dip(&call, &numbers))
                 .and_then(should_dip)
                 .map(str::to_string);
-            match tn10 {
-                None => decided.push(Some((EnrichmentRecord::not_eligible(), false))),
-                Some(tn10) => match self.ledger(p).rule(&tn10, &call.cdr_id, call.setup_ts_ms) {
-                    Ruling::Known(r) => decided.push(Some((r, true))),
+            let l = self.ledger(p);
+            l.observe(call.setup_ts_ms);
+            let decided = match tn10 {
+                None => Some((EnrichmentRecord::not_eligible(), false)),
+                Some(tn10) => match l.rule(&tn10, &call.cdr_id, call.setup_ts_ms) {
+                    Ruling::Known(r) => Some((r, true)),
+                    Ruling::Pending => {
+                        l.hold(&tn10, &call.cdr_id, call.setup_ts_ms);
+                        None
+                    }
                     Ruling::Lookup => {
-                        decided.push(None);
                         pending.push(Pending {
                             index: i,
                             partition: p,
                             tn10,
                         });
+                        None
                     }
                 },
-            }
-            analysed.push((call, numbers));
+            };
+            slots.push((p, off, call, decided));
         }
         let mut numbers: Vec<String> = pending.iter().map(|x| x.tn10.clone()).collect();
         numbers.sort_unstable();
@@ -277,30 +364,57 @@ impl Enricher {
             .collect()
             .await;
         for x in pending {
-            let call = &analysed[x.index].0;
-            let (cdr_id, setup) = (call.cdr_id.clone(), call.setup_ts_ms);
+            let (cdr_id, setup) = (
+                slots[x.index].2.cdr_id.clone(),
+                slots[x.index].2.setup_ts_ms,
+            );
             let rec = self
                 .ledger(x.partition)
                 .record(&x.tn10, &cdr_id, setup, &outcomes[&x.tn10]);
-            decided[x.index] = Some((rec, false));
+            slots[x.index].3 = rec.map(|r| (r, false));
         }
-        analysed
-            .into_iter()
-            .zip(decided)
-            .map(|((call, numbers), d)| {
-                let (record, replayed) = d.expect("every call decided");
-                let replayed = replayed
-                    && matches!(
-                        record.source,
-                        Some(LrnSourceKind::Dip | LrnSourceKind::Unavailable)
-                    );
-                let (_, call) = core::build(call, &numbers, &record, &self.table);
-                Enriched {
-                    key: call.call.account_id.clone(),
+        let mut ready = Vec::new();
+        let mut held = Vec::new();
+        for (p, off, call, d) in slots {
+            match d {
+                Some((rec, replayed)) => ready.push((p, off, self.finish(call, rec, replayed))),
+                None => held.push(Held {
+                    partition: p,
+                    offset: off,
                     call,
-                    record,
-                    replayed,
-                }
+                }),
+            }
+        }
+        (ready, held)
+    }
+
+    /// Decides the held calls of `partition` whose period's holder is now
+    /// fixed (every one when `all`: an idle partition), removing them from
+    /// `held`; returns them with their offsets.
+    pub fn release_partition(
+        &mut self,
+        partition: i32,
+        all: bool,
+        held: &mut Vec<Held>,
+    ) -> Vec<(i64, Enriched)> {
+        let Some(l) = self.ledgers.get_mut(&partition) else {
+            return Vec::new();
+        };
+        let decided: HashMap<String, EnrichmentRecord> =
+            if all { l.release_all() } else { l.release() }
+                .into_iter()
+                .collect();
+        if decided.is_empty() {
+            return Vec::new();
+        }
+        let (go, stay): (Vec<Held>, Vec<Held>) = std::mem::take(held)
+            .into_iter()
+            .partition(|h| h.partition == partition && decided.contains_key(&h.call.cdr_id));
+        *held = stay;
+        go.into_iter()
+            .map(|h| {
+                let rec = decided[&h.call.cdr_id].clone();
+                (h.offset, self.finish(h.call, rec, false))
             })
             .collect()
     }
@@ -340,12 +454,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         output: Codec::new(),
         concurrency: config.lookup_concurrency,
         kafka: settings.kafka.clone(),
+        held: Vec::new(),
+        next: BTreeMap::new(),
+        progress: HashMap::new(),
+        idle_release_ms: lrn_cfg.idle_release_ms as i64,
     };
     let spec = cdr_kafka::StageSpec {
         service: SERVICE,
         topics: &[topics::CALLS_ASSEMBLED],
         dlq_topic: topics::PIPELINE_DLQ,
-        policy: CommitPolicy::AfterEachBatch,
+        policy: CommitPolicy::StageControlled,
         settings: &settings,
         metrics,
     };
@@ -353,9 +471,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// The enricher in the stage loop: load the ledgers of newly assigned
-/// partitions → decode → enrich the batch (lookups overlap) → write the
-/// changed ledger records and wait for their acks → the enriched calls. A
-/// call is never produced before the decision behind its fee is durable.
+/// partitions → decode → enrich the batch (lookups overlap); calls whose
+/// number-period has no fixed dip holder yet are held → write the changed
+/// ledger records and wait for their acks → the decided enriched calls.
+/// The commit point never passes a held call, so a restart replays it.
 struct EnricherStage {
     enricher: Enricher,
     metrics: EnricherMetrics,
@@ -363,6 +482,13 @@ struct EnricherStage {
     output: Codec<EnrichedCall>,
     concurrency: usize,
     kafka: cdr_kafka::KafkaConfig,
+    /// Calls waiting for their period's holder, in arrival order.
+    held: Vec<Held>,
+    /// Next offset to consume, per partition.
+    next: BTreeMap<i32, i64>,
+    /// Per partition: the watermark last seen and when (wall ms) it moved.
+    progress: HashMap<i32, (i64, i64)>,
+    idle_release_ms: i64,
 }
 
 impl EnricherStage {
@@ -385,6 +511,49 @@ impl EnricherStage {
         self.enricher.restore_partition(partition, records);
         Ok(())
     }
+
+    /// Ledger records first: once an enriched copy exists downstream, the
+    /// decision behind its fee must survive any restart.
+    fn write_ledger(&mut self, out: &mut Outbox) -> Result<(), StageError> {
+        for (p, c) in self.enricher.take_changes() {
+            let payload = match &c.record {
+                Some(r) => Some(serde_json::to_vec(r).map_err(|err| {
+                    StageError::Fatal(anyhow::anyhow!("encoding LRN ledger record: {err}"))
+                })?),
+                None => None,
+            };
+            self.metrics.ledger_records.inc();
+            out.emit_to(topics::LRN_DECISIONS, p, c.key.into_bytes(), payload);
+        }
+        Ok(())
+    }
+
+    fn emit(&self, e: Enriched, origin: Option<&OwnedMessage>, out: &mut Outbox) {
+        observe(&self.metrics, &e);
+        match self.output.encode(&e.call) {
+            Ok(bytes) => out.emit(topics::CALLS_ENRICHED, e.key.into_bytes(), bytes, origin),
+            Err(err) => match origin {
+                Some(m) => out.reject(m, &Reject::EncodeFailed(err.to_string())),
+                None => {
+                    tracing::error!(cdr_id = %e.call.call.cdr_id, error = %err, "encoding a released enriched call")
+                }
+            },
+        }
+    }
+
+    fn released(&mut self, partitions: &[i32], all: bool) -> Vec<Enriched> {
+        let mut out = Vec::new();
+        for p in partitions {
+            out.extend(
+                self.enricher
+                    .release_partition(*p, all, &mut self.held)
+                    .into_iter()
+                    .map(|(_, e)| e),
+            );
+        }
+        self.metrics.held.set(self.held.len() as i64);
+        out
+    }
 }
 
 impl cdr_kafka::Stage for EnricherStage {
@@ -396,49 +565,79 @@ impl cdr_kafka::Stage for EnricherStage {
         let mut parts: Vec<i32> = batch.iter().map(|m| m.partition()).collect();
         parts.sort_unstable();
         parts.dedup();
-        for p in parts {
-            if !self.enricher.has_partition(p) {
-                self.restore(p).await?;
+        for p in &parts {
+            if !self.enricher.has_partition(*p) {
+                self.restore(*p).await?;
             }
         }
         let mut calls = Vec::with_capacity(batch.len());
-        let mut idx = Vec::with_capacity(batch.len());
-        for (i, m) in batch.iter().enumerate() {
+        let mut origin: HashMap<(i32, i64), &OwnedMessage> = HashMap::with_capacity(batch.len());
+        for m in batch {
+            self.next.insert(m.partition(), m.offset() + 1);
             match self.input.decode(m.payload().unwrap_or_default()) {
                 Ok(c) => {
-                    calls.push((m.partition(), c));
-                    idx.push(i);
+                    calls.push((m.partition(), m.offset(), c));
+                    origin.insert((m.partition(), m.offset()), m);
                 }
                 Err(e) => out.reject(m, &Reject::BadAvro(e.to_string())),
             }
         }
-        let enriched = self.enricher.enrich_batch(calls, self.concurrency).await;
-        // The ledger first: once the enriched copy exists downstream, the
-        // decision behind its fee must survive any restart.
-        for (p, c) in self.enricher.take_changes() {
-            let payload = match &c.record {
-                Some(r) => Some(serde_json::to_vec(r).map_err(|err| {
-                    StageError::Fatal(anyhow::anyhow!("encoding LRN ledger record: {err}"))
-                })?),
-                None => None,
-            };
-            self.metrics.ledger_records.inc();
-            out.emit_to(topics::LRN_DECISIONS, p, c.key.into_bytes(), payload);
-        }
+        let (ready, held) = self.enricher.enrich_batch(calls, self.concurrency).await;
+        self.held.extend(held);
+        let released = self.released(&parts, false);
+        self.write_ledger(out)?;
         out.flush().await?;
-        for (e, i) in enriched.into_iter().zip(idx) {
-            observe(&self.metrics, &e);
-            match self.output.encode(&e.call) {
-                Ok(bytes) => out.emit(
-                    topics::CALLS_ENRICHED,
-                    e.key.into_bytes(),
-                    bytes,
-                    Some(&batch[i]),
-                ),
-                Err(err) => out.reject(&batch[i], &Reject::EncodeFailed(err.to_string())),
-            }
+        for (p, off, e) in ready {
+            self.emit(e, origin.get(&(p, off)).copied(), out);
+        }
+        for e in released {
+            self.emit(e, None, out);
         }
         Ok(())
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(500))
+    }
+
+    /// A partition with held calls whose event time has not moved for
+    /// `idle_release_ms` releases them: no earlier call can still come.
+    fn tick(&mut self, wall_ms: i64, out: &mut Outbox) -> Result<(), StageError> {
+        let mut parts: Vec<i32> = self.held.iter().map(|h| h.partition).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        let mut idle = Vec::new();
+        for p in parts {
+            let wm = self.enricher.watermark(p).unwrap_or(i64::MIN);
+            let e = self.progress.entry(p).or_insert((wm, wall_ms));
+            if e.0 != wm {
+                *e = (wm, wall_ms);
+            } else if wall_ms - e.1 >= self.idle_release_ms {
+                idle.push(p);
+            }
+        }
+        if idle.is_empty() {
+            return Ok(());
+        }
+        let released = self.released(&idle, true);
+        self.write_ledger(out)?;
+        for e in released {
+            self.emit(e, None, out);
+        }
+        Ok(())
+    }
+
+    fn skipped(&mut self, m: &OwnedMessage) {
+        self.next.insert(m.partition(), m.offset() + 1);
+    }
+
+    fn commit_point(&self) -> BTreeMap<cdr_kafka::runtime::Tp, i64> {
+        let mut at: BTreeMap<i32, i64> = self.next.clone();
+        for h in &self.held {
+            let e = at.entry(h.partition).or_insert(h.offset);
+            *e = (*e).min(h.offset);
+        }
+        cdr_kafka::stage::on_topic(topics::CALLS_ASSEMBLED, at)
     }
 
     fn revoke(&mut self, partitions: &[cdr_kafka::runtime::Tp]) {
@@ -447,7 +646,11 @@ impl cdr_kafka::Stage for EnricherStage {
             .filter(|(t, _)| t == topics::CALLS_ASSEMBLED)
         {
             self.enricher.drop_partition(*p);
+            self.held.retain(|h| h.partition != *p);
+            self.next.remove(p);
+            self.progress.remove(p);
         }
+        self.metrics.held.set(self.held.len() as i64);
     }
 
     fn drain(&mut self, _wall_ms: i64, _out: &mut Outbox) -> Result<(), StageError> {
@@ -457,7 +660,8 @@ impl cdr_kafka::Stage for EnricherStage {
             dips = s.dips,
             unavailable = s.unavailable,
             coalesced = s.coalesced,
-            "LRN cache at shutdown"
+            held = self.held.len(),
+            "LRN cache at shutdown (held calls stay uncommitted and are replayed)"
         );
         Ok(())
     }

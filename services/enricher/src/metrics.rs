@@ -1,7 +1,7 @@
 //! Enricher-specific metrics (`cdr_enricher_*`), registered in the stage
 //! registry next to the runtime's consumed/produced/lag metrics.
 
-use prometheus::{Counter, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct EnricherMetrics {
@@ -19,6 +19,8 @@ pub struct EnricherMetrics {
     pub ledger_records: IntCounter,
     /// Dip-ledger records read back when partitions were assigned.
     pub ledger_restored: IntCounter,
+    /// Calls waiting for their number-period's dip holder to be fixed.
+    pub held: IntGauge,
     /// Sum of dip fees charged (USD).
     pub lrn_fees: Counter,
     /// Calls by callee number type.
@@ -47,7 +49,14 @@ impl EnricherMetrics {
         )
         .unwrap();
         registry.register(Box::new(calls_by_type.clone())).unwrap();
+        let held = IntGauge::new(
+            "cdr_enricher_lrn_held_calls",
+            "Calls waiting for their number-period's dip holder to be fixed",
+        )
+        .unwrap();
+        registry.register(Box::new(held.clone())).unwrap();
         EnricherMetrics {
+            held,
             lrn_dips: c(
                 "lrn_dips_total",
                 "Calls charged the LRN dip fee (first call of a number's cache period)",

@@ -131,7 +131,7 @@ async fn concurrent_misses_in_one_batch_are_one_dip() {
             )
         })
         .collect();
-    let out = e.enrich_batch(calls, 16).await;
+    let out = e.enrich_all(calls, 16).await;
     let fees: Vec<_> = out
         .iter()
         .map(|x| x.call.enrichment.lrn_fee.clone())
@@ -173,7 +173,7 @@ async fn redelivered_call_keeps_its_decision_and_fee() {
     assert_eq!(again.call.enrichment, first.call.enrichment);
     // Duplicates inside one batch agree with each other too.
     let out = e
-        .enrich_batch(
+        .enrich_all(
             vec![
                 (0, call("dup", None, "12125550002", "answered")),
                 (0, call("dup", None, "12125550002", "answered")),
@@ -244,7 +244,7 @@ async fn a_restarted_enricher_keeps_every_fee_whatever_its_cache() {
     let mut first = file_enricher();
     let mut store = HashMap::new();
     let a = first
-        .enrich_batch(batch(&[("r1", 0), ("r2", 60_000), ("r3", 120_000)]), 8)
+        .enrich_all(batch(&[("r1", 0), ("r2", 60_000), ("r3", 120_000)]), 8)
         .await;
     persist(&mut first, &mut store);
     assert_eq!(
@@ -254,7 +254,7 @@ async fn a_restarted_enricher_keeps_every_fee_whatever_its_cache() {
     let mut again = restored(&store, 2);
     assert_eq!(again.cache().stats().entries, 0, "cold cache");
     let b = again
-        .enrich_batch(
+        .enrich_all(
             batch(&[("r3", 120_000), ("r1", 0), ("r2", 60_000), ("r4", 180_000)]),
             8,
         )
@@ -279,7 +279,7 @@ async fn a_restarted_enricher_keeps_every_fee_whatever_its_cache() {
     );
     // Another partition's ledger is its own: the same number there pays.
     let c = again
-        .enrich_batch(
+        .enrich_all(
             vec![(3, at(call("r5", None, "12125550199", "answered"), t0))],
             8,
         )
@@ -297,7 +297,7 @@ async fn each_cache_period_pays_one_dip_even_with_a_warm_cache() {
     let mut paid = 0;
     for i in 0..12 {
         let x = e
-            .enrich_batch(
+            .enrich_all(
                 vec![(
                     0,
                     at(
@@ -585,7 +585,7 @@ async fn throughput_engine_only() {
     let mut done = 0;
     for chunk in calls.chunks(2000) {
         done += e
-            .enrich_batch(chunk.iter().map(|c| (0, c.clone())).collect(), 256)
+            .enrich_all(chunk.iter().map(|c| (0, c.clone())).collect(), 256)
             .await
             .len();
     }
