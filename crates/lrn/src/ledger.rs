@@ -170,6 +170,13 @@ impl DipLedger {
         (ts_ms + shift(tn10, self.ttl_ms)).div_euclid(self.ttl_ms)
     }
 
+    /// The [start, end) event-time bounds of `tn10`'s period at `ts_ms`.
+    pub fn period_bounds(&self, tn10: &str, ts_ms: i64) -> (i64, i64) {
+        let p = self.period_of(tn10, ts_ms);
+        let end = self.period_end(tn10, p);
+        (end - self.ttl_ms, end)
+    }
+
     fn period_end(&self, tn10: &str, period: i64) -> i64 {
         (period + 1) * self.ttl_ms - shift(tn10, self.ttl_ms)
     }
