@@ -132,7 +132,7 @@ fn restart_cost_of_each_stateful_service() {
     let groups: Vec<Group> = plan.iter().map(|(s, t)| Group::new(s, t)).collect();
     let started = Instant::now();
     let mut samples: BTreeMap<&str, Vec<(Duration, i64, i64)>> = BTreeMap::new();
-    let mut kills: BTreeMap<&str, (Duration, i64)> = BTreeMap::new();
+    let mut kills: BTreeMap<&str, (Duration, i64, i64)> = BTreeMap::new();
     let mut next = 0;
     let first_kill = Duration::from_secs(15);
     let gap = Duration::from_secs(20);
@@ -148,8 +148,10 @@ fn restart_cost_of_each_stateful_service() {
             let g = &groups[next];
             kill9(g.service);
             let at = started.elapsed();
+            // Read after the process is gone: nothing can commit for it
+            // any more until its successor does.
             let (c, e) = g.offsets().expect("offsets after the kill");
-            kills.insert(g.service, (at, e - c));
+            kills.insert(g.service, (at, e - c, c));
             restart(g.service);
             next += 1;
         }
@@ -166,7 +168,7 @@ fn restart_cost_of_each_stateful_service() {
     };
     let mut costs = Vec::new();
     for g in &groups {
-        let (at, replayed) = kills[g.service];
+        let (at, replayed, committed_at_kill) = kills[g.service];
         let s = &samples[g.service];
         let mut before: Vec<i64> = s
             .iter()
@@ -175,12 +177,6 @@ fn restart_cost_of_each_stateful_service() {
             .collect();
         let steady = p90(&mut before);
         let threshold = steady + input_per_sec(g.service);
-        let committed_at_kill = s
-            .iter()
-            .rev()
-            .find(|(t, _, _)| *t <= at)
-            .map(|(_, c, _)| *c)
-            .unwrap_or(0);
         let after = s.iter().filter(|(t, _, _)| *t > at);
         let resumed = after
             .clone()
