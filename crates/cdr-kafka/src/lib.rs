@@ -16,7 +16,10 @@ pub use config::{load_config, KafkaConfig, StageConfig, StageDefaults, StageSett
 pub use rdkafka::message::OwnedMessage;
 pub use rdkafka::Message;
 pub use service::service_main;
-pub use stage::{run_stage, CommitPolicy, Outbox, Rejection, Stage, StageError, StageSpec};
+pub use stage::{
+    run_stage, run_stage_with_producer, CommitPolicy, Outbox, Rejection, Stage, StageError,
+    StageSpec,
+};
 pub use tokio_util::sync::CancellationToken;
 
 /// Wall-clock milliseconds since the epoch.

@@ -599,7 +599,21 @@ impl Committer<'_> {
 /// that must end the service.
 pub async fn run_stage<S: Stage>(
     spec: StageSpec<'_>,
+    stage: S,
+    shutdown: CancellationToken,
+) -> Result<(), StageError> {
+    let producer =
+        runtime::producer(&spec.settings.kafka, spec.service).map_err(StageError::Setup)?;
+    run_stage_with_producer(spec, stage, producer, shutdown).await
+}
+
+/// [`run_stage`] with a producer the service also uses elsewhere (the
+/// ingest service's HTTP endpoint shares it: one Kafka client less, and
+/// an idle librdkafka client is not free).
+pub async fn run_stage_with_producer<S: Stage>(
+    spec: StageSpec<'_>,
     mut stage: S,
+    producer: rdkafka::producer::FutureProducer,
     shutdown: CancellationToken,
 ) -> Result<(), StageError> {
     let StageSpec {
@@ -622,7 +636,6 @@ pub async fn run_stage<S: Stage>(
     let consumer = runtime::consumer(&settings.kafka, service, topics, &metrics)
         .await
         .map_err(StageError::Setup)?;
-    let producer = runtime::producer(&settings.kafka, service).map_err(StageError::Setup)?;
     let ownership = consumer.context().ownership.clone();
     let mut out = Outbox::new(service, dlq_topic, producer.clone(), metrics.clone());
     let mut committer = Committer {

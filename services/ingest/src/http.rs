@@ -42,7 +42,7 @@ struct App {
 /// `shutdown`; the returned handle ends when the server has stopped.
 pub async fn start(
     cfg: Arc<Config>,
-    kafka: &cdr_kafka::KafkaConfig,
+    producer: FutureProducer,
     metrics: IngestMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -52,7 +52,7 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("http.listen {listen}: {e}"))?;
     let app = Arc::new(App {
         credential: cfg.http.auth.resolve()?,
-        producer: cdr_kafka::runtime::producer(kafka, "ingest-http")?,
+        producer,
         ack_timeout: Duration::from_millis(cfg.http.ack_timeout_ms),
         metrics,
         cfg: cfg.clone(),

@@ -213,8 +213,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics = StageMetrics::new(SERVICE);
     let im = IngestMetrics::new(&metrics.registry);
     let cfg = Arc::new(config);
+    // One producer for both halves: an idle Kafka client costs CPU.
+    let producer = cdr_kafka::runtime::producer(&settings.kafka, SERVICE)?;
     let server = if cfg.http.enabled {
-        Some(http::start(cfg.clone(), &settings.kafka, im.clone(), shutdown.clone()).await?)
+        Some(http::start(cfg.clone(), producer.clone(), im.clone(), shutdown.clone()).await?)
     } else {
         None
     };
@@ -231,7 +233,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         cfg: cfg.clone(),
         metrics: im,
     };
-    let result = cdr_kafka::run_stage(spec, stage, shutdown.clone()).await;
+    let result = cdr_kafka::run_stage_with_producer(spec, stage, producer, shutdown.clone()).await;
     // The stage ended (shutdown or error): the HTTP side goes with it.
     shutdown.cancel();
     if let Some(s) = server {
