@@ -14,7 +14,8 @@
 //! 4. Breakout CSV with a header `destination,code,rate_usd,increment,effective_from`
 //!
 //! Formats 1–3 accept optional trailing
-//! `connection_fee;min_billed_seconds;short_surcharge_amount;short_surcharge_threshold_s;end_date`;
+//! `connection_fee;min_billed_seconds;short_surcharge_amount;short_surcharge_threshold_s;end_date;start_date`
+//! (per-row dates, so one file can say "decrease now, increase in 7 days");
 //! format 4 accepts the named columns
 //! `connection_fee,min_seconds,short_surcharge,short_threshold_s,effective_to,obr_tier`.
 
@@ -147,7 +148,14 @@ pub struct DeckRow {
     pub obr_tier: Option<ObrTier>,
     /// 1-based source line, for audit trails back to the file.
     pub line: usize,
+    /// The version that published the row; set when the row is loaded
+    /// into a [`crate::DeckSet`] (`None` straight out of the parser).
+    #[serde(skip)]
+    pub origin: Option<Arc<crate::history::RowOrigin>>,
 }
+
+/// Optional trailing `;` fields after a format 1–3 row's own fields.
+const EXTRAS: usize = 6;
 
 impl DeckRow {
     /// A plain A–Z row with no extras (handy for tests and generators).
@@ -168,6 +176,7 @@ impl DeckRow {
             trunk_plan: None,
             obr_tier: None,
             line: 0,
+            origin: None,
         }
     }
 
@@ -426,6 +435,8 @@ impl<'a> Parser<'a> {
         a
     }
 
+    /// Optional trailing fields of formats 1–3: connection fee, minimum,
+    /// short surcharge, its threshold, end date, start date.
     fn semicolon_row(&mut self, lineno: usize, line: &str) -> FieldResult<DeckRow> {
         let mut f: [&str; 20] = [""; 20];
         let mut n = 0;
@@ -450,10 +461,10 @@ impl<'a> Parser<'a> {
         }
         // Trailing empty fields are common (spreadsheet exports); non-empty
         // fields beyond the documented extras are not.
-        if n > base + 5 && f[base + 5..n].iter().any(|s| !s.is_empty()) {
+        if n > base + EXTRAS && f[base + EXTRAS..n].iter().any(|s| !s.is_empty()) {
             return ferr(
                 "columns",
-                format!("more than {} fields", base + 5).to_string(),
+                format!("more than {} fields", base + EXTRAS).to_string(),
             );
         }
         let prefix = parse_prefix("dialprefix", f[0])?;
@@ -493,7 +504,7 @@ impl<'a> Parser<'a> {
         } else {
             (None, None)
         };
-        let x = &f[base..base + 5];
+        let x = &f[base..base + EXTRAS];
         let connection_fee = opt_money("connection_fee", x[0])?;
         let min_billed_seconds = opt_secs("min_billed_seconds", x[1])?;
         let short_surcharge = opt_money("short_surcharge_amount", x[2])?;
@@ -503,6 +514,16 @@ impl<'a> Parser<'a> {
         } else {
             Some(parse_when("end_date", x[4])?)
         };
+        let effective_from = if x[5].is_empty() {
+            None
+        } else {
+            Some(parse_when("start_date", x[5])?)
+        };
+        if let (Some(f), Some(t)) = (effective_from, effective_to) {
+            if t <= f {
+                return ferr("end_date", "end_date is not after start_date");
+            }
+        }
         check_short(
             short_surcharge,
             short_threshold_s,
@@ -519,12 +540,13 @@ impl<'a> Parser<'a> {
             min_billed_seconds,
             short_surcharge,
             short_threshold_s,
-            effective_from: None,
+            effective_from,
             effective_to,
             trunk,
             trunk_plan,
             obr_tier,
             line: lineno,
+            origin: None,
         })
     }
 
@@ -616,6 +638,7 @@ impl<'a> Parser<'a> {
             trunk_plan: None,
             obr_tier,
             line: lineno,
+            origin: None,
         })
     }
 

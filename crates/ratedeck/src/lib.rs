@@ -4,7 +4,10 @@
 //! Module map (each module's own doc says what it owns):
 //! - [`deck`]: the four deck file formats, row validation, [`deck::parse_deck`].
 //! - [`store`]: [`store::DeckSet`] (versions by plan/US48/trunk, effective
-//!   dates, fast longest-prefix match) and [`store::diff`].
+//!   dates, fast longest-prefix match).
+//! - [`history`]: how versions follow each other (row-level effect,
+//!   replace/overlay, the notice rule for increases).
+//! - [`diff`]: what a new deck changes for the customer.
 //! - [`rate`]: [`rate::rate`], billing increments, invoice rounding.
 //! - [`tables`]: UK surcharge table, EEA country list (with the EU's
 //!   outermost regions).
@@ -19,6 +22,8 @@
 
 pub mod conformance;
 pub mod deck;
+pub mod diff;
+pub mod history;
 pub mod prefix;
 pub mod rate;
 pub mod store;
@@ -28,6 +33,8 @@ pub use deck::{
     parse_deck, parse_deck_reader, DeckError, DeckKind, DeckRow, ImportMode, Increment, ObrTier,
     ParsedDeck, Plan, RowError,
 };
+pub use diff::{default_notice, diff, diff_at, DeckDiff, RateChange};
+pub use history::{DeckMode, NoticePolicy, RowOrigin, ShortNotice, ShortNoticeAction};
 pub use numbering;
 pub use prefix::Prefix;
 pub use rate::{
@@ -36,7 +43,6 @@ pub use rate::{
     Unpriced, UnpricedReason, NANP_CATCH_ALL_REASON,
 };
 pub use store::{
-    default_notice, diff, DeckDiff, DeckMatch, DeckSet, DeckTarget, DeckVersion, LoadReport,
-    NanpCatchAll, RateChange, Scope,
+    DeckMatch, DeckSet, DeckTarget, DeckVersion, LoadReport, NanpCatchAll, Scope, VersionSpec,
 };
 pub use tables::{EeaCountries, TableError, UkNumberType, UkSurcharges};

@@ -117,6 +117,16 @@ impl Prefix {
     pub fn value(self) -> u64 {
         self.0 - REPUNIT[self.len()]
     }
+
+    /// The first `len` digits (`None` unless `1 <= len <= self.len()`):
+    /// the shorter prefixes a longer one shadows.
+    pub fn truncate(self, len: usize) -> Option<Prefix> {
+        let own = self.len();
+        if len == 0 || len > own {
+            return None;
+        }
+        Prefix::from_parts(len, self.value() / POW10[own - len])
+    }
 }
 
 impl fmt::Display for Prefix {

@@ -6,9 +6,10 @@
 //!
 //! Version selection: a call is rated by the latest version (by
 //! `effective_from`, then import order) whose `effective_from <= answer time`
-//! and which has not ended. Each version is a complete replacement of the
-//! previous one, as wholesale decks are; inside a version, row-level dates
-//! (breakout `effective_from`/`effective_to`, A–Z `end_date`) decide which
+//! and which has not ended, over the rows in force under it: its own rows
+//! and the earlier rows that stay in force ([`crate::history`]: a row lasts
+//! until a later row for its key starts or the key is removed; `Replace`
+//! and `Overlay` versions). Inside a version, row-level dates decide which
 //! rows are in force, so a deck may carry today's rate and a dated future
 //! increase for the same code.
 //!
@@ -21,9 +22,9 @@
 //! path that is in force. No allocation per lookup.
 
 use crate::deck::{parse_deck, DeckError, DeckKind, DeckRow, ImportMode, ObrTier, Plan, RowError};
+use crate::history::{self, is_own, DeckMode, NoticePolicy, RowOrigin, ShortNotice, VersionFrame};
 use crate::prefix::{Prefix, MAX_PREFIX_LEN, POW10, REPUNIT};
-use chrono::{DateTime, Duration, Utc};
-use rust_decimal::Decimal;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -349,15 +350,52 @@ pub struct DeckVersion {
     pub effective_from: DateTime<Utc>,
     /// Exclusive end; `None` = open-ended.
     pub effective_to: Option<DateTime<Utc>>,
+    /// What the version does to the keys it does not list.
+    pub mode: DeckMode,
+    /// When it was announced (the notice period counts from here).
+    pub notified_at: DateTime<Utc>,
+    /// Rows in force under this version: its own and those of earlier
+    /// versions that stay in force (see [`crate::history`]).
     rows: Vec<DeckRow>,
+    /// Own rows not applied (refused short-notice increases).
+    refused: Vec<DeckRow>,
+    findings: Vec<ShortNotice>,
     index: PrefixIndex,
 }
 
 impl DeckVersion {
-    /// The version's rows, sorted by prefix (lexicographically); each row
-    /// keeps its source `line`.
+    /// The rows in force under this version, sorted by prefix
+    /// (lexicographically): its own and earlier versions' rows that stay in
+    /// force; each row keeps its source `line` and [`DeckRow::origin`].
     pub fn rows(&self) -> &[DeckRow] {
         &self.rows
+    }
+
+    /// The rows this version published and applied (what `cdrctl deck
+    /// publish` writes for it).
+    pub fn own_rows(&self) -> impl Iterator<Item = &DeckRow> {
+        self.rows.iter().filter(|r| is_own(r, self.version))
+    }
+
+    /// Rows this version published but did not apply (short notice).
+    pub fn refused_rows(&self) -> &[DeckRow] {
+        &self.refused
+    }
+
+    /// Short-notice increases found when the version was loaded.
+    pub fn short_notice(&self) -> &[ShortNotice] {
+        &self.findings
+    }
+
+    fn frame(&self) -> VersionFrame<'_> {
+        VersionFrame {
+            deck_id: &self.deck_id,
+            version: self.version,
+            effective_from: self.effective_from,
+            effective_to: self.effective_to,
+            mode: self.mode,
+            notified_at: self.notified_at,
+        }
     }
 
     /// Whether this version is in force at `at`.
@@ -397,12 +435,29 @@ impl std::fmt::Display for NanpCatchAll {
     }
 }
 
-/// A successful lookup: which deck/version and which row.
+/// A successful lookup: which row, and the deck version that published it
+/// (an earlier version's row may still be in force).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeckMatch<'a> {
     pub deck_id: &'a Arc<str>,
     pub version: u64,
+    /// When the row took effect: its own date, else its version's start.
+    pub row_effective_from: DateTime<Utc>,
     pub row: &'a DeckRow,
+}
+
+/// A new version: its rows and how it follows the previous one.
+#[derive(Debug, Clone)]
+pub struct VersionSpec {
+    pub deck_id: String,
+    pub target: DeckTarget,
+    pub rows: Vec<DeckRow>,
+    pub effective_from: DateTime<Utc>,
+    pub effective_to: Option<DateTime<Utc>>,
+    pub mode: DeckMode,
+    /// When it was announced; `None` = at `effective_from` (so an increase
+    /// that applies at once has no notice at all).
+    pub notified_at: Option<DateTime<Utc>>,
 }
 
 /// What one import produced.
@@ -423,6 +478,7 @@ pub struct DeckSet {
     us48: [Vec<DeckVersion>; 4],
     trunks: HashMap<u32, Vec<DeckVersion>>,
     next_version: u64,
+    notice: NoticePolicy,
 }
 
 fn plan_idx(p: Plan) -> usize {
@@ -447,7 +503,15 @@ impl DeckSet {
         }
     }
 
+    /// The notice rule applied to the versions loaded from now on (and to
+    /// later versions re-derived by an out-of-order load).
+    pub fn set_notice_policy(&mut self, policy: NoticePolicy) {
+        self.notice = policy;
+    }
+
     fn push(&mut self, v: DeckVersion) {
+        let policy = self.notice;
+        let version = v.version;
         let list = match v.scope.normalized() {
             Scope::Az(p) => &mut self.az[plan_idx(p)],
             Scope::Us48(p) => &mut self.us48[plan_idx(p)],
@@ -457,10 +521,28 @@ impl DeckSet {
         // Stable: equal start dates keep import order, so a re-import of the
         // same date supersedes the earlier one.
         list.sort_by_key(|v| (v.effective_from, v.version));
+        // The new version and every later one are re-derived: a version's
+        // rows in force depend on the one before it.
+        let at = list.iter().position(|v| v.version == version).unwrap_or(0);
+        for k in at..list.len() {
+            let (before, rest) = list.split_at_mut(k);
+            let prev = before.last().map(|p| (p.rows.as_slice(), p.effective_to));
+            let cur = &mut rest[0];
+            let mut own: Vec<DeckRow> = std::mem::take(&mut cur.rows)
+                .into_iter()
+                .filter(|r| is_own(r, cur.version))
+                .collect();
+            own.append(&mut cur.refused);
+            let m = history::materialise(&cur.frame(), own, prev, policy);
+            cur.rows = m.rows;
+            cur.refused = m.refused;
+            cur.findings = m.findings;
+            cur.index = PrefixIndex::build(&mut cur.rows);
+        }
     }
 
-    /// Add already-parsed rows as a new version and return its number.
-    /// Version numbers are global and increase with every import.
+    /// Add already-parsed rows as a new full (replacing) version announced
+    /// at its start, and return its number. See [`DeckSet::insert_version`].
     pub fn insert(
         &mut self,
         deck_id: &str,
@@ -469,19 +551,57 @@ impl DeckSet {
         effective_from: DateTime<Utc>,
         effective_to: Option<DateTime<Utc>>,
     ) -> u64 {
+        self.insert_version(VersionSpec {
+            deck_id: deck_id.to_string(),
+            target,
+            rows,
+            effective_from,
+            effective_to,
+            mode: DeckMode::Replace,
+            notified_at: None,
+        })
+    }
+
+    /// Add a version and return its number. Version numbers are global and
+    /// increase with every import. The rows in force under it follow
+    /// [`crate::history`]: earlier rows stay in force until a row of this
+    /// version for their key starts (or, in `Replace` mode, from its start
+    /// when it does not list them); short-notice increases are handled by
+    /// the [`NoticePolicy`].
+    pub fn insert_version(&mut self, spec: VersionSpec) -> u64 {
         self.next_version += 1;
         let version = self.next_version;
-        let id: Arc<str> = Arc::from(deck_id);
+        let VersionSpec {
+            deck_id,
+            target,
+            rows,
+            effective_from,
+            effective_to,
+            mode,
+            notified_at,
+        } = spec;
+        let id: Arc<str> = Arc::from(deck_id.as_str());
+        let origin = Arc::new(RowOrigin {
+            deck_id: id.clone(),
+            version,
+            version_from: effective_from,
+        });
         let mk = |scope: Scope, mut rows: Vec<DeckRow>| {
-            let index = PrefixIndex::build(&mut rows);
+            for r in &mut rows {
+                r.origin = Some(origin.clone());
+            }
             DeckVersion {
                 deck_id: id.clone(),
                 version,
                 scope: scope.normalized(),
                 effective_from,
                 effective_to,
+                mode,
+                notified_at: notified_at.unwrap_or(effective_from),
                 rows,
-                index,
+                refused: Vec::new(),
+                findings: Vec::new(),
+                index: PrefixIndex::default(),
             }
         };
         match target {
@@ -552,10 +672,19 @@ impl DeckSet {
     ) -> Option<DeckMatch<'_>> {
         let v = self.version_at(scope, at)?;
         let row = v.lookup(digits, at, tier)?;
-        Some(DeckMatch {
-            deck_id: &v.deck_id,
-            version: v.version,
-            row,
+        Some(match &row.origin {
+            Some(o) => DeckMatch {
+                deck_id: &o.deck_id,
+                version: o.version,
+                row_effective_from: row.effective_from.unwrap_or(o.version_from),
+                row,
+            },
+            None => DeckMatch {
+                deck_id: &v.deck_id,
+                version: v.version,
+                row_effective_from: row.effective_from.unwrap_or(v.effective_from),
+                row,
+            },
         })
     }
 
@@ -609,6 +738,18 @@ impl DeckSet {
         out
     }
 
+    /// Short-notice increases of every version (flagged or refused), in
+    /// version order.
+    pub fn short_notice(&self) -> Vec<&ShortNotice> {
+        let mut out: Vec<&ShortNotice> = self
+            .all_versions()
+            .into_iter()
+            .flat_map(|v| v.findings.iter())
+            .collect();
+        out.sort_by_key(|f| f.version);
+        out
+    }
+
     /// Total rows across all versions (for metrics).
     pub fn total_rows(&self) -> usize {
         self.az
@@ -621,120 +762,11 @@ impl DeckSet {
     }
 }
 
-/// Default notice period for rate increases (industry practice: 7 days).
-pub fn default_notice() -> Duration {
-    Duration::days(7)
-}
-
-/// A rate change between two decks for one prefix/trunk/tier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RateChange {
-    pub prefix: Prefix,
-    pub destination: Arc<str>,
-    pub trunk: Option<u32>,
-    pub obr_tier: Option<ObrTier>,
-    pub old_rate: Decimal,
-    pub new_rate: Decimal,
-    pub old_rate_intrastate: Option<Decimal>,
-    pub new_rate_intrastate: Option<Decimal>,
-    /// Row-level date of the new rate (`None` = immediately).
-    pub effective_from: Option<DateTime<Utc>>,
-    /// Increase effective less than the notice period after `now`.
-    pub short_notice: bool,
-}
-
-/// Differences between two decks.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct DeckDiff {
-    pub added: Vec<DeckRow>,
-    pub removed: Vec<DeckRow>,
-    pub increased: Vec<RateChange>,
-    pub decreased: Vec<RateChange>,
-    pub unchanged: usize,
-}
-
-impl DeckDiff {
-    /// Increases that violate the notice period.
-    pub fn short_notice(&self) -> impl Iterator<Item = &RateChange> {
-        self.increased.iter().filter(|c| c.short_notice)
-    }
-}
-
-type DiffKey = (Prefix, Option<u32>, Option<ObrTier>);
-
-fn latest_by_key(rows: &[DeckRow]) -> BTreeMap<DiffKey, &DeckRow> {
-    let mut m: BTreeMap<DiffKey, &DeckRow> = BTreeMap::new();
-    for r in rows {
-        let k = (r.prefix, r.trunk, r.obr_tier);
-        // With dated rows for one code, compare the newest (where the deck
-        // is heading), which is what the notice rule is about.
-        match m.get(&k) {
-            Some(o) if o.effective_from >= r.effective_from => {}
-            _ => {
-                m.insert(k, r);
-            }
-        }
-    }
-    m
-}
-
-/// Compare two decks row by row (keyed by prefix, trunk and OBR tier).
-///
-/// A row is *increased* when its rate (or, for US48, either rate) went up,
-/// *decreased* when a rate went down and none went up. Increases whose
-/// effective date (row-level; none = immediate) is less than `notice` after
-/// `now` are flagged `short_notice`; decreases may apply at once and are
-/// never flagged. Output is sorted by prefix for deterministic reports.
-pub fn diff(old: &[DeckRow], new: &[DeckRow], notice: Duration, now: DateTime<Utc>) -> DeckDiff {
-    let o = latest_by_key(old);
-    let n = latest_by_key(new);
-    let mut d = DeckDiff::default();
-    for (k, nr) in &n {
-        let Some(or) = o.get(k) else {
-            d.added.push((*nr).clone());
-            continue;
-        };
-        let up = nr.rate > or.rate || gt(nr.rate_intrastate, or.rate_intrastate);
-        let down = nr.rate < or.rate || gt(or.rate_intrastate, nr.rate_intrastate);
-        if !up && !down {
-            d.unchanged += 1;
-            continue;
-        }
-        let eff = nr.effective_from.unwrap_or(now);
-        let change = RateChange {
-            prefix: nr.prefix,
-            destination: nr.destination.clone(),
-            trunk: nr.trunk,
-            obr_tier: nr.obr_tier,
-            old_rate: or.rate,
-            new_rate: nr.rate,
-            old_rate_intrastate: or.rate_intrastate,
-            new_rate_intrastate: nr.rate_intrastate,
-            effective_from: nr.effective_from,
-            short_notice: up && eff - now < notice,
-        };
-        if up {
-            d.increased.push(change);
-        } else {
-            d.decreased.push(change);
-        }
-    }
-    for (k, or) in &o {
-        if !n.contains_key(k) {
-            d.removed.push((*or).clone());
-        }
-    }
-    d
-}
-
-fn gt(a: Option<Decimal>, b: Option<Decimal>) -> bool {
-    matches!((a, b), (Some(a), Some(b)) if a > b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use rust_decimal::Decimal;
     use rust_decimal_macros::dec;
 
     fn t(d: u32) -> DateTime<Utc> {

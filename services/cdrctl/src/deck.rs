@@ -109,13 +109,16 @@ pub fn render_diff(d: &DeckDiff, notice_days: i64) -> String {
                 .effective_from
                 .map(|t| t.format("%Y-%m-%d").to_string())
                 .unwrap_or_else(|| "immediately".into());
+            let via = c
+                .via_prefix
+                .map(|p| format!(" via {p}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{label:<9} {:<12} {:<32} {} -> {} effective {eff}{}{}",
+                "{label:<9} {:<12} {:<32} {}{via} effective {eff}{}{}",
                 c.prefix,
                 c.destination,
-                c.old_rate,
-                c.new_rate,
+                c.terms.join(", "),
                 trunk_tag(c.trunk, c.obr_tier),
                 if c.short_notice {
                     format!("  SHORT-NOTICE (< {notice_days} days)")
@@ -147,7 +150,7 @@ pub fn scope_name(s: Scope) -> String {
     }
 }
 
-/// Rows for ClickHouse of one loaded deck version.
+/// Rows for ClickHouse of one loaded deck version: its own rows.
 pub fn version_rows(
     v: &DeckVersion,
     format: &str,
@@ -165,13 +168,16 @@ pub fn version_rows(
         source_file: source_file.to_string(),
         effective_from: v.effective_from.timestamp_millis(),
         effective_to: v.effective_to.map(|t| t.timestamp_millis()),
-        rows: v.rows().len() as u64,
+        rows: v.own_rows().count() as u64,
         rejected_rows: rejected,
         content_sha256: sha.to_string(),
         published_at,
     };
-    let mut lines = Vec::with_capacity(v.rows().len());
-    for r in v.rows() {
+    // Only the rows this version published: rows of earlier versions still
+    // in force under it are published (and referenced by CDRs) under the
+    // version that published them.
+    let mut lines = Vec::new();
+    for r in v.own_rows() {
         lines.push(RateDeckLineRow {
             deck_id: head.deck_id.clone(),
             deck_version: head.deck_version,

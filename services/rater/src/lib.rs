@@ -58,6 +58,9 @@ pub struct Config {
     /// Deck directory with a `decks.toml` manifest (see [`tables::MANIFEST`]).
     #[serde(default)]
     pub decks_dir: Option<std::path::PathBuf>,
+    /// The notice rule for rate increases (`[notice] days`, `short_notice`).
+    #[serde(default)]
+    pub notice: tables::NoticeConfig,
     /// Accounts file (`id;kind;default_plan;allow_uk_surcharge;default_max_rate[;plan_override]`).
     #[serde(default)]
     pub accounts: Option<std::path::PathBuf>,
@@ -97,6 +100,7 @@ impl Config {
         RatingConfig {
             decks: self.decks.clone(),
             decks_dir: self.decks_dir.clone(),
+            notice: self.notice,
             accounts: self.accounts.clone(),
             npanxx_states: self.npanxx_states.clone(),
             uk_surcharges: self.uk_surcharges.clone(),
@@ -130,6 +134,7 @@ struct RaterMetrics {
     calls: IntCounterVec,
     downgrades: prometheus::IntCounter,
     account_alerts: prometheus::IntCounter,
+    short_notice: IntGaugeVec,
 }
 
 impl RaterMetrics {
@@ -165,6 +170,14 @@ impl RaterMetrics {
             "cdr_rater_account_alerts_total",
             "Undeclared dialer traffic alerts (per account and window)",
         )?;
+        let short_notice = IntGaugeVec::new(
+            Opts::new(
+                "cdr_rater_deck_short_notice_increases",
+                "Rate increases loaded with less than the notice period, by action (flagged, refused)",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(short_notice.clone()))?;
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(downgrades.clone()))?;
         registry.register(Box::new(account_alerts.clone()))?;
@@ -174,6 +187,7 @@ impl RaterMetrics {
             calls,
             downgrades,
             account_alerts,
+            short_notice,
         })
     }
 }
@@ -206,6 +220,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 "rate deck loaded"
             );
         }
+        let refused = summary
+            .rejected
+            .iter()
+            .filter(|r| r.field == "notice")
+            .count();
+        rm.short_notice
+            .with_label_values(&["refused"])
+            .set(refused as i64);
+        rm.short_notice
+            .with_label_values(&["flagged"])
+            .set((summary.short_notice - refused) as i64);
         for r in &summary.rejected {
             tracing::warn!(file = %r.file, line = r.line, field = %r.field, message = %r.message, "row rejected");
             rm.rows_rejected.with_label_values(&[r.file.as_str()]).inc();

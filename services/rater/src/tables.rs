@@ -15,10 +15,20 @@
 //! kind = "az"                       # az | us48 | per_trunk | breakout
 //! plan = "standard"                 # az, us48, breakout: standard | premium | pstn | retail
 //! deck_id = "std-az-2026-01"
+//! mode = "replace"                  # required: replace (a full deck) | overlay (amends the prefixes it lists)
 //! effective_from = "2026-01-01"     # YYYY-MM-DD or RFC 3339; required for az, us48, per_trunk
 //! # effective_to = "2027-01-01"     # optional, exclusive
+//! # notified_at = "2025-12-20"      # when customers were told; default effective_from
 //! strict = false                    # true: one bad row refuses the whole deck
+//!
+//! [notice]                          # optional: the notice rule for increases
+//! days = 7                          # default 7
+//! short_notice = "flag"             # flag (apply, warn) | refuse (keep the previous row)
 //! ```
+//!
+//! Versions follow each other row by row (`ratedeck::history`): a row stays
+//! in force until a later version's row for its prefix starts or a
+//! `replace` version leaves the prefix out.
 //!
 //! The US jurisdiction a US48 call is priced by is the one the enricher
 //! recorded (`enrichment.jurisdiction`, decided by `numbering` with the
@@ -58,8 +68,8 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use ratedeck::{
-    Account, AccountKind, AccountMap, DeckKind, DeckSet, DeckTarget, EeaCountries, ImportMode,
-    Plan, RatingContext, UkSurcharges,
+    Account, AccountKind, AccountMap, DeckKind, DeckMode, DeckSet, DeckTarget, EeaCountries,
+    ImportMode, NoticePolicy, Plan, RatingContext, ShortNoticeAction, UkSurcharges, VersionSpec,
 };
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -131,6 +141,15 @@ pub struct DeckFileConfig {
     #[serde(default)]
     pub plan: Option<PlanName>,
     pub deck_id: String,
+    /// Stated, never implied: `replace` (a full deck: prefixes it does not
+    /// list are removed from its start) or `overlay` (amends the prefixes
+    /// it lists, the rest stays in force).
+    pub mode: DeckMode,
+    /// When the deck was announced to customers (`YYYY-MM-DD` or RFC
+    /// 3339); the notice period for increases counts from here. Default:
+    /// `effective_from` (an increase in force at once had no notice).
+    #[serde(default)]
+    pub notified_at: Option<String>,
     /// `YYYY-MM-DD` (midnight UTC) or RFC 3339. Required for formats 1–3;
     /// for breakout decks it defaults to the earliest row date (or the epoch).
     #[serde(default)]
@@ -142,12 +161,53 @@ pub struct DeckFileConfig {
     pub strict: bool,
 }
 
+/// The notice rule for rate increases, applied when decks load.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeConfig {
+    /// Days between announcement and an increase taking effect.
+    #[serde(default = "default_notice_days")]
+    pub days: u32,
+    /// `flag`: apply the increase and warn; `refuse`: keep the previous
+    /// row in force and report the refused rows.
+    #[serde(default = "default_short_notice")]
+    pub short_notice: ShortNoticeAction,
+}
+
+fn default_notice_days() -> u32 {
+    7
+}
+
+fn default_short_notice() -> ShortNoticeAction {
+    ShortNoticeAction::Flag
+}
+
+impl Default for NoticeConfig {
+    fn default() -> Self {
+        NoticeConfig {
+            days: default_notice_days(),
+            short_notice: default_short_notice(),
+        }
+    }
+}
+
+impl NoticeConfig {
+    pub fn policy(&self) -> NoticePolicy {
+        NoticePolicy {
+            period: chrono::Duration::days(i64::from(self.days)),
+            action: self.short_notice,
+        }
+    }
+}
+
 /// The rating part of the rater's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RatingConfig {
     #[serde(default)]
     pub decks: Vec<DeckFileConfig>,
+    #[serde(default)]
+    pub notice: NoticeConfig,
     /// A deck directory holding a `decks.toml` manifest (`[[decks]]` entries
     /// whose paths are relative to the directory); its decks are loaded
     /// after the inline `decks`.
@@ -218,6 +278,14 @@ impl DeckFileConfig {
             anyhow::ensure!(t > f, "{what}: effective_to must be after effective_from");
         }
         Ok((from, to))
+    }
+
+    fn notified(&self) -> anyhow::Result<Option<When>> {
+        let what = format!("decks[{}] ({})", self.deck_id, self.path.display());
+        self.notified_at
+            .as_deref()
+            .map(|s| when(&format!("{what}: notified_at"), s))
+            .transpose()
     }
 }
 
@@ -335,9 +403,12 @@ pub struct LoadSummary {
     pub decks: Vec<LoadedDeck>,
     pub accounts: usize,
     pub rejected: Vec<RejectedRow>,
-    /// Load-time warnings, one per NANP area a deck prices only through a
-    /// catch-all `1` row (see the module doc).
+    /// Load-time warnings: each NANP area a deck prices only through a
+    /// catch-all `1` row (see the module doc) and each short-notice
+    /// increase.
     pub warnings: Vec<String>,
+    /// Short-notice increases found (flagged or refused).
+    pub short_notice: usize,
 }
 
 /// Everything rating reads besides the call, owned.
@@ -382,10 +453,12 @@ pub fn load(cfg: &RatingConfig, base: &Path) -> anyhow::Result<(RatingTables, Lo
     let cfg = &cfg.resolve(base)?;
     cfg.validate()?;
     let mut t = RatingTables::default();
+    t.decks.set_notice_policy(cfg.notice.policy());
     let mut sum = LoadSummary::default();
     for d in &cfg.decks {
         let (kind, plan) = d.deck_kind()?;
         let (from, to) = d.dates()?;
+        let notified_at = d.notified()?;
         let (name, text) = read(base, &d.path, "deck")?;
         let mode = if d.strict {
             ImportMode::Strict
@@ -425,13 +498,15 @@ pub fn load(cfg: &RatingConfig, base: &Path) -> anyhow::Result<(RatingTables, Lo
                 field: e.field.to_string(),
                 message: e.message,
             }));
-        let version = t.decks.insert(
-            &d.deck_id,
-            DeckTarget::for_kind(kind, plan),
-            parsed.rows,
-            from,
-            to,
-        );
+        let version = t.decks.insert_version(VersionSpec {
+            deck_id: d.deck_id.clone(),
+            target: DeckTarget::for_kind(kind, plan),
+            rows: parsed.rows,
+            effective_from: from,
+            effective_to: to,
+            mode: d.mode,
+            notified_at,
+        });
         sum.decks.push(LoadedDeck {
             deck_id: d.deck_id.clone(),
             path: name,
@@ -446,6 +521,20 @@ pub fn load(cfg: &RatingConfig, base: &Path) -> anyhow::Result<(RatingTables, Lo
         sum.accounts = accounts.len();
         sum.rejected.extend(rejected);
         t.accounts = accounts;
+    }
+    for f in t.decks.short_notice() {
+        tracing::warn!(deck_id = %f.deck_id, version = f.version, prefix = %f.change.prefix, refused = f.refused, "{f}");
+        sum.warnings.push(f.to_string());
+        sum.short_notice += 1;
+        if f.refused {
+            // The refused rows are a rejected-rows report like bad lines.
+            sum.rejected.push(RejectedRow {
+                file: f.deck_id.to_string(),
+                line: 0,
+                field: "notice".into(),
+                message: f.to_string(),
+            });
+        }
     }
     for w in t.decks.nanp_catch_all() {
         tracing::warn!(deck_id = %w.deck_id, version = w.version, npa = w.npa, area = w.area, "NANP area priced only by a catch-all `1` row: its calls stay unrated until the deck has a row");
@@ -586,6 +675,7 @@ mod tests {
         RatingConfig {
             decks,
             decks_dir: None,
+            notice: NoticeConfig::default(),
             accounts: Some(tmp("acc.txt", "a1;wholesale;standard;no;\n")),
             npanxx_states: Some(tmp("np.txt", "212555;NY\n")),
             uk_surcharges: Some(tmp("uk.txt", "XX;fixed;0.1\n")),
@@ -599,6 +689,8 @@ mod tests {
             kind,
             plan,
             deck_id: "d1".into(),
+            mode: DeckMode::Replace,
+            notified_at: None,
             effective_from: Some("2026-01-01".into()),
             effective_to: None,
             strict: false,
@@ -694,7 +786,7 @@ mod tests {
         std::fs::write(dir.join("std.txt"), "44;UK;0.01;1;1\n").unwrap();
         std::fs::write(
             dir.join(MANIFEST),
-            "[[decks]]\npath = \"std.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"d1\"\neffective_from = \"2026-01-01\"\n",
+            "[[decks]]\npath = \"std.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"d1\"\nmode = \"replace\"\neffective_from = \"2026-01-01\"\n",
         )
         .unwrap();
         let mut c = cfg(vec![]);
@@ -706,8 +798,71 @@ mod tests {
         assert_eq!(sum.decks[0].deck_id, "d1");
         assert_eq!(t.decks.total_rows(), 1);
         // A manifest with an unknown key is refused, not half-read.
-        std::fs::write(dir.join(MANIFEST), "[[decks]]\npath = \"std.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"d1\"\neffective_from = \"2026-01-01\"\ncolour = 1\n").unwrap();
+        std::fs::write(dir.join(MANIFEST), "[[decks]]\npath = \"std.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"d1\"\nmode = \"replace\"\neffective_from = \"2026-01-01\"\ncolour = 1\n").unwrap();
         assert!(format!("{:#}", load(&c, Path::new("/")).unwrap_err()).contains("colour"));
+        // The mode is stated, never implied.
+        std::fs::write(dir.join(MANIFEST), "[[decks]]\npath = \"std.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"d1\"\neffective_from = \"2026-01-01\"\n").unwrap();
+        let e = format!("{:#}", load(&c, Path::new("/")).unwrap_err());
+        assert!(e.contains("missing field `mode`"), "{e}");
+    }
+
+    #[test]
+    fn overlay_decks_and_the_notice_rule_load_as_configured() {
+        let dir = std::env::temp_dir().join(format!("rater-notice-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("full.txt"),
+            "44;UK;0.01;1;1\n49;Germany;0.05;1;1\n",
+        )
+        .unwrap();
+        // Announced on the 5th, UK up on the 8th: 3 days' notice.
+        std::fs::write(dir.join("uk.txt"), "44;UK;0.02;1;1\n").unwrap();
+        std::fs::write(
+            dir.join(MANIFEST),
+            "[[decks]]\npath = \"full.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"full\"\nmode = \"replace\"\neffective_from = \"2026-06-01\"\n\
+             [[decks]]\npath = \"uk.txt\"\nkind = \"az\"\nplan = \"standard\"\ndeck_id = \"uk\"\nmode = \"overlay\"\neffective_from = \"2026-06-08\"\nnotified_at = \"2026-06-05\"\n",
+        )
+        .unwrap();
+        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 6, 9, 0, 0, 0).unwrap();
+        for (action, uk_rate) in [
+            (ShortNoticeAction::Flag, "0.02"),
+            (ShortNoticeAction::Refuse, "0.01"),
+        ] {
+            let mut c = cfg(vec![]);
+            c.decks_dir = Some(dir.clone());
+            c.notice = NoticeConfig {
+                days: 7,
+                short_notice: action,
+            };
+            let (t, sum) = load(&c, Path::new("/")).unwrap();
+            assert_eq!(sum.short_notice, 1, "{action:?}");
+            assert!(sum.warnings.iter().any(|w| w.contains("short notice")));
+            let refused = sum.rejected.iter().filter(|r| r.field == "notice").count();
+            assert_eq!(refused, usize::from(action == ShortNoticeAction::Refuse));
+            let rate = |n: &str| {
+                t.decks
+                    .lookup(
+                        ratedeck::Scope::Az(Plan::Standard),
+                        n,
+                        at,
+                        ratedeck::ObrTier::RestOfWorld,
+                    )
+                    .map(|m| m.row.rate.to_string())
+            };
+            assert_eq!(rate("4420").as_deref(), Some(uk_rate), "{action:?}");
+            assert_eq!(
+                rate("4930").as_deref(),
+                Some("0.05"),
+                "the overlay keeps Germany"
+            );
+        }
+        // Nine days' notice is enough.
+        let mut c = cfg(vec![]);
+        c.decks_dir = Some(dir.clone());
+        c.notice.short_notice = ShortNoticeAction::Refuse;
+        c.notice.days = 3;
+        let (_, sum) = load(&c, Path::new("/")).unwrap();
+        assert_eq!(sum.short_notice, 0);
     }
 
     #[test]
