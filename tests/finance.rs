@@ -146,6 +146,11 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// Epoch milliseconds of a UTC date and time.
+/// Start of every fixture deck version.
+fn deck_from() -> i64 {
+    at(2025, 1, 1, 0, 0, 0, 0)
+}
+
 fn at(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, ms: i64) -> i64 {
     days_from_civil(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + ms
 }
@@ -254,6 +259,9 @@ impl Cdr {
             "rating_flags": self.flags, "max_rate": self.max_rate.map(|m| m.to_string()),
             "plan": self.plan, "deck_id": deck_id, "deck_version": deck_version,
             "matched_prefix": prefix, "destination": self.dest,
+            // The row's start as the rater records it: the version's
+            // start for an undated row.
+            "row_effective_from": self.deck.map(|_| ts(deck_from())),
             "rate_per_min": self.rate.to_string(), "billed_seconds": self.billed_s,
             "increment": "1/1", "amount": self.amount.to_string(), "currency": "USD",
         })
@@ -468,6 +476,7 @@ fn fixture() -> &'static Fixture {
             ("adjustments", "account_id"),
             ("account_plan_changes", "account_id"),
             ("rate_deck_rows", "deck_id"),
+            ("rate_decks", "deck_id"),
         ] {
             exec(&User::admin(), &format!("DELETE FROM cdr.{table} WHERE {col} LIKE '{PREFIX}%'"))
                 .unwrap_or_else(|e| panic!("clean {table}: {e}"));
@@ -520,6 +529,13 @@ fn fixture() -> &'static Fixture {
                 deck_row(2, "49", DE, "0.009", None, 10, p1),
             ],
         );
+        let head = |version: i64, published: i64| {
+            json!({"deck_id": DECK, "deck_version": version, "scope": "az:standard",
+                   "format": "az", "source_file": "fin-test.txt",
+                   "effective_from": ts(deck_from()), "rows": 2, "rejected_rows": 0,
+                   "content_sha256": "", "published_at": ts(published)})
+        };
+        insert("rate_decks", &[head(3, p2), head(2, p1)]);
         // An earlier publication of the same row: the latest one wins.
         insert(
             "rate_deck_rows",
@@ -863,11 +879,12 @@ fn blocked_attempts_and_max_rate_breaches_are_listed() {
 fn rate_applied_to_a_cdr() {
     fixture();
     let r = run("rate_for_cdr", &[("cdr_id", "fin-test-cdr-a-c1")]);
-    assert_eq!(r.rows.len(), 2, "version 3 rows of prefix 49 only: {r:?}");
-    let (hit, other) = (&r.rows[0], &r.rows[1]);
+    // Version 3 has two rows for 49 (untiered and ROW) and version 2 one:
+    // the recorded inputs name exactly the untiered row of version 3.
+    let hit = r.only();
     assert_eq!(r.get(hit, "rate_matches"), "1");
-    assert_eq!(r.get(hit, "effective_at_answer"), "1");
     assert_eq!(r.get(hit, "deck_source_line"), "10");
+    assert_eq!(r.get(hit, "deck_obr_tier"), "NULL");
     assert_eq!(
         r.get(hit, "deck_destination"),
         DE,
@@ -876,8 +893,6 @@ fn rate_applied_to_a_cdr() {
     assert_eq!(r.dec(hit, "deck_rate_per_min"), d("0.0095"));
     assert_eq!(r.dec(hit, "applied_rate_per_min"), d("0.0095"));
     assert_eq!(r.get(hit, "deck_version"), "3");
-    assert_eq!(r.get(other, "rate_matches"), "0");
-    assert_eq!(r.get(other, "deck_obr_tier"), "ROW");
     // An unrated call has no deck row.
     let r = run("rate_for_cdr", &[("cdr_id", "fin-test-cdr-a-u2")]);
     let row = r.only();

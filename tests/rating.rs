@@ -16,6 +16,14 @@ use cdr_e2e::*;
 use cdr_model::call::{AssembledCall, EnrichedCall, Enrichment, Media};
 use cdrctl::simulate::{generate, SimConfig};
 
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct RowForCdr {
+    #[allow(dead_code)]
+    cdr_id: String,
+    scope: String,
+    ok: u8,
+}
+
 /// Rebuilds the rater's input from a stored row.
 fn enriched_from_row(r: &RatedCdrRow) -> EnrichedCall {
     EnrichedCall {
@@ -126,6 +134,7 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
     let mut expected_unknown = 0usize;
     let mut blocked = 0usize;
     let mut mismatches = Vec::new();
+    let mut exact_checks: Vec<String> = Vec::new();
     for row in &rows {
         let want = rater::rate_call(enriched_from_row(row), &ctx).rating;
         let got = (
@@ -146,6 +155,23 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
             row.amount,
             &row.rating_flags,
         );
+        // What priced the call (issue 12): recorded, and the same offline.
+        let got_inputs = (
+            row.rated_number.as_deref(),
+            row.row_effective_from,
+            row.obr_tier.as_deref(),
+            row.jurisdiction_applied.as_deref(),
+            row.rated_trunk,
+            row.surcharge_per_min,
+        );
+        let exp_inputs = (
+            want.rated_number.as_deref(),
+            want.row_effective_from_ms,
+            want.obr_tier.as_deref(),
+            want.jurisdiction_applied.as_deref(),
+            want.rated_trunk.and_then(|t| u32::try_from(t).ok()),
+            d18("surcharge_per_min", &want.surcharge_per_min),
+        );
         let exp = (
             want.status.as_str(),
             want.unrated_reason.as_deref(),
@@ -164,9 +190,9 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
             d18("amount", &want.amount),
             &want.flags,
         );
-        if got != exp {
+        if got != exp || got_inputs != exp_inputs {
             mismatches.push(format!(
-                "{}:\n  stored   {got:?}\n  computed {exp:?}",
+                "{}:\n  stored   {got:?} {got_inputs:?}\n  computed {exp:?} {exp_inputs:?}",
                 row.call_id
             ));
         }
@@ -232,7 +258,14 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
             assert!(row.amount > 0, "{}: rated answered call at 0", row.call_id);
             assert!(row.billed_seconds >= row.billable_seconds);
             assert!(row.deck_id.is_some() && row.matched_prefix.is_some());
-            rated_dests.insert(row.dialed_e164.clone());
+            assert!(
+                row.rated_number.is_some() && row.row_effective_from.is_some(),
+                "{}: a rated CDR records its rated number and row date",
+                row.call_id
+            );
+            if rated_dests.insert(row.dialed_e164.clone()) {
+                exact_checks.push(row.cdr_id.clone());
+            }
         }
     }
     assert!(
@@ -242,6 +275,26 @@ async fn answered_calls_are_rated_exactly_as_rate_call_computes() {
         rows.len(),
         mismatches[..mismatches.len().min(10)].join("\n")
     );
+    // deploy/finance/rate_for_cdr.sql names exactly the deck row that
+    // priced each call (the decks were published when the stack started).
+    let sql = std::fs::read_to_string(repo.join("deploy/finance/rate_for_cdr.sql")).unwrap();
+    for cdr_id in &exact_checks {
+        let hits: Vec<RowForCdr> = clickhouse()
+            .client()
+            .query(&format!(
+                "SELECT cdr_id, toString(deck_scope) AS scope, toUInt8(rate_matches) AS ok FROM ({sql})"
+            ))
+            .param("cdr_id", cdr_id)
+            .fetch_all()
+            .await
+            .expect("rate_for_cdr");
+        assert_eq!(hits.len(), 1, "{cdr_id}: one deck row, got {hits:?}");
+        assert!(!hits[0].scope.is_empty(), "{cdr_id}: no deck row found");
+        assert_eq!(
+            hits[0].ok, 1,
+            "{cdr_id}: the row's rate is the applied rate"
+        );
+    }
     assert!(
         rated_dests.len() >= 8,
         "answered calls to most simulator destinations must be rated: {rated_dests:?}"

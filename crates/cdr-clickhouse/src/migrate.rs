@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "kpi_calls",
         include_str!("../../../schemas/clickhouse/011_kpi_calls.sql"),
     ),
+    (
+        12,
+        "rating_inputs",
+        include_str!("../../../schemas/clickhouse/012_rating_inputs.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping

@@ -140,12 +140,26 @@ pub struct Rating {
     pub deck_id: Option<String>,
     pub deck_version: i64,
     pub matched_prefix: Option<String>,
+    /// E.164 digits actually matched (the LRN when the number is ported).
+    pub rated_number: Option<String>,
+    /// When the matched row took effect (its own date, else its version's
+    /// start), epoch ms: with deck id, version and prefix, the exact row.
+    pub row_effective_from_ms: Option<i64>,
+    /// OBR tier of the matched row (`eea` | `rest_of_world`), none when the
+    /// row applies to every origin.
+    pub obr_tier: Option<String>,
+    /// The US jurisdiction the rate was chosen by (US48 rows only).
+    pub jurisdiction_applied: Option<String>,
+    /// The trunk whose per-trunk deck priced the call (`*4TTT`).
+    pub rated_trunk: Option<i32>,
     pub destination: Option<String>,
     pub rate_per_min: String,
     pub billed_seconds: i64,
     pub increment: Option<String>,
     pub connection_fee: String,
     pub surcharge: String,
+    /// UK origin surcharge per minute applied (`0` when none).
+    pub surcharge_per_min: String,
     pub short_duration_surcharge: String,
     pub lrn_fee: String,
     pub amount: String,

@@ -11,7 +11,7 @@
 //! invoice, because rounding each call up to a cent would overbill short
 //! calls massively (100,000 × 28 s at $0.01/min is $466.67, not $470).
 
-use crate::deck::{Increment, ObrTier, Plan};
+use crate::deck::{DeckRow, Increment, ObrTier, Plan};
 use crate::prefix::{normalize_digits, Prefix};
 use crate::store::{DeckMatch, DeckSet, Scope};
 use crate::tables::{EeaCountries, UkNumberType, UkSurcharges};
@@ -58,6 +58,9 @@ pub struct RatingInput {
     pub setup_ts: Option<DateTime<Utc>>,
     /// 0 when unanswered.
     pub billable_seconds: u32,
+    /// Answer to hangup in milliseconds when the switch reported it (the
+    /// short-duration threshold is judged on it); `None`: billable seconds.
+    pub duration_ms: Option<u64>,
     pub answered: bool,
     pub behind_nat: bool,
     /// From the `X-CWU-maxrate` header.
@@ -313,6 +316,9 @@ pub struct RatedCall {
     pub deck_version: u64,
     /// Serialised as its digit string.
     pub matched_prefix: Option<Prefix>,
+    /// When the matched row took effect (its own date, else its version's
+    /// start): with deck id, version and prefix it names the exact row.
+    pub row_effective_from: Option<DateTime<Utc>>,
     /// Shared with the deck row (destination names are interned).
     pub destination: Option<Arc<str>>,
     pub jurisdiction: Option<Jurisdiction>,
@@ -424,66 +430,130 @@ fn dialed_number(
 pub const NANP_CATCH_ALL_REASON: &str = "nanp catch-all";
 
 /// Rate one call. See the crate README for the full rule set.
+///
+/// Reads as its steps: leave inbound calls for DID rating, find the
+/// account, read the dialed number, choose the plan, classify the caller's
+/// origin, pick the instant that chooses the deck version, look up the row,
+/// apply jurisdiction, the UK origin surcharge and the max rate, then price
+/// the billed seconds. A step that ends rating (unrated, blocked, not
+/// billed) leaves the final status in the record.
 pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
-    let mut out = RatedCall {
-        call_id: input.call_id.clone(),
-        account_id: input.account_id.clone(),
-        status: RatingStatus::Rated,
-        unrated_reason: None,
-        plan: None,
-        trunk: None,
-        rated_number: String::new(),
-        deck_id: empty_id(),
-        deck_version: 0,
-        matched_prefix: None,
-        destination: None,
-        jurisdiction: None,
-        obr_tier: None,
-        rate_per_min: Decimal::ZERO,
-        increment: None,
-        billed_seconds: 0,
-        connection_fee: Decimal::ZERO,
-        surcharge: Decimal::ZERO,
-        uk_surcharge_per_min: Decimal::ZERO,
-        short_duration_surcharge: Decimal::ZERO,
-        lrn_fee: input.lrn_fee,
-        amount: Decimal::ZERO,
-        currency: Currency::Usd,
-        flags: Flags::default(),
-        max_rate: input.max_rate,
-        max_route: input.max_route,
-    };
-    let unrated = |mut out: RatedCall, kind: Unpriced, detail: String| {
-        out.status = RatingStatus::Unrated;
-        out.unrated_reason = Some(UnpricedReason { kind, detail });
-        out
-    };
-    // An inbound call is no termination: it is left for DID rating,
-    // carries no amount and owes no dip (enrichment does not dip it).
-    if input.inbound {
-        out.status = RatingStatus::Inbound;
-        out.lrn_fee = Decimal::ZERO;
-        out.flags.insert(Flag::NotBilled);
-        return out;
-    }
+    let mut out = RatedCall::unpriced(input);
+    let _ = rate_steps(input, ctx, &mut out);
+    out
+}
 
+/// Rating ended early; the record already holds its final status.
+struct Done;
+
+fn rate_steps(
+    input: &RatingInput,
+    ctx: &RatingContext<'_>,
+    out: &mut RatedCall,
+) -> Result<(), Done> {
+    if input.inbound {
+        return leave_for_did_rating(out);
+    }
+    let acct = find_account(input, ctx, out)?;
+    let (select, dialed) = dialed_number(input).map_err(|r| end_unrated(out, r))?;
+    let number = number_to_rate(input, &dialed, out);
+    let (plan, retail) = choose_plan(input, acct, select, ctx, out);
+    let (cli_country, tier) = caller_origin(input, ctx, out);
+    let at = pricing_instant(input, out)?;
+    let (m, us48) = look_up_row(ctx, (select, retail, plan), number, at, tier, out)?;
+    record_row(&m, number, out)?;
+    let rate = apply_jurisdiction(input, m.row, us48, out);
+    uk_origin_surcharge(input, ctx, number, cli_country, out);
+    check_max_rate(rate, out);
+    if !out.uk_surcharge_per_min.is_zero() && !acct.allow_uk_surcharge {
+        return block_uk_call(input, cli_country, out);
+    }
+    if !is_billable(input) {
+        return Err(not_billed(out));
+    }
+    price_call(input, m.row, rate, out);
+    Ok(())
+}
+
+impl RatedCall {
+    /// The record before any rule ran: no price, the LRN fee as given.
+    fn unpriced(input: &RatingInput) -> RatedCall {
+        RatedCall {
+            call_id: input.call_id.clone(),
+            account_id: input.account_id.clone(),
+            status: RatingStatus::Rated,
+            unrated_reason: None,
+            plan: None,
+            trunk: None,
+            rated_number: String::new(),
+            deck_id: empty_id(),
+            deck_version: 0,
+            matched_prefix: None,
+            row_effective_from: None,
+            destination: None,
+            jurisdiction: None,
+            obr_tier: None,
+            rate_per_min: Decimal::ZERO,
+            increment: None,
+            billed_seconds: 0,
+            connection_fee: Decimal::ZERO,
+            surcharge: Decimal::ZERO,
+            uk_surcharge_per_min: Decimal::ZERO,
+            short_duration_surcharge: Decimal::ZERO,
+            lrn_fee: input.lrn_fee,
+            amount: Decimal::ZERO,
+            currency: Currency::Usd,
+            flags: Flags::default(),
+            max_rate: input.max_rate,
+            max_route: input.max_route,
+        }
+    }
+}
+
+fn end_unrated(out: &mut RatedCall, reason: UnpricedReason) -> Done {
+    out.status = RatingStatus::Unrated;
+    out.unrated_reason = Some(reason);
+    Done
+}
+
+fn unrated(out: &mut RatedCall, kind: Unpriced, detail: String) -> Done {
+    end_unrated(out, UnpricedReason { kind, detail })
+}
+
+/// No talk time billed; a dip made for the attempt is still owed (seed
+/// 000: charged when the number was not in the cache).
+fn not_billed(out: &mut RatedCall) -> Done {
+    out.flags.insert(Flag::NotBilled);
+    out.amount = out.lrn_fee;
+    Done
+}
+
+/// An inbound call is no termination: it is left for DID rating, carries
+/// no amount and owes no dip (enrichment does not dip it).
+fn leave_for_did_rating(out: &mut RatedCall) -> Result<(), Done> {
+    out.status = RatingStatus::Inbound;
+    out.lrn_fee = Decimal::ZERO;
+    out.flags.insert(Flag::NotBilled);
+    Err(Done)
+}
+
+fn find_account<'c>(
+    input: &RatingInput,
+    ctx: &RatingContext<'c>,
+    out: &mut RatedCall,
+) -> Result<&'c Account, Done> {
     let Some(acct) = ctx.accounts.get(&input.account_id) else {
         let r = format!("unknown account {}", input.account_id);
-        return unrated(out, Unpriced::UnknownAccount, r);
+        return Err(unrated(out, Unpriced::UnknownAccount, r));
     };
     out.max_rate = input.max_rate.or(acct.default_max_rate);
+    Ok(acct)
+}
 
-    let (select, dialed) = match dialed_number(input) {
-        Ok(x) => x,
-        Err(reason) => {
-            out.status = RatingStatus::Unrated;
-            out.unrated_reason = Some(reason);
-            return out;
-        }
-    };
-    let mut number: &str = &dialed;
-    // Ported NANP numbers are rated on their LRN (the carrier that now
-    // terminates the call), not the dialed number.
+/// Ported NANP numbers are rated on their LRN (the carrier that now
+/// terminates the call), not the dialed number.
+fn number_to_rate<'a>(input: &'a RatingInput, dialed: &'a str, out: &mut RatedCall) -> &'a str {
+    let mut number = dialed;
     if number.starts_with('1') {
         if let Some(lrn) = input.rated_number.as_deref().and_then(normalize_digits) {
             if lrn != number {
@@ -493,9 +563,19 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         }
     }
     out.rated_number = number.to_string();
+    number
+}
 
-    // Retail wins over any dial prefix: NAT and downgrade are commercial
-    // decisions the caller cannot dial around.
+/// The plan, and whether the call is rated retail. Retail wins over any
+/// dial prefix: NAT and downgrade are commercial decisions the caller
+/// cannot dial around.
+fn choose_plan(
+    input: &RatingInput,
+    acct: &Account,
+    select: DialSelect,
+    ctx: &RatingContext<'_>,
+    out: &mut RatedCall,
+) -> (Plan, bool) {
     let from_history = input
         .answer_ts
         .and_then(|at| ctx.plans.category_at(&input.account_id, at));
@@ -525,9 +605,17 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         }
     };
     out.plan = Some(plan);
+    (plan, retail)
+}
 
-    // Only a caller id enrichment found valid has an origin (seed 001: the
-    // CLI's accuracy decides the OBR tier; seed 000: fake CLIs surcharge).
+/// The caller's country and OBR tier. Only a caller id enrichment found
+/// valid has an origin anyone may price on (seed 001: the CLI's accuracy
+/// decides the tier; seed 000: fake CLIs surcharge).
+fn caller_origin<'a>(
+    input: &'a RatingInput,
+    ctx: &RatingContext<'_>,
+    out: &mut RatedCall,
+) -> (Option<&'a str>, ObrTier) {
     let cli_country = input.cli_country.as_deref().filter(|_| input.cli_valid);
     if cli_country.is_none() {
         out.flags.insert(Flag::InvalidCli);
@@ -536,27 +624,42 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         Some(c) if ctx.eea.contains(c) => ObrTier::Eea,
         _ => ObrTier::RestOfWorld,
     };
+    (cli_country, tier)
+}
 
-    let billable = input.answered && input.billable_seconds > 0;
-    if billable && input.answer_ts.is_none() {
-        return unrated(
+fn is_billable(input: &RatingInput) -> bool {
+    input.answered && input.billable_seconds > 0
+}
+
+/// Answered calls are priced by the deck version in force at answer; an
+/// unanswered attempt is only classified (breakout, deck) by the version
+/// in force at setup, and bills no talk time whatever the deck says.
+fn pricing_instant(input: &RatingInput, out: &mut RatedCall) -> Result<DateTime<Utc>, Done> {
+    if is_billable(input) && input.answer_ts.is_none() {
+        return Err(unrated(
             out,
             Unpriced::MissingAnswerTime,
             "answered call without answer timestamp".into(),
-        );
+        ));
     }
-    // Answered calls are priced by the version in force at answer; an
-    // unanswered attempt is only classified (breakout, deck) by the version
-    // in force at setup, and bills no talk time whatever the deck says.
-    let Some(at) = input.answer_ts.or(input.setup_ts) else {
-        out.flags.insert(Flag::NotBilled);
-        out.amount = out.lrn_fee;
-        return out;
-    };
+    match input.answer_ts.or(input.setup_ts) {
+        Some(at) => Ok(at),
+        None => Err(not_billed(out)),
+    }
+}
 
-    // Lookup: trunk deck, else US48 (NANP) then A–Z of the plan.
+/// Trunk deck, else US48 (NANP) then A–Z of the plan. Returns the match
+/// and whether it came from a US48 deck.
+fn look_up_row<'d>(
+    ctx: &RatingContext<'d>,
+    (select, retail, plan): (DialSelect, bool, Plan),
+    number: &str,
+    at: DateTime<Utc>,
+    tier: ObrTier,
+    out: &mut RatedCall,
+) -> Result<(DeckMatch<'d>, bool), Done> {
     let mut us48 = false;
-    let found: Option<DeckMatch<'_>> = match select {
+    let found = match select {
         DialSelect::Trunk(t) if !retail => {
             out.trunk = Some(t);
             let m = ctx.decks.lookup(Scope::Trunk(t), number, at, tier);
@@ -580,37 +683,51 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
             DialSelect::Trunk(t) if !retail => format!("trunk {t:03}"),
             _ => plan.as_str().to_string(),
         };
-        return unrated(
+        return Err(unrated(
             out,
             Unpriced::NoMatchingPrefix,
             format!("no matching prefix for {number} in {what} deck"),
-        );
+        ));
     };
+    Ok((m, us48))
+}
+
+/// Records what priced the call. A NANP number outside the contiguous US
+/// that only the bare `1` row matches would be billed at the catch-all
+/// (US) rate: revenue-share fraud exposure, so it is left unrated (kept
+/// for re-rating once the deck has a row).
+fn record_row(m: &DeckMatch<'_>, number: &str, out: &mut RatedCall) -> Result<(), Done> {
     let row = m.row;
-    // A NANP number outside the contiguous US that only the bare `1` row
-    // matches would be billed at the catch-all (US) rate: revenue-share
-    // fraud exposure. Unrated (kept for re-rating once the deck has a row).
     if row.prefix.len() == 1 && number.starts_with('1') {
         if let Some(area) = numbering::nanp_non_us48_area(number) {
-            return unrated(
+            return Err(unrated(
                 out,
                 Unpriced::NanpCatchAll,
                 format!("{NANP_CATCH_ALL_REASON}: {number} ({area}) matches only the `1` row"),
-            );
+            ));
         }
     }
     out.deck_id = m.deck_id.clone();
     out.deck_version = m.version;
     out.matched_prefix = Some(row.prefix);
+    out.row_effective_from = Some(m.row_effective_from);
     out.destination = Some(row.destination.clone());
     out.increment = Some(row.increment);
     out.obr_tier = row.obr_tier;
+    Ok(())
+}
 
-    // US48 jurisdiction from caller and callee NPA-NXX states.
+/// The per-minute rate: a US48 row's interstate or intrastate rate by the
+/// jurisdiction enrichment decided (the one rule, the one NPA-NXX table);
+/// none known is indeterminate and bills the higher of the two.
+fn apply_jurisdiction(
+    input: &RatingInput,
+    row: &DeckRow,
+    us48: bool,
+    out: &mut RatedCall,
+) -> Decimal {
     let mut rate = row.rate;
     if let (true, Some(intra)) = (us48, row.rate_intrastate) {
-        // The jurisdiction enrichment decided (the one rule, the one
-        // NPA-NXX table); none known is indeterminate.
         let j = input.jurisdiction.unwrap_or(Jurisdiction::Indeterminate);
         rate = match j {
             Jurisdiction::Interstate => row.rate,
@@ -623,59 +740,69 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         out.jurisdiction = Some(j);
     }
     out.rate_per_min = rate;
+    rate
+}
 
-    // UK origin-based charging. Seed 000: a UK call is allowed when the
-    // caller's country surcharges 0 or the account enabled "Allow UK
-    // Surcharge"; any other is refused: recorded as a blocked attempt,
-    // amount 0, never billed.
-    let mut blocked = false;
-    if number.starts_with("44") {
-        let t = match input.callee_number_type {
-            Some(NumberType::Mobile) => UkNumberType::Mobile,
-            Some(NumberType::Fixed) => UkNumberType::Fixed,
-            _ if number.starts_with("447") => UkNumberType::Mobile,
-            _ => UkNumberType::Fixed,
-        };
-        let per_min = ctx.uk_surcharges.per_min(cli_country, t);
-        out.uk_surcharge_per_min = per_min;
-        if !per_min.is_zero() && !acct.allow_uk_surcharge {
-            out.flags.insert(Flag::UkSurchargeBlocked);
-            blocked = true;
-        }
+/// UK origin-based charging (rated number `44…`): the per-minute surcharge
+/// by caller country and UK number type.
+fn uk_origin_surcharge(
+    input: &RatingInput,
+    ctx: &RatingContext<'_>,
+    number: &str,
+    cli_country: Option<&str>,
+    out: &mut RatedCall,
+) {
+    if !number.starts_with("44") {
+        return;
     }
+    let t = match input.callee_number_type {
+        Some(NumberType::Mobile) => UkNumberType::Mobile,
+        Some(NumberType::Fixed) => UkNumberType::Fixed,
+        _ if number.starts_with("447") => UkNumberType::Mobile,
+        _ => UkNumberType::Fixed,
+    };
+    out.uk_surcharge_per_min = ctx.uk_surcharges.per_min(cli_country, t);
+}
 
-    // Max rate guards the full per-minute price: the rate plus the UK
-    // surcharge per minute (per-call fees are not per-minute prices).
+/// Max rate guards the full per-minute price: the rate plus the UK
+/// surcharge per minute (per-call fees are not per-minute prices).
+fn check_max_rate(rate: Decimal, out: &mut RatedCall) {
     if let Some(max) = out.max_rate {
         if rate + out.uk_surcharge_per_min > max {
             out.flags.insert(Flag::MaxRateExceeded);
         }
     }
+}
 
-    if blocked {
-        out.status = RatingStatus::Blocked;
-        out.unrated_reason = Some(UnpricedReason {
-            kind: Unpriced::UkSurchargeNotAllowed,
-            detail: format!(
-                "UK origin surcharge {}/min for caller country {} not allowed on account {}",
-                out.uk_surcharge_per_min,
-                cli_country.unwrap_or("unknown"),
-                input.account_id
-            ),
-        });
-        // Not billed at all (a dip is never made for a UK number; a fee
-        // on the record stays visible in `lrn_fee`, as for unrated calls).
-        out.flags.insert(Flag::NotBilled);
-        return out;
-    }
+/// Seed 000: a UK call whose origin surcharges is allowed only when the
+/// account enabled "Allow UK Surcharge"; any other is refused, recorded as
+/// a blocked attempt with amount 0 and never billed. A dip fee on the
+/// record stays visible in `lrn_fee`, as for unrated calls (a dip is never
+/// made for a UK number).
+fn block_uk_call(
+    input: &RatingInput,
+    cli_country: Option<&str>,
+    out: &mut RatedCall,
+) -> Result<(), Done> {
+    out.flags.insert(Flag::UkSurchargeBlocked);
+    out.status = RatingStatus::Blocked;
+    out.unrated_reason = Some(UnpricedReason {
+        kind: Unpriced::UkSurchargeNotAllowed,
+        detail: format!(
+            "UK origin surcharge {}/min for caller country {} not allowed on account {}",
+            out.uk_surcharge_per_min,
+            cli_country.unwrap_or("unknown"),
+            input.account_id
+        ),
+    });
+    out.flags.insert(Flag::NotBilled);
+    Err(Done)
+}
 
-    if !billable {
-        // No talk time, but a dip performed for this attempt is still owed
-        // (seed 000: charged when the number was not in the cache).
-        out.flags.insert(Flag::NotBilled);
-        out.amount = out.lrn_fee;
-        return out;
-    }
+/// Billed seconds on the row's increment and minimum, then the amount:
+/// talk time at the rate plus connection fee, UK surcharge over the billed
+/// seconds, short-duration surcharge and the dip fee. Unrounded.
+fn price_call(input: &RatingInput, row: &DeckRow, rate: Decimal, out: &mut RatedCall) {
     let billed = billed_seconds(
         input.billable_seconds,
         row.increment,
@@ -689,7 +816,7 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
     if !out.uk_surcharge_per_min.is_zero() {
         out.surcharge = out.uk_surcharge_per_min * secs / SIXTY;
     }
-    if row.short_threshold_s > 0 && input.billable_seconds < row.short_threshold_s {
+    if is_short(input, row) {
         out.short_duration_surcharge = row.short_surcharge;
         if !row.short_surcharge.is_zero() {
             out.flags.insert(Flag::ShortDurationSurcharge);
@@ -708,5 +835,19 @@ pub fn rate(input: &RatingInput, ctx: &RatingContext<'_>) -> RatedCall {
         }
     }
     out.amount = amount;
-    out
+}
+
+/// Whether the row's short-duration surcharge applies: the real answered
+/// duration (milliseconds when the switch gave them) is under the
+/// threshold. Billable seconds are rounded up, so a 5.4 s call is 6
+/// billable seconds yet still shorter than a 6 s threshold.
+fn is_short(input: &RatingInput, row: &DeckRow) -> bool {
+    if row.short_threshold_s == 0 {
+        return false;
+    }
+    let threshold_ms = u64::from(row.short_threshold_s) * 1000;
+    let duration_ms = input
+        .duration_ms
+        .unwrap_or(u64::from(input.billable_seconds) * 1000);
+    duration_ms < threshold_ms
 }

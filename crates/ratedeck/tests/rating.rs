@@ -459,6 +459,27 @@ fn connection_fee_min_seconds_and_short_surcharge() {
     assert_eq!(r(&f, &c).billed_seconds, 45);
 }
 
+/// Issue 12: the short-duration threshold is judged on the real answered
+/// duration. A 5.4 s call is 6 billable seconds (rounded up) yet shorter
+/// than a 6 s threshold.
+#[test]
+fn short_duration_threshold_is_judged_on_milliseconds() {
+    let f = fixture();
+    let mut c = call("w-std", "252612345678");
+    c.billable_seconds = 6;
+    for (ms, surcharge) in [
+        (Some(5_400), dec!(0.01)),
+        (Some(5_999), dec!(0.01)),
+        (Some(6_000), dec!(0)),
+        (None, dec!(0)),
+    ] {
+        c.duration_ms = ms;
+        let o = r(&f, &c);
+        assert_eq!(o.short_duration_surcharge, surcharge, "{ms:?}");
+        assert_eq!(o.billed_seconds, 30, "the minimum still applies");
+    }
+}
+
 #[test]
 fn mexico_60_60_amount() {
     let f = fixture();

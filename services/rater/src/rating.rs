@@ -180,6 +180,8 @@ fn rating_input(call: &EnrichedCall) -> (RatingInput, InputNotes) {
         answer_ts,
         setup_ts: Utc.timestamp_millis_opt(c.setup_ts_ms).single(),
         billable_seconds: u32::try_from(c.billable_seconds.max(0)).unwrap_or(u32::MAX),
+        // 0 means the switch gave no sub-second duration: judge on seconds.
+        duration_ms: u64::try_from(c.duration_ms).ok().filter(|ms| *ms > 0),
         answered: Disposition::parse(&c.disposition) == Some(Disposition::Answered),
         behind_nat: c.behind_nat,
         max_rate,
@@ -232,12 +234,24 @@ pub fn rate_call(call: EnrichedCall, ctx: &RatingContext<'_>) -> RatedCdr {
         deck_id: (!r.deck_id.is_empty()).then(|| r.deck_id.to_string()),
         deck_version: i64::try_from(r.deck_version).unwrap_or(i64::MAX),
         matched_prefix: r.matched_prefix.map(|p| p.to_string()),
+        rated_number: (!r.rated_number.is_empty()).then(|| r.rated_number.clone()),
+        row_effective_from_ms: r.row_effective_from.map(|t| t.timestamp_millis()),
+        obr_tier: r.obr_tier.map(|t| {
+            match t {
+                ratedeck::ObrTier::Eea => "eea",
+                ratedeck::ObrTier::RestOfWorld => "rest_of_world",
+            }
+            .to_string()
+        }),
+        jurisdiction_applied: r.jurisdiction.map(|j| j.as_str().to_string()),
+        rated_trunk: r.trunk.and_then(|t| i32::try_from(t).ok()),
         destination: r.destination.as_deref().map(str::to_string),
         rate_per_min: r.rate_per_min.to_string(),
         billed_seconds: i64::from(r.billed_seconds),
         increment: r.increment.map(|i| i.to_string()),
         connection_fee: r.connection_fee.to_string(),
         surcharge: r.surcharge.to_string(),
+        surcharge_per_min: r.uk_surcharge_per_min.to_string(),
         short_duration_surcharge: r.short_duration_surcharge.to_string(),
         lrn_fee: r.lrn_fee.to_string(),
         amount: amount.to_string(),
@@ -266,6 +280,7 @@ pub fn unrated_no_decks(call: EnrichedCall) -> RatedCdr {
         rate_per_min: "0".into(),
         connection_fee: "0".into(),
         surcharge: "0".into(),
+        surcharge_per_min: "0".into(),
         short_duration_surcharge: "0".into(),
         currency: "USD".into(),
         max_rate: call

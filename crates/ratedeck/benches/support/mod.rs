@@ -322,6 +322,7 @@ pub fn calls(w: &World, n: usize, seed: u64) -> Vec<RatingInput> {
                     .then(|| t0() + chrono::Duration::seconds(rng.below(86_400 * 30) as i64)),
                 setup_ts: Some(t0()),
                 billable_seconds: if answered { rng.below(600) as u32 } else { 0 },
+                duration_ms: None,
                 answered,
                 behind_nat: rng.below(50) == 0,
                 max_rate: (rng.below(5) == 0).then(|| Decimal::new(28, 3)),

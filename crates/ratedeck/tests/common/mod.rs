@@ -154,6 +154,7 @@ pub fn call(account: &str, dialed: &str) -> RatingInput {
         answer_ts: Some(t(2021, 10, 1)),
         setup_ts: Some(t(2021, 10, 1)),
         billable_seconds: 60,
+        duration_ms: None,
         answered: true,
         behind_nat: false,
         max_rate: None,
