@@ -444,3 +444,160 @@ async fn a_second_assembler_joining_and_leaving_mid_stream_changes_nothing() {
     let revoked = metric("assembler", "cdr_assembler_partitions_revoked_total");
     assert!(revoked >= 1.0, "the first instance saw no revocation");
 }
+
+#[derive(Row, Deserialize, Debug)]
+struct LongCallRow {
+    disposition: String,
+    duration_ms: i64,
+    version: u64,
+    provisional: u8,
+    rating_status: String,
+    rows: u64,
+}
+
+async fn long_call(call: &str) -> Option<LongCallRow> {
+    clickhouse()
+        .client()
+        .query(
+            "SELECT any(disposition) AS disposition, any(duration_ms) AS duration_ms, \
+             any(version) AS version, toUInt8(any(has(assembly_flags, 'provisional'))) AS provisional, \
+             toString(any(rating_status)) AS rating_status, count() AS rows \
+             FROM rated_cdrs_final WHERE call_id = ? HAVING rows > 0",
+        )
+        .bind(call)
+        .fetch_optional::<LongCallRow>()
+        .await
+        .expect("rated_cdrs_final")
+}
+
+/// Runs the local stack's assembler with extra config overrides (none:
+/// its normal configuration).
+fn assembler_with(env: &str) {
+    kill9("assembler");
+    let status = std::process::Command::new(repo().join("deploy/local/services.sh"))
+        .arg("assembler")
+        .env("CDR_ENV_assembler", env)
+        .status()
+        .expect("services.sh");
+    assert!(status.success());
+}
+
+/// Issue 12: a lost BYE. The answered call is closed after the maximum
+/// call length and billed provisionally; its hangup, arriving later, is
+/// not dead-lettered but makes a complete new version of the same call
+/// that replaces the provisional one in the finance and KPI views.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_bye_is_billed_provisionally_and_completed_by_the_late_hangup() {
+    let _g = stack();
+    assembler_with("CDR__MAX_CALL_SECS=12");
+    let run = unique_run("lostbye");
+    let call = format!("{run}-long");
+    let now = cdr_kafka::now_ms();
+    let ev = |kind: &str, ts: i64, extra: serde_json::Value| {
+        let mut v = serde_json::json!({
+            "event_id": format!("{call}-{kind}"), "call_id": call, "type": kind,
+            "ts": format_ts(ts), "switch_id": "sw-nyc-1", "account_id": "acc-1001",
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        Msg {
+            key: call.clone(),
+            payload: serde_json::to_vec(&v).unwrap(),
+            ts_ms: ts,
+        }
+    };
+    let answer_ts = now - 1_000;
+    publish_one(&ev(
+        "setup",
+        now - 2_000,
+        serde_json::json!({"dialed": "4930123456", "cli": "+4930987654"}),
+    ))
+    .await;
+    publish_one(&ev(
+        "answer",
+        answer_ts,
+        serde_json::json!({"trunk_id": "trk-1"}),
+    ))
+    .await;
+    // Closed stale after 12 s of partition clock: provisional, answered.
+    let started = std::time::Instant::now();
+    let first = loop {
+        if let Some(r) = long_call(&call).await {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the provisional call never landed"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(
+        (first.disposition.as_str(), first.provisional),
+        ("answered", 1),
+        "{first:?}"
+    );
+    assert_eq!(first.rating_status, "rated", "{first:?}");
+    // The hangup 20 s after the answer, well after the stale closure.
+    let end = cdr_kafka::now_ms().max(answer_ts + 20_000);
+    publish_one(&ev(
+        "hangup",
+        end,
+        serde_json::json!({"sip_code": 200, "trunk_id": "trk-1"}),
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let done = loop {
+        let r = long_call(&call).await.expect("still there");
+        if r.provisional == 0 {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the late hangup never completed the call: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assembler_with("");
+    assert_eq!(done.rows, 1, "one call, not two");
+    assert_eq!(done.disposition, "answered");
+    assert_eq!(
+        done.duration_ms,
+        end - answer_ts,
+        "answer to the real hangup"
+    );
+    assert!(done.version > first.version, "{first:?} -> {done:?}");
+    // The KPI view counts the call once, at its complete version.
+    #[derive(Row, Deserialize, Debug, PartialEq)]
+    struct Kpi {
+        n: u64,
+        answered: u64,
+        answered_ms: i64,
+    }
+    let want = Kpi {
+        n: 1,
+        answered: 1,
+        answered_ms: end - answer_ts,
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let k: Kpi = clickhouse()
+            .client()
+            .query(
+                "SELECT count() AS n, toUInt64(sum(answered)) AS answered, toInt64(sum(answered_ms)) AS answered_ms \
+                 FROM kpi_calls_final WHERE call_id = ?",
+            )
+            .bind(&call)
+            .fetch_one()
+            .await
+            .expect("kpi_calls_final");
+        if k == want {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "KPI row {k:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -24,6 +24,17 @@
 //! restores the checkpoints before reading on, so a call that never hangs up
 //! costs a restart minutes of replay, not hours.
 //!
+//! # Lost hangups
+//! A call still without hangup `max_call_ms` after it was first seen is
+//! closed as stale. An answered one is billed **provisionally**: answer to
+//! its last evidence (its latest event), capped at `max_call_ms`, flags
+//! `stale` and `provisional`. It stays reopenable for
+//! `provisional_retention_ms` (checkpointed, so a restart keeps it): a
+//! later event for it (the hangup, typically) reopens it, and it is emitted
+//! again as a new version of the same `cdr_id` (one more distinct event, so
+//! a higher row version), which replaces the provisional one everywhere
+//! downstream. Nothing is lost and nothing is counted twice.
+//!
 //! Switch clocks never move a partition clock: an event whose timestamps lie
 //! more than `max_behind_ms` before or `max_ahead_ms` after its own record's
 //! log time is refused (`clock_out_of_range`) and affects nothing else.
@@ -63,6 +74,9 @@ pub struct AssemblyConfig {
     /// Open calls older than this (partition clock) are checkpointed so they
     /// stop holding the commit point; None disables checkpoints.
     pub checkpoint_after_ms: Option<i64>,
+    /// A call closed as stale stays reopenable this long (partition clock):
+    /// its late hangup makes a new, complete version of it.
+    pub provisional_retention_ms: i64,
 }
 
 impl Default for AssemblyConfig {
@@ -78,6 +92,7 @@ impl Default for AssemblyConfig {
             max_open_calls: 500_000,
             max_events_per_call: 64,
             checkpoint_after_ms: Some(5 * 60 * 1000),
+            provisional_retention_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -116,6 +131,9 @@ pub struct OpenCall {
     pub first_log_ms: i64,
     pub closing_since: Option<i64>,
     pub events: Vec<SwitchEvent>,
+    /// Closed as stale and emitted provisionally; a later event reopens it.
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +158,8 @@ struct CallState {
     /// Events were folded in since the last checkpoint (or since the
     /// tracker interval was released).
     dirty: bool,
+    /// Closed as stale: a later event reopens it (see the module doc).
+    reopenable: bool,
 }
 
 /// One input partition: its calls, clock, deadlines and commit tracker.
@@ -163,6 +183,8 @@ struct Part {
     awaiting_commit: Vec<String>,
     /// Checkpointed calls that closed: their checkpoints must be tombstoned.
     tombstones: Vec<String>,
+    /// Calls closed as stale, to checkpoint as provisional (reopenable).
+    provisional: Vec<OpenCall>,
 }
 
 /// The in-flight state of one assembler instance.
@@ -199,17 +221,34 @@ impl Part {
         if st.closed_at.is_some() {
             return;
         }
-        let mut call = build_call(id, &st.events, stale, wall_ms);
+        let mut call = build_call(id, &st.events, stale.then_some(cfg.max_call_ms), wall_ms);
         if let Some(f) = flag {
             call.flags.push(f.to_string());
         }
         out.push(call);
         st.closed_at = Some(clock);
         self.open.remove(&(st.seq, id.to_string()));
-        self.retained
-            .insert((clock + cfg.closed_retention_ms, st.seq, id.to_string()));
         self.tracker.close(st.seq, st.last_offset);
-        if st.checkpointed {
+        st.reopenable = stale;
+        let retention = if stale {
+            cfg.provisional_retention_ms
+        } else {
+            cfg.closed_retention_ms
+        };
+        self.retained
+            .insert((clock + retention, st.seq, id.to_string()));
+        if stale && cfg.checkpoint_after_ms.is_some() {
+            // Kept (not tombstoned) so a new owner can still reopen it.
+            st.checkpointed = true;
+            self.provisional.push(OpenCall {
+                cdr_id: id.to_string(),
+                partition: 0,
+                first_log_ms: st.first_log_ms,
+                closing_since: st.closing_since,
+                events: st.events.clone(),
+                provisional: true,
+            });
+        } else if st.checkpointed {
             self.tombstones.push(id.to_string());
         }
     }
@@ -254,8 +293,15 @@ impl Part {
             if first.0 > clock {
                 break;
             }
-            let (_, _, id) = self.retained.pop_first().expect("non-empty");
-            self.awaiting_commit.push(id);
+            let (_, seq, id) = self.retained.pop_first().expect("non-empty");
+            // A reopened call is open again (and re-keyed): not forgotten.
+            if self
+                .calls
+                .get(&id)
+                .is_some_and(|st| st.closed_at.is_some() && st.seq == seq)
+            {
+                self.awaiting_commit.push(id);
+            }
         }
         self.forget_committed();
     }
@@ -270,6 +316,9 @@ impl Part {
             // can be re-read, so nothing waits for the commit.
             if !self.tracker.tracks(st.seq) || self.tracker.safely_committed(st.seq) {
                 let seq = st.seq;
+                if st.reopenable && st.checkpointed {
+                    self.tombstones.push(id.clone());
+                }
                 self.calls.remove(&id);
                 self.tracker.forget(seq);
             } else {
@@ -367,13 +416,45 @@ impl Assembler {
                 st.last_offset = st.last_offset.max(pos.offset);
                 return Ingest::Duplicate;
             }
-            if st.closed_at.is_some() {
+            if st.closed_at.is_some() && !st.reopenable {
                 part.tracker.touch(st.seq, pos.offset, false);
                 st.last_offset = st.last_offset.max(pos.offset);
                 return Ingest::Rejected(EventError::EventAfterClose(format!(
                     "call {} already emitted",
                     cdr_model::dlq::bounded(&ev.call_id, 128)
                 )));
+            }
+            if st.closed_at.is_some() {
+                // New evidence for a call closed as stale: reopen it under a
+                // fresh sequence number (its old interval is closed).
+                if st.events.len() >= cfg.max_events_per_call {
+                    part.tracker.seen(pos.offset);
+                    return Ingest::Rejected(EventError::TooManyEvents {
+                        limit: cfg.max_events_per_call,
+                    });
+                }
+                if let Err(e) = check_consistency(&st.events, &ev, cfg.skew_ms) {
+                    part.tracker.seen(pos.offset);
+                    return Ingest::Rejected(e);
+                }
+                let seq = part.next_seq;
+                part.next_seq += 1;
+                st.seq = seq;
+                st.closed_at = None;
+                st.reopenable = false;
+                st.dirty = true;
+                part.open.insert((seq, id.clone()));
+                part.tracker.touch(seq, pos.offset, true);
+                st.last_offset = pos.offset;
+                if closing_kind && st.closing_since.is_none() {
+                    st.closing_since = Some(now);
+                }
+                // Due at once after the grace: with a hangup it completes,
+                // without one it is stale (provisional) again.
+                part.due.insert((now + grace, seq, id.clone()));
+                st.ids.insert(ev.event_id.clone());
+                st.events.push(ev);
+                return Ingest::Accepted;
             }
             if st.events.len() >= cfg.max_events_per_call {
                 part.tracker.seen(pos.offset);
@@ -421,6 +502,7 @@ impl Assembler {
                 last_offset: pos.offset,
                 checkpointed: false,
                 dirty: true,
+                reopenable: false,
             },
         );
         part.open.insert((seq, id.clone()));
@@ -475,7 +557,19 @@ impl Assembler {
         };
         let mut out = Vec::new();
         for (p, part) in self.parts.iter_mut() {
-            let Some(clock) = part.clock else { continue };
+            let provisional: Vec<OpenCall> = part
+                .provisional
+                .drain(..)
+                .map(|oc| OpenCall {
+                    partition: *p,
+                    ..oc
+                })
+                .collect();
+            let Some(clock) = part.clock else {
+                out.extend(provisional);
+                continue;
+            };
+            let before = out.len();
             for (seq, id) in part.open.iter() {
                 let Some(st) = part.calls.get_mut(id) else {
                     continue;
@@ -489,6 +583,7 @@ impl Assembler {
                     first_log_ms: st.first_log_ms,
                     closing_since: st.closing_since,
                     events: st.events.clone(),
+                    provisional: false,
                 });
                 st.dirty = false;
                 st.checkpointed = true;
@@ -498,7 +593,7 @@ impl Assembler {
             }
             // Re-key released calls so a later touch starts a new interval
             // instead of extending the forgotten one.
-            for oc in out.iter().filter(|o| o.partition == *p) {
+            for oc in out[before..].iter() {
                 if let Some(st) = part.calls.get_mut(&oc.cdr_id) {
                     let old = st.seq;
                     let new = part.next_seq;
@@ -510,6 +605,7 @@ impl Assembler {
                     // looked up by id.
                 }
             }
+            out.extend(provisional);
         }
         out
     }
@@ -534,6 +630,28 @@ impl Assembler {
         let seq = part.next_seq;
         part.next_seq += 1;
         let id = oc.cdr_id;
+        if oc.provisional {
+            // Emitted already (provisionally); reopenable until its retention.
+            let closed = oc.first_log_ms + cfg.max_call_ms;
+            part.retained
+                .insert((closed + cfg.provisional_retention_ms, seq, id.clone()));
+            part.calls.insert(
+                id,
+                CallState {
+                    seq,
+                    ids: oc.events.iter().map(|e| e.event_id.clone()).collect(),
+                    events: oc.events,
+                    first_log_ms: oc.first_log_ms,
+                    closing_since: oc.closing_since,
+                    closed_at: Some(closed),
+                    last_offset: -1,
+                    checkpointed: true,
+                    dirty: false,
+                    reopenable: true,
+                },
+            );
+            return;
+        }
         part.open.insert((seq, id.clone()));
         part.due
             .insert((oc.first_log_ms + cfg.max_call_ms, seq, id.clone()));
@@ -554,6 +672,7 @@ impl Assembler {
                 last_offset: -1,
                 checkpointed: true,
                 dirty: false,
+                reopenable: false,
             },
         );
     }
@@ -642,7 +761,15 @@ fn disposition_for(code: Option<i32>) -> Disposition {
 }
 
 /// Builds the call from its distinct events. Pure and order-independent.
-pub fn build_call(id: &str, events: &[SwitchEvent], stale: bool, wall_ms: i64) -> AssembledCall {
+/// `stale`: the call was closed without a hangup, with the maximum call
+/// length; an answered one is billed provisionally, answer to its last
+/// evidence (latest event), capped at that length.
+pub fn build_call(
+    id: &str,
+    events: &[SwitchEvent],
+    stale: Option<i64>,
+    wall_ms: i64,
+) -> AssembledCall {
     let mut evs: Vec<&SwitchEvent> = events.iter().collect();
     evs.sort_by(|a, b| {
         (milestone_rank(a.kind), a.ts_ms, &a.event_id).cmp(&(
@@ -694,9 +821,16 @@ pub fn build_call(id: &str, events: &[SwitchEvent], stale: bool, wall_ms: i64) -
     } else {
         first_progress.and_then(|e| e.sip_code)
     };
-    let (disposition, answer_ts, end_ts) = if stale {
+    let (disposition, answer_ts, end_ts) = if let Some(cap_ms) = stale {
         flags.push("stale".to_string());
-        (Disposition::Stale, answer_ts, None)
+        match answer_ts {
+            Some(a) => {
+                flags.push("provisional".to_string());
+                let last = evs.iter().map(|e| e.ts_ms).max().unwrap_or(a).max(a);
+                (Disposition::Answered, Some(a), Some(last.min(a + cap_ms)))
+            }
+            None => (Disposition::Stale, None, None),
+        }
     } else if answer_ts.is_some() && end_ts.is_some() {
         (Disposition::Answered, answer_ts, end_ts)
     } else {

@@ -76,6 +76,15 @@ pub struct Config {
     /// stop holding the commit point back (0 disables checkpoints).
     #[serde(default = "default_checkpoint")]
     pub checkpoint_after_secs: i64,
+    /// A call closed as stale (no hangup within `max_call_secs`; answered
+    /// ones billed provisionally) stays reopenable this long: its late
+    /// hangup makes a complete new version of it.
+    #[serde(default = "default_provisional_retention")]
+    pub provisional_retention_secs: i64,
+}
+
+fn default_provisional_retention() -> i64 {
+    24 * 3600
 }
 
 fn default_checkpoint() -> i64 {
@@ -137,6 +146,10 @@ impl Config {
             "checkpoint_after_secs must not be negative"
         );
         anyhow::ensure!(
+            self.provisional_retention_secs >= 0,
+            "provisional_retention_secs must not be negative"
+        );
+        anyhow::ensure!(
             self.max_open_calls_per_partition > 0 && self.max_events_per_call > 0,
             "max_open_calls_per_partition and max_events_per_call must be positive"
         );
@@ -156,6 +169,7 @@ impl Config {
             max_events_per_call: self.max_events_per_call,
             checkpoint_after_ms: (self.checkpoint_after_secs > 0)
                 .then_some(self.checkpoint_after_secs * 1000),
+            provisional_retention_ms: self.provisional_retention_secs * 1000,
         }
     }
 }

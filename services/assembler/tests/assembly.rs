@@ -357,9 +357,116 @@ fn call_without_hangup_closes_stale_after_max_length() {
     assert!(a.tick(T0 + 3_000_000).is_empty());
     let out = a.tick(T0 + 3_700_000);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].disposition, "stale");
+    // Answered: billed provisionally, answer to its last evidence (the
+    // answer itself here).
+    assert_eq!(out[0].disposition, "answered");
     assert!(out[0].flags.contains(&"stale".to_string()));
+    assert!(out[0].flags.contains(&"provisional".to_string()));
     assert_eq!(out[0].billable_seconds, 0);
+    // Never answered: stale, nothing billed.
+    let mut a = Assembler::new(cfg());
+    at(&mut a, &ev("c2", "s", EventKind::Setup, T0, None), 0, 0, 0);
+    let out = a.tick(T0 + 3_700_000);
+    assert_eq!(out[0].disposition, "stale");
+    assert!(!out[0].flags.contains(&"provisional".to_string()));
+}
+
+/// Issue 12: a lost BYE or a call over the maximum length is billed
+/// provisionally (answer to the last evidence, capped), and its hangup,
+/// arriving later, makes a complete new version of the same cdr_id.
+#[test]
+fn a_late_hangup_replaces_the_provisional_call_with_a_new_version() {
+    let call = answered_call("long", 5_000_000); // hangup 83 min after answer
+    let mut a = Assembler::new(cfg()); // max call 1 h
+    at(&mut a, &call[0], 0, 0, 0);
+    at(&mut a, &call[1], 0, 1, 1_200);
+    at(&mut a, &call[2], 0, 2, 5_000);
+    // A late progress re-INVITE-like event is the last evidence at +20 min.
+    let evidence = ev(
+        "long",
+        "long-x",
+        EventKind::Progress,
+        T0 + 1_200_000,
+        Some(183),
+    );
+    at(&mut a, &evidence, 0, 3, 1_200_000);
+    let first = a.tick(T0 + 3_700_000);
+    assert_eq!(first.len(), 1);
+    let p = &first[0];
+    assert_eq!(p.disposition, "answered");
+    assert!(p.flags.contains(&"provisional".to_string()));
+    assert_eq!(p.duration_ms, 1_200_000 - 5_000, "answer to last evidence");
+    // The hangup arrives after the stale closure: accepted, not dead-lettered.
+    assert_eq!(at(&mut a, &call[3], 0, 4, 5_005_000), Ingest::Accepted);
+    let second = a.tick(T0 + 5_010_000);
+    assert_eq!(second.len(), 1);
+    let f = &second[0];
+    assert_eq!(f.cdr_id, p.cdr_id);
+    assert_eq!(f.disposition, "answered");
+    assert!(!f.flags.iter().any(|x| x == "provisional" || x == "stale"));
+    assert_eq!(f.duration_ms, 5_000_000);
+    assert!(
+        f.event_count > p.event_count,
+        "a higher row version replaces it"
+    );
+    // A duplicate of the hangup changes nothing more.
+    assert_eq!(at(&mut a, &call[3], 0, 5, 5_020_000), Ingest::Duplicate);
+    assert!(a.tick(T0 + 5_100_000).is_empty());
+}
+
+#[test]
+fn a_provisional_call_is_capped_at_the_maximum_length() {
+    let mut a = Assembler::new(cfg());
+    let call = answered_call("cap", 0);
+    at(&mut a, &call[0], 0, 0, 0);
+    at(&mut a, &call[2], 0, 1, 5_000);
+    // Evidence far later than the cap (within the clock tolerance).
+    let late = ev(
+        "cap",
+        "cap-x",
+        EventKind::Progress,
+        T0 + 5_000_000,
+        Some(183),
+    );
+    at(&mut a, &late, 0, 2, 3_000_000);
+    let out = a.tick(T0 + 3_700_000);
+    assert_eq!(out[0].duration_ms, 3_600_000, "capped at max_call_ms");
+}
+
+#[test]
+fn a_new_owner_can_still_complete_a_provisional_call() {
+    let call = answered_call("long", 5_000_000);
+    let mut a = Assembler::new(ckpt_cfg());
+    at(&mut a, &call[0], 0, 0, 0);
+    at(&mut a, &call[2], 0, 1, 5_000);
+    a.tick(T0 + 100_000);
+    assert_eq!(a.checkpoints_due().len(), 1);
+    let first = a.tick(T0 + 3_700_000);
+    assert!(first[0].flags.contains(&"provisional".to_string()));
+    let cps = a.checkpoints_due();
+    assert_eq!(cps.len(), 1);
+    assert!(cps[0].provisional, "kept as a provisional checkpoint");
+    assert!(
+        a.take_tombstones().is_empty(),
+        "not tombstoned while reopenable"
+    );
+    // Restart: the new owner restores it, then reads the hangup.
+    let mut b = Assembler::new(ckpt_cfg());
+    for oc in cps {
+        let json = serde_json::to_string(&oc).unwrap();
+        b.restore(serde_json::from_str(&json).unwrap());
+    }
+    assert_eq!(b.open_calls(), 0, "restored closed, not open");
+    assert_eq!(at(&mut b, &call[3], 0, 2, 5_005_000), Ingest::Accepted);
+    let out = b.tick(T0 + 5_010_000);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].duration_ms, 5_000_000);
+    assert!(out[0].event_count > first[0].event_count);
+    assert_eq!(
+        b.take_tombstones().len(),
+        1,
+        "complete: checkpoint tombstoned"
+    );
 }
 
 #[test]
@@ -623,7 +730,10 @@ fn a_new_owner_restores_the_checkpoint_and_builds_the_same_call() {
 
 #[test]
 fn a_checkpointed_stale_call_leaves_memory_after_its_retention() {
-    let mut a = Assembler::new(ckpt_cfg());
+    let mut a = Assembler::new(AssemblyConfig {
+        provisional_retention_ms: 60_000,
+        ..ckpt_cfg()
+    });
     at(&mut a, &ev("s", "s-s", EventKind::Setup, T0, None), 0, 0, 0);
     a.tick(T0 + 100_000);
     assert_eq!(a.checkpoints_due().len(), 1);
@@ -631,6 +741,8 @@ fn a_checkpointed_stale_call_leaves_memory_after_its_retention() {
     let out = a.tick(T0 + 3_700_000);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].disposition, "stale");
+    assert_eq!(a.checkpoints_due().len(), 1, "provisional checkpoint");
     a.tick(T0 + 3_800_000);
     assert_eq!(a.retained_calls(), 0);
+    assert_eq!(a.take_tombstones().len(), 1, "its checkpoint is tombstoned");
 }

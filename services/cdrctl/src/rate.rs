@@ -204,7 +204,7 @@ pub fn parse_call(line: &str) -> anyhow::Result<Line> {
         // The event's own time stands in for the assembly time so the output
         // is the same on every run.
         let at = ev.ts_ms;
-        let call = assembler::core::build_call(&id, std::slice::from_ref(&ev), false, at);
+        let call = assembler::core::build_call(&id, std::slice::from_ref(&ev), None, at);
         return Ok(Line::Assembled(call));
     }
     match serde_json::from_str::<EnrichedCall>(line) {
@@ -460,7 +460,7 @@ mod tests {
         for id in &first_seen {
             let evs = &by_call[id];
             let at = evs.iter().map(|e| e.ts_ms).max().unwrap();
-            let call = assembler::core::build_call(id, evs, false, at);
+            let call = assembler::core::build_call(id, evs, None, at);
             // cdrctl gets the switch's own `cdr` record when there is one,
             // else the assembled call (its `calls.assembled` form).
             match raw_cdr.get(id).filter(|_| evs.len() == 1) {
