@@ -9,6 +9,8 @@
 //! listen = "127.0.0.1:9180"
 //! max_body_bytes = 1048576
 //! auth = { kind = "bearer", token_env = "CDR_INGEST_TOKEN" }
+//! # optional: serve HTTPS (PEM files; the key file stays out of the config)
+//! # tls = { cert_file = "/etc/cdr/ingest.crt", key_file = "/etc/cdr/ingest.key" }
 //! [[switches]]
 //! switch_id = "fs-nyc-1"
 //! accounts = { default_account = "acc-1001" }
@@ -82,6 +84,18 @@ pub struct HttpConfig {
     pub ack_timeout_ms: u64,
     #[serde(default)]
     pub auth: Auth,
+    /// Serve HTTPS with this certificate; absent: plain HTTP (terminate
+    /// TLS in front, or on a trusted network only).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// PEM certificate chain and private key for the HTTPS endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -92,6 +106,7 @@ impl Default for HttpConfig {
             max_body_bytes: default_max_body(),
             ack_timeout_ms: default_ack_timeout(),
             auth: Auth::default(),
+            tls: None,
         }
     }
 }
@@ -223,6 +238,10 @@ impl Config {
         );
         if self.http.enabled {
             self.http.auth.resolve()?;
+            if let Some(t) = &self.http.tls {
+                // Read and parsed now: a bad certificate stops start-up.
+                crate::tls::acceptor(t)?;
+            }
         }
         Ok(())
     }

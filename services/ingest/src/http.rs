@@ -58,6 +58,13 @@ pub async fn start(
         cfg: cfg.clone(),
     });
     let router = router(app, cfg.http.max_body_bytes);
+    if let Some(t) = &cfg.http.tls {
+        let acceptor = crate::tls::acceptor(t)?;
+        tracing::info!(%listen, "ingest HTTPS endpoint listening");
+        return Ok(tokio::spawn(crate::tls::serve(
+            listener, acceptor, router, shutdown,
+        )));
+    }
     tracing::info!(%listen, "ingest HTTP endpoint listening");
     Ok(tokio::spawn(async move {
         let stop = shutdown.clone();
