@@ -288,6 +288,23 @@ fn committed_offset(service: &str, topic: &str, partition: i32) -> Option<i64> {
     }
 }
 
+/// One contract event of `call` (switch sw-nyc-1, account acc-1001) with
+/// `extra` fields, keyed by the call id.
+fn call_event(call: &str, kind: &str, ts: i64, extra: serde_json::Value) -> Msg {
+    let mut v = serde_json::json!({
+        "event_id": format!("{call}-{kind}"), "call_id": call, "type": kind,
+        "ts": format_ts(ts), "switch_id": "sw-nyc-1", "account_id": "acc-1001",
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    Msg {
+        key: call.to_string(),
+        payload: serde_json::to_vec(&v).unwrap(),
+        ts_ms: ts,
+    }
+}
+
 async fn publish_one(m: &Msg) -> (i32, i64) {
     let producer = cdr_kafka::runtime::producer(&kafka(), "e2e-stuck").unwrap();
     let f = cdr_kafka::runtime::send(
@@ -308,20 +325,7 @@ async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
     let run = unique_run("stuck");
     let now = cdr_kafka::now_ms();
     let call = format!("{run}-long");
-    let ev = |kind: &str, ts: i64, extra: serde_json::Value| {
-        let mut v = serde_json::json!({
-            "event_id": format!("{call}-{kind}"), "call_id": call, "type": kind,
-            "ts": format_ts(ts), "switch_id": "sw-nyc-1", "account_id": "acc-1001",
-        });
-        for (k, x) in extra.as_object().unwrap() {
-            v[k] = x.clone();
-        }
-        Msg {
-            key: call.clone(),
-            payload: serde_json::to_vec(&v).unwrap(),
-            ts_ms: ts,
-        }
-    };
+    let ev = |kind: &str, ts: i64, extra: serde_json::Value| call_event(&call, kind, ts, extra);
     let setup = ev(
         "setup",
         now - 2_000,
@@ -493,20 +497,7 @@ async fn a_lost_bye_is_billed_provisionally_and_completed_by_the_late_hangup() {
     let run = unique_run("lostbye");
     let call = format!("{run}-long");
     let now = cdr_kafka::now_ms();
-    let ev = |kind: &str, ts: i64, extra: serde_json::Value| {
-        let mut v = serde_json::json!({
-            "event_id": format!("{call}-{kind}"), "call_id": call, "type": kind,
-            "ts": format_ts(ts), "switch_id": "sw-nyc-1", "account_id": "acc-1001",
-        });
-        for (k, x) in extra.as_object().unwrap() {
-            v[k] = x.clone();
-        }
-        Msg {
-            key: call.clone(),
-            payload: serde_json::to_vec(&v).unwrap(),
-            ts_ms: ts,
-        }
-    };
+    let ev = |kind: &str, ts: i64, extra: serde_json::Value| call_event(&call, kind, ts, extra);
     let answer_ts = now - 1_000;
     publish_one(&ev(
         "setup",

@@ -118,6 +118,17 @@ pub enum ObrTier {
     RestOfWorld,
 }
 
+impl ObrTier {
+    /// The name on rated CDRs and published deck rows (`rate_for_cdr.sql`
+    /// joins on it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObrTier::Eea => "eea",
+            ObrTier::RestOfWorld => "rest_of_world",
+        }
+    }
+}
+
 /// One validated deck line.
 ///
 /// Kept compact (no per-row `String` for the prefix, destination names are

@@ -103,6 +103,17 @@ fn covering<'a>(deck: &BTreeMap<RowKey, &'a DeckRow>, r: &DeckRow) -> Option<&'a
     })
 }
 
+/// Two parts of one price term: dearer when either part is (a mixed
+/// change costs some calls more), cheaper when one is and none is dearer.
+fn costlier(a: std::cmp::Ordering, b: std::cmp::Ordering) -> std::cmp::Ordering {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match (a, b) {
+        (Greater, _) | (_, Greater) => Greater,
+        (Equal, Equal) => Equal,
+        _ => Less,
+    }
+}
+
 /// How `new` prices against `old`: (costs more somewhere, costs less
 /// somewhere, the terms that changed).
 fn compare(old: &DeckRow, new: &DeckRow) -> (bool, bool, Vec<String>) {
@@ -142,13 +153,7 @@ fn compare(old: &DeckRow, new: &DeckRow) -> (bool, bool, Vec<String>) {
     // A longer first period or a longer step bills more seconds; both
     // moving in opposite directions is a mixed change (listed as an
     // increase, since some calls pay more).
-    let inc_ord = match (ninc.initial.cmp(&oinc.initial), ninc.step.cmp(&oinc.step)) {
-        (std::cmp::Ordering::Greater, _) | (_, std::cmp::Ordering::Greater) => {
-            std::cmp::Ordering::Greater
-        }
-        (std::cmp::Ordering::Equal, std::cmp::Ordering::Equal) => std::cmp::Ordering::Equal,
-        _ => std::cmp::Ordering::Less,
-    };
+    let inc_ord = costlier(ninc.initial.cmp(&oinc.initial), ninc.step.cmp(&oinc.step));
     term("increment", oinc.to_string(), ninc.to_string(), inc_ord);
     term(
         "min_billed_seconds",
@@ -172,13 +177,7 @@ fn compare(old: &DeckRow, new: &DeckRow) -> (bool, bool, Vec<String>) {
         }
     };
     let (os, ns) = (short(old), short(new));
-    let short_ord = match (ns.0.cmp(&os.0), ns.1.cmp(&os.1)) {
-        (std::cmp::Ordering::Greater, _) | (_, std::cmp::Ordering::Greater) => {
-            std::cmp::Ordering::Greater
-        }
-        (std::cmp::Ordering::Equal, std::cmp::Ordering::Equal) => std::cmp::Ordering::Equal,
-        _ => std::cmp::Ordering::Less,
-    };
+    let short_ord = costlier(ns.0.cmp(&os.0), ns.1.cmp(&os.1));
     term(
         "short_surcharge",
         format!("{} (<{} s)", os.0, os.1),

@@ -424,38 +424,6 @@ impl Assembler {
                     cdr_model::dlq::bounded(&ev.call_id, 128)
                 )));
             }
-            if st.closed_at.is_some() {
-                // New evidence for a call closed as stale: reopen it under a
-                // fresh sequence number (its old interval is closed).
-                if st.events.len() >= cfg.max_events_per_call {
-                    part.tracker.seen(pos.offset);
-                    return Ingest::Rejected(EventError::TooManyEvents {
-                        limit: cfg.max_events_per_call,
-                    });
-                }
-                if let Err(e) = check_consistency(&st.events, &ev, cfg.skew_ms) {
-                    part.tracker.seen(pos.offset);
-                    return Ingest::Rejected(e);
-                }
-                let seq = part.next_seq;
-                part.next_seq += 1;
-                st.seq = seq;
-                st.closed_at = None;
-                st.reopenable = false;
-                st.dirty = true;
-                part.open.insert((seq, id.clone()));
-                part.tracker.touch(seq, pos.offset, true);
-                st.last_offset = pos.offset;
-                if closing_kind && st.closing_since.is_none() {
-                    st.closing_since = Some(now);
-                }
-                // Due at once after the grace: with a hangup it completes,
-                // without one it is stale (provisional) again.
-                part.due.insert((now + grace, seq, id.clone()));
-                st.ids.insert(ev.event_id.clone());
-                st.events.push(ev);
-                return Ingest::Accepted;
-            }
             if st.events.len() >= cfg.max_events_per_call {
                 part.tracker.seen(pos.offset);
                 return Ingest::Rejected(EventError::TooManyEvents {
@@ -465,6 +433,19 @@ impl Assembler {
             if let Err(e) = check_consistency(&st.events, &ev, cfg.skew_ms) {
                 part.tracker.seen(pos.offset);
                 return Ingest::Rejected(e);
+            }
+            if st.closed_at.is_some() {
+                // New evidence for a call closed as stale: reopen it under a
+                // fresh sequence number (its old interval is closed). Due
+                // again after the grace: with a hangup it completes, without
+                // one it is stale (provisional) again.
+                let seq = part.next_seq;
+                part.next_seq += 1;
+                st.seq = seq;
+                st.closed_at = None;
+                st.reopenable = false;
+                part.open.insert((seq, id.clone()));
+                part.due.insert((now + grace, seq, id.clone()));
             }
             part.tracker.touch(st.seq, pos.offset, true);
             st.last_offset = st.last_offset.max(pos.offset);

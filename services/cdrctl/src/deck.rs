@@ -67,16 +67,9 @@ fn trunk_tag(trunk: Option<u32>, tier: Option<ObrTier>) -> String {
         let _ = write!(s, " trunk={t}");
     }
     if let Some(t) = tier {
-        let _ = write!(s, " tier={}", tier_name(t));
+        let _ = write!(s, " tier={}", t.as_str());
     }
     s
-}
-
-fn tier_name(t: ObrTier) -> &'static str {
-    match t {
-        ObrTier::Eea => "eea",
-        ObrTier::RestOfWorld => "rest_of_world",
-    }
 }
 
 /// Human-readable report: one line per change, short-notice increases
@@ -198,7 +191,7 @@ pub fn version_rows(
             row_effective_to: r.effective_to.map(|t| t.timestamp_millis()),
             trunk: r.trunk,
             trunk_plan: r.trunk_plan.map(|p| p.as_str().to_string()),
-            obr_tier: r.obr_tier.map(|t| tier_name(t).to_string()),
+            obr_tier: r.obr_tier.map(|t| t.as_str().to_string()),
             source_line: r.line as u64,
             published_at,
         });

@@ -236,13 +236,7 @@ pub fn rate_call(call: EnrichedCall, ctx: &RatingContext<'_>) -> RatedCdr {
         matched_prefix: r.matched_prefix.map(|p| p.to_string()),
         rated_number: (!r.rated_number.is_empty()).then(|| r.rated_number.clone()),
         row_effective_from_ms: r.row_effective_from.map(|t| t.timestamp_millis()),
-        obr_tier: r.obr_tier.map(|t| {
-            match t {
-                ratedeck::ObrTier::Eea => "eea",
-                ratedeck::ObrTier::RestOfWorld => "rest_of_world",
-            }
-            .to_string()
-        }),
+        obr_tier: r.obr_tier.map(|t| t.as_str().to_string()),
         jurisdiction_applied: r.jurisdiction.map(|j| j.as_str().to_string()),
         rated_trunk: r.trunk.and_then(|t| i32::try_from(t).ok()),
         destination: r.destination.as_deref().map(str::to_string),
