@@ -663,8 +663,13 @@ pub fn parse_accounts(file: &str, text: &str) -> (AccountMap, Vec<RejectedRow>) 
 mod tests {
     use super::*;
 
+    /// Each call gets its own directory: tests run on parallel threads and
+    /// `cfg()` writes the same file names, so a shared directory lets one test
+    /// read another's half-written file.
     fn tmp(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("rater-tables-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rater-tables-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
