@@ -6,7 +6,8 @@ pub mod chttp;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use cdr_clickhouse::ClickHouseConfig;
@@ -27,17 +28,177 @@ fn script(name: &str, args: &[&str]) {
     assert!(status.success(), "{name} {args:?} failed");
 }
 
-/// Serialises the end-to-end tests (they share the stack and its services)
-/// and makes sure everything is running.
-pub fn stack() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
+/// Only a test that freezes what every pipeline shares (the broker or
+/// ClickHouse) takes this exclusively; every other test holds it shared and
+/// runs in parallel with the rest. Tests that kill, restart or reconfigure
+/// services do that to a [`Pipeline`] of their own.
+static SHARED: RwLock<()> = RwLock::new(());
+
+fn up() {
     static UP: OnceLock<()> = OnceLock::new();
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     UP.get_or_init(|| {
         script("start.sh", &[]);
         script("services.sh", &[]);
     });
-    guard
+}
+
+/// Makes sure the stack and the shared services run; hold the guard for
+/// the test (tests holding it run in parallel).
+pub fn stack() -> RwLockReadGuard<'static, ()> {
+    let g = SHARED.read().unwrap_or_else(|e| e.into_inner());
+    up();
+    g
+}
+
+/// [`stack`] for a test that stops the broker or ClickHouse for a while:
+/// it waits until no other test runs and keeps them out.
+pub fn stack_exclusive() -> RwLockWriteGuard<'static, ()> {
+    let g = SHARED.write().unwrap_or_else(|e| e.into_inner());
+    up();
+    g
+}
+
+pub const SERVICES: [&str; 7] = [
+    "assembler",
+    "enricher",
+    "rater",
+    "detector",
+    "kpi",
+    "sink",
+    "ingest",
+];
+
+/// A private copy of pipeline services for one test: its own topics (a
+/// unique `topic_prefix`), so its own consumer groups and state topics, its
+/// own processes (instance number `N`: pid files `svc-<service>-N`, metrics
+/// ports `CDR_METRICS_BASE + 7(N-1) + index`), on the shared broker and
+/// ClickHouse. A test kills, restarts and reconfigures these freely; other
+/// tests never see it. Its services stop when it is dropped.
+pub struct Pipeline {
+    pub prefix: String,
+    pub instance: usize,
+    services: Vec<&'static str>,
+}
+
+impl Pipeline {
+    /// Starts `services` (their topics first) under a fresh prefix.
+    pub fn start(tag: &str, services: &[&'static str]) -> Pipeline {
+        // Instances from 20 up: their metrics ports (9234 on) and ingest
+        // ports (9199 on) stay clear of the shared stack's.
+        static NEXT: AtomicUsize = AtomicUsize::new(20);
+        let instance = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = Pipeline {
+            prefix: format!("{tag}{}-{instance}.", cdr_kafka::now_ms()),
+            instance,
+            services: services.to_vec(),
+        };
+        // A leftover of an aborted earlier run must not stand in for ours.
+        for s in services {
+            p.stop(s);
+        }
+        let st = Command::new(repo().join("target/release/cdrctl"))
+            .arg("topics")
+            .env("CDR_TOPIC_PREFIX", &p.prefix)
+            .status()
+            .expect("cdrctl topics");
+        assert!(st.success(), "creating topics under {}", p.prefix);
+        p.services_sh(services, "");
+        for s in services {
+            p.wait_ready(s);
+        }
+        p
+    }
+
+    /// Waits until `service` owns input partitions (it joined its group).
+    pub fn wait_ready(&self, service: &str) {
+        let gauge = format!("cdr_{service}_partitions_owned");
+        let end = Instant::now() + Duration::from_secs(120);
+        while self.metric(service, &gauge) < 1.0 {
+            assert!(
+                Instant::now() < end,
+                "{} never joined its group (prefix {})",
+                self.name(service),
+                self.prefix
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn services_sh(&self, services: &[&str], env: &str) {
+        let mut c = Command::new(repo().join("deploy/local/services.sh"));
+        c.args(services)
+            .env("CDR_TOPIC_PREFIX", &self.prefix)
+            .env("CDR_INSTANCE", self.instance.to_string());
+        for s in services {
+            c.env(format!("CDR_ENV_{s}"), env);
+        }
+        assert!(c.status().expect("services.sh").success());
+    }
+
+    /// The process name of `service` in this pipeline (for [`signal`],
+    /// [`running`], [`wait_exit`]).
+    pub fn name(&self, service: &str) -> String {
+        format!("svc-{service}-{}", self.instance)
+    }
+
+    /// Kafka settings that read and write this pipeline's topics.
+    pub fn kafka(&self) -> KafkaConfig {
+        KafkaConfig {
+            topic_prefix: self.prefix.clone(),
+            ..KafkaConfig::default()
+        }
+    }
+
+    /// The consumer group of `service` in this pipeline.
+    pub fn group(&self, service: &str) -> String {
+        self.kafka().group(service)
+    }
+
+    pub fn kill9(&self, service: &str) {
+        kill9(&format!("{service}-{}", self.instance));
+    }
+
+    /// Starts `service` again (after a kill or exit).
+    pub fn restart(&self, service: &str) {
+        self.services_sh(&[service], "");
+    }
+
+    /// Kills `service` and starts it with extra config overrides
+    /// (`K=V K2=V2`; empty: its normal configuration).
+    pub fn restart_with(&self, service: &str, env: &str) {
+        self.kill9(service);
+        self.services_sh(&[service], env);
+    }
+
+    pub fn metric(&self, service: &str, name: &str) -> f64 {
+        metric_at(service, self.instance, name)
+    }
+
+    fn stop(&self, service: &str) {
+        let f = state_dir()
+            .join("pids")
+            .join(format!("{}.pid", self.name(service)));
+        if let Ok(pid) = std::fs::read_to_string(&f) {
+            let pid = pid.trim().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let end = Instant::now() + Duration::from_secs(30);
+            while alive(&pid) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if alive(&pid) {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+            let _ = std::fs::remove_file(&f);
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        for s in self.services.clone() {
+            self.stop(s);
+        }
+    }
 }
 
 pub fn kafka() -> KafkaConfig {
@@ -122,25 +283,22 @@ pub fn running(name: &str) -> bool {
 /// Scrapes one counter or gauge (summed over its label sets) from a
 /// service's `/metrics`.
 pub fn metric(service: &str, name: &str) -> f64 {
-    let ports = [
-        "assembler",
-        "enricher",
-        "rater",
-        "detector",
-        "kpi",
-        "sink",
-        "ingest",
-    ];
-    let idx = ports.iter().position(|s| *s == service).expect("service");
-    let base: u16 = std::env::var("CDR_METRICS_BASE")
+    metric_at(service, 1, name)
+}
+
+/// [`metric`] of instance `instance` (ports as services.sh assigns them).
+fn metric_at(service: &str, instance: usize, name: &str) -> f64 {
+    let idx = SERVICES
+        .iter()
+        .position(|s| *s == service)
+        .expect("service");
+    let base: usize = std::env::var("CDR_METRICS_BASE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(9101);
+    let port = base + 7 * (instance - 1) + idx;
     let out = Command::new("curl")
-        .args([
-            "-sf",
-            &format!("http://127.0.0.1:{}/metrics", base + idx as u16),
-        ])
+        .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
         .output()
         .expect("curl");
     String::from_utf8_lossy(&out.stdout)

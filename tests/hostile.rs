@@ -204,7 +204,9 @@ fn scored(run: &str, i: usize, setup_ms: i64) -> cdr_model::RatedCdr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_clickhouse_refuses_is_split_and_every_row_lands() {
-    let _g = stack();
+    // Restarts, reconfigures or freezes what the other tests here share
+    // (or reads a shared counter): alone.
+    let _g = stack_exclusive();
     let run = unique_run("months");
     // 101 CDRs in 101 different months: one insert of them all exceeds
     // ClickHouse's 100 partitions per INSERT block and is refused whole.
@@ -250,7 +252,9 @@ impl Drop for Resume {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_sink_while_clickhouse_hangs_and_nothing_is_lost() {
-    let _g = stack();
+    // Restarts, reconfigures or freezes what the other tests here share
+    // (or reads a shared counter): alone.
+    let _g = stack_exclusive();
     let run = unique_run("chstop");
     let (msgs, expected) = sim(&run, 400, 41);
     signal("clickhouse", "STOP");
@@ -321,7 +325,9 @@ async fn publish_one(m: &Msg) -> (i32, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
-    let _g = stack();
+    // Restarts, reconfigures or freezes what the other tests here share
+    // (or reads a shared counter): alone.
+    let _g = stack_exclusive();
     let run = unique_run("stuck");
     let now = cdr_kafka::now_ms();
     let call = format!("{run}-long");
@@ -413,7 +419,9 @@ async fn events_of_one_call_on_different_partitions_make_one_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_assembler_joining_and_leaving_mid_stream_changes_nothing() {
-    let _g = stack();
+    // Restarts, reconfigures or freezes what the other tests here share
+    // (or reads a shared counter): alone.
+    let _g = stack_exclusive();
     let run = unique_run("rebal");
     let (msgs, expected) = sim(&run, 3000, 71);
     let kafka = kafka();
@@ -492,7 +500,9 @@ fn assembler_with(env: &str) {
 /// that replaces the provisional one in the finance and KPI views.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_bye_is_billed_provisionally_and_completed_by_the_late_hangup() {
-    let _g = stack();
+    // Restarts, reconfigures or freezes what the other tests here share
+    // (or reads a shared counter): alone.
+    let _g = stack_exclusive();
     assembler_with("CDR__MAX_CALL_SECS=12");
     let run = unique_run("lostbye");
     let call = format!("{run}-long");

@@ -211,11 +211,12 @@ async fn http_raw_topic_and_file_import_all_land_rated() {
     let kam_raw = format!("{run}-kam-raw@198.51.100.30");
     {
         use rdkafka::message::{Header, OwnedHeaders};
-        use rdkafka::producer::{FutureProducer, FutureRecord};
-        let p: FutureProducer = cdr_kafka::runtime::producer(&kafka(), "e2e-raw").unwrap();
+        use rdkafka::producer::FutureRecord;
+        let p = cdr_kafka::runtime::producer(&kafka(), "e2e-raw").unwrap();
         let payload = kamailio(&kam_raw, now_ms as f64 / 1000.0 + 30.0, 65.0);
+        let topic = p.topic("raw.kamailio");
         p.send(
-            FutureRecord::to("raw.kamailio")
+            FutureRecord::to(&topic)
                 .key(&kam_raw)
                 .payload(&payload)
                 .headers(OwnedHeaders::new().insert(Header {

@@ -52,6 +52,11 @@ async fn events_become_exactly_the_expected_calls_and_dead_letters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_mid_stream_loses_nothing_and_doubles_nothing() {
     let _g = stack();
+    // Its own pipeline: the kills must not disturb the other tests.
+    let pl = Pipeline::start(
+        "crash",
+        &["assembler", "enricher", "rater", "detector", "kpi", "sink"],
+    );
     let run = unique_run("crash");
     let cfg = SimConfig {
         calls: 3000,
@@ -62,7 +67,7 @@ async fn kill9_mid_stream_loses_nothing_and_doubles_nothing() {
         ..Default::default()
     };
     let (msgs, expected) = generate(&cfg);
-    let kafka = kafka();
+    let kafka = pl.kafka();
     let publisher = tokio::spawn(async move { cdrctl::publish(&kafka, &msgs, 2500).await });
     // Kill stages while traffic flows, at different points, then restart them.
     for (after, svc) in [
@@ -72,9 +77,9 @@ async fn kill9_mid_stream_loses_nothing_and_doubles_nothing() {
         (700, "kpi"),
     ] {
         tokio::time::sleep(Duration::from_millis(after)).await;
-        kill9(svc);
+        pl.kill9(svc);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        restart(svc);
+        pl.restart(svc);
     }
     publisher.await.unwrap().expect("publish");
     let r = wait_for(

@@ -6,7 +6,7 @@
 //! `CDR` and between levels, case-insensitive), e.g.
 //! `CDR__STAGE__KAFKA__BROKERS=10.0.0.5:9092` or
 //! `CDR__STAGE__BATCH_MAX_RECORDS=5000`. The plain
-//! variables `CDR_KAFKA_BROKERS` and `CDR_CLICKHOUSE_URL` only supply the
+//! variables `CDR_KAFKA_BROKERS`, `CDR_TOPIC_PREFIX` and `CDR_CLICKHOUSE_URL` only supply the
 //! defaults for the stack addresses (the local stack scripts export them). Values
 //! that parse as JSON numbers/booleans are typed accordingly; anything else is
 //! a string. The loaded config is never logged whole, so secrets stay out of logs.
@@ -42,6 +42,17 @@ pub struct KafkaConfig {
     /// Apache Kafka / Redpanda / MSK.
     #[serde(default = "default_join_delay")]
     pub join_delay_ms: u64,
+    /// Prepended to every topic this process reads or writes and to its
+    /// default consumer group (e.g. `staging.`): several pipelines share one
+    /// cluster without seeing each other's records. Inside the services
+    /// topics keep their plain names; only the Kafka edge adds and strips
+    /// the prefix. Empty (the default) in production.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+}
+
+fn default_topic_prefix() -> String {
+    std::env::var("CDR_TOPIC_PREFIX").unwrap_or_default()
 }
 
 /// librdkafka properties are all text; the environment overlay types
@@ -83,6 +94,7 @@ impl Default for KafkaConfig {
             properties: Default::default(),
             session_timeout_ms: default_session(),
             join_delay_ms: default_join_delay(),
+            topic_prefix: default_topic_prefix(),
         }
     }
 }
@@ -100,7 +112,32 @@ impl KafkaConfig {
         if self.session_timeout_ms < 1000 {
             bail!("kafka.session_timeout_ms must be at least 1000");
         }
+        // Kafka's legal topic characters, and short enough that every
+        // prefixed name stays under Kafka's 249-character limit.
+        if self.topic_prefix.len() > 64
+            || !self
+                .topic_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            bail!(
+                "kafka.topic_prefix `{}` must be at most 64 characters of [A-Za-z0-9._-]",
+                self.topic_prefix
+            );
+        }
         Ok(())
+    }
+
+    /// The name of topic `name` on the cluster.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+
+    /// The consumer group of `service` unless one is configured.
+    pub fn group(&self, service: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("{}cdr-{service}", self.topic_prefix))
     }
 }
 
@@ -296,6 +333,24 @@ mod tests {
         let c: S = load_config_from(None, &env).unwrap();
         assert_eq!(c.stage.kafka.properties["fetch.wait.max.ms"], "5000");
         assert_eq!(c.stage.kafka.properties["security.protocol"], "SASL_SSL");
+    }
+
+    #[test]
+    fn topic_prefix_names_topics_and_the_default_group_and_is_validated() {
+        let mut k = KafkaConfig {
+            topic_prefix: "t7.".into(),
+            ..KafkaConfig::default()
+        };
+        k.validate().unwrap();
+        assert_eq!(k.topic("cdrs.rated"), "t7.cdrs.rated");
+        assert_eq!(k.group("rater"), "t7.cdr-rater");
+        k.group_id = Some("mine".into());
+        assert_eq!(k.group("rater"), "mine", "an explicit group wins");
+        for bad in ["a b", "x/y", &"p".repeat(65)] {
+            k.topic_prefix = bad.to_string();
+            let e = k.validate().unwrap_err().to_string();
+            assert!(e.contains("topic_prefix"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,9 @@ pub struct StageMetrics {
     pub commit_failures: IntCounterVec,
     /// Partitions revoked from this instance.
     pub revocations: IntCounter,
+    /// Input partitions this instance owns now (0 while it waits to join
+    /// its group, or when a rebalance left it nothing).
+    pub partitions_owned: IntGauge,
     /// Produce attempts that waited on a full local queue (backpressure).
     pub produce_waits: IntCounter,
     /// Outputs the broker refused because of the record itself (replaced by
@@ -86,6 +89,14 @@ impl StageMetrics {
             "Partitions revoked from this instance by a rebalance",
         )
         .unwrap();
+        let partitions_owned = IntGauge::new(
+            n("partitions_owned"),
+            "Input partitions this instance owns now",
+        )
+        .unwrap();
+        registry
+            .register(Box::new(partitions_owned.clone()))
+            .unwrap();
         let produce_waits = IntCounter::new(
             n("produce_queue_full_total"),
             "Produce attempts that waited because the local producer queue was full",
@@ -122,6 +133,7 @@ impl StageMetrics {
             commits,
             commit_failures,
             revocations,
+            partitions_owned,
             produce_waits,
             outputs_refused,
         }

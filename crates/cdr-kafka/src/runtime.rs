@@ -5,6 +5,12 @@
 //!
 //! Only [`crate::stage`] consumes from a group; `cdrctl` and tests use the
 //! producer helpers here to publish.
+//!
+//! This is also the one place topic names cross into Kafka: with a
+//! `topic_prefix` configured, every name is prefixed on the way out
+//! (subscribe, produce, commit) and stripped on the way in (assignments,
+//! records), so services only ever see the plain names of
+//! `cdr_model::topics`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -15,7 +21,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
@@ -220,16 +226,41 @@ impl Ownership {
 pub struct StageContext {
     metrics: StageMetrics,
     pub ownership: Arc<Ownership>,
+    /// The configured topic prefix (see the module doc).
+    pub prefix: String,
 }
 
-fn tpl_offsets(tpl: &TopicPartitionList) -> BTreeMap<Tp, i64> {
-    tpl.elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
-            _ => None,
-        })
-        .collect()
+impl StageContext {
+    /// The plain name of a topic as the cluster names it.
+    pub fn plain<'a>(&self, topic: &'a str) -> &'a str {
+        topic.strip_prefix(self.prefix.as_str()).unwrap_or(topic)
+    }
+
+    fn tps(&self, tpl: &TopicPartitionList) -> Vec<Tp> {
+        tpl.elements()
+            .iter()
+            .map(|e| (self.plain(e.topic()).to_string(), e.partition()))
+            .collect()
+    }
+
+    fn tpl_offsets(&self, tpl: &TopicPartitionList) -> BTreeMap<Tp, i64> {
+        tpl.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((self.plain(e.topic()).to_string(), e.partition()), o)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The commit list of plain-named offsets.
+    pub fn commit_list(&self, offsets: &BTreeMap<Tp, i64>) -> KafkaResult<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in offsets {
+            tpl.add_partition_offset(&format!("{}{t}", self.prefix), *p, Offset::Offset(*o))?;
+        }
+        Ok(tpl)
+    }
 }
 
 impl ClientContext for StageContext {
@@ -239,7 +270,7 @@ impl ClientContext for StageContext {
                 if p >= 0 && part.consumer_lag >= 0 {
                     self.metrics
                         .consumer_lag
-                        .with_label_values(&[&topic, &p.to_string()])
+                        .with_label_values(&[self.plain(&topic), &p.to_string()])
                         .set(part.consumer_lag);
                 }
             }
@@ -251,14 +282,13 @@ impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let tps: Vec<Tp> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
+                let tps = self.tps(tpl);
                 self.metrics.revocations.inc_by(tps.len() as u64);
                 tracing::info!(partitions = ?tps, "partitions revoked");
                 self.ownership.revoke(tps);
+                self.metrics
+                    .partitions_owned
+                    .set(self.ownership.owned().len() as i64);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Assign(_) => {}
@@ -267,18 +297,17 @@ impl ConsumerContext for StageContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let tps: Vec<Tp> = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
+            let tps = self.tps(tpl);
             tracing::info!(partitions = ?tps, "partitions assigned");
             self.ownership.assign(tps);
+            self.metrics
+                .partitions_owned
+                .set(self.ownership.owned().len() as i64);
         }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let offsets = tpl_offsets(offsets);
+        let offsets = self.tpl_offsets(offsets);
         if let Some(class) = self.ownership.commit_result(&result, &offsets) {
             self.metrics
                 .commit_failures
@@ -318,10 +347,7 @@ pub async fn consumer(
         );
         tokio::time::sleep(Duration::from_millis(cfg.join_delay_ms)).await;
     }
-    let group = cfg
-        .group_id
-        .clone()
-        .unwrap_or_else(|| format!("cdr-{service}"));
+    let group = cfg.group(service);
     let mut c = base(cfg, service);
     c.set("group.id", &group)
         .set("enable.auto.commit", "false")
@@ -344,19 +370,46 @@ pub async fn consumer(
     let ctx = StageContext {
         metrics: metrics.clone(),
         ownership: Arc::new(Ownership::default()),
+        prefix: cfg.topic_prefix.clone(),
     };
     let consumer: StageConsumer = c
         .create_with_context(ctx)
         .context("creating Kafka consumer")?;
+    let names: Vec<String> = topics.iter().map(|t| cfg.topic(t)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     consumer
-        .subscribe(topics)
-        .with_context(|| format!("subscribing to {topics:?}"))?;
+        .subscribe(&names)
+        .with_context(|| format!("subscribing to {names:?}"))?;
     Ok(consumer)
+}
+
+/// A producer that names topics with the configured prefix. Dereferences to
+/// the rdkafka producer for everything but naming topics: records go
+/// through [`enqueue_record`] (or [`Producer::topic`]) so the prefix is
+/// never forgotten.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    prefix: Arc<str>,
+}
+
+impl Producer {
+    /// The name of topic `name` on the cluster.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+impl std::ops::Deref for Producer {
+    type Target = FutureProducer;
+    fn deref(&self) -> &FutureProducer {
+        &self.inner
+    }
 }
 
 /// An idempotent producer (no duplicates from producer retries) that waits
 /// for all in-sync replicas.
-pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<FutureProducer> {
+pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<Producer> {
     let mut c = base(cfg, service);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
@@ -366,7 +419,10 @@ pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<FutureProduc
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
-    c.create().context("creating Kafka producer")
+    Ok(Producer {
+        inner: c.create().context("creating Kafka producer")?,
+        prefix: cfg.topic_prefix.as_str().into(),
+    })
 }
 
 /// Why a record could not be handed to the producer.
@@ -382,7 +438,7 @@ pub struct SendError {
 /// Enqueues one record, waiting while the local queue is full
 /// (backpressure), and returns the acknowledgement future.
 pub async fn enqueue(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     key: &[u8],
     payload: &[u8],
@@ -394,14 +450,15 @@ pub async fn enqueue(
 /// [`enqueue`] with an optional explicit partition and an optional payload
 /// (`None` is a tombstone).
 pub async fn enqueue_record(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     partition: Option<i32>,
     key: &[u8],
     payload: Option<&[u8]>,
     waits: Option<&prometheus::IntCounter>,
 ) -> Result<DeliveryFuture, SendError> {
-    let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+    let name = producer.topic(topic);
+    let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&name).key(key);
     if let Some(p) = payload {
         rec = rec.payload(p);
     }
@@ -431,7 +488,7 @@ pub async fn enqueue_record(
 
 /// [`enqueue`] for tools (`cdrctl`, tests) that treat every failure alike.
 pub async fn send(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     key: &[u8],
     payload: &[u8],
@@ -454,7 +511,7 @@ pub async fn await_acks(acks: Vec<DeliveryFuture>) -> anyhow::Result<usize> {
 }
 
 /// Flushes the producer on shutdown.
-pub fn flush(producer: &FutureProducer) -> KafkaResult<()> {
+pub fn flush(producer: &Producer) -> KafkaResult<()> {
     producer.flush(Duration::from_secs(30))
 }
 

@@ -35,8 +35,8 @@ use cdr_model::dlq::DeadLetter;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::producer::DeliveryFuture;
+use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StageSettings;
@@ -166,7 +166,7 @@ pub struct Output {
 pub struct Outbox {
     service: &'static str,
     dlq_topic: &'static str,
-    producer: FutureProducer,
+    producer: runtime::Producer,
     metrics: StageMetrics,
     buf: Vec<Output>,
     /// Acknowledged records since the outbox was made.
@@ -177,7 +177,7 @@ impl Outbox {
     pub fn new(
         service: &'static str,
         dlq_topic: &'static str,
-        producer: FutureProducer,
+        producer: runtime::Producer,
         metrics: StageMetrics,
     ) -> Self {
         Outbox {
@@ -229,8 +229,17 @@ impl Outbox {
         self.dead_letter(dl, Some(m));
     }
 
-    /// Queues a ready-made dead letter.
-    pub fn dead_letter(&mut self, dl: DeadLetter, origin: Option<&OwnedMessage>) {
+    /// The cluster's name of a plain topic name: dead letters carry it, so
+    /// they point at the record an operator can actually re-read, and
+    /// pipelines sharing a cluster under different prefixes never share a
+    /// dead-letter id.
+    pub fn cluster_topic(&self, plain: &str) -> String {
+        self.producer.topic(plain)
+    }
+
+    /// Queues a ready-made dead letter (its `topic` a plain name).
+    pub fn dead_letter(&mut self, mut dl: DeadLetter, origin: Option<&OwnedMessage>) {
+        dl.topic = self.cluster_topic(&dl.topic);
         tracing::warn!(
             service = self.service,
             reason = %dl.reason,
@@ -267,6 +276,7 @@ impl Outbox {
             Some(g) => (g.topic.as_str(), g.partition, g.offset, g.key.as_deref()),
             None => (o.topic.as_str(), -1, -1, Some(o.key.as_slice())),
         };
+        let topic = &self.cluster_topic(topic);
         let dl = DeadLetter::new(
             self.service,
             why.reason(),
@@ -456,11 +466,30 @@ async fn fill(
         match next? {
             Some(m) => {
                 p.first_at.get_or_insert_with(tokio::time::Instant::now);
-                p.msgs.push(m.detach());
+                p.msgs.push(plain(consumer, m.detach()));
             }
             None => return Ok(()),
         }
     }
+}
+
+/// The record under its plain topic name (see [`runtime`] on prefixes), so
+/// stages, dead letters and commit points never see the prefix.
+fn plain(consumer: &StageConsumer, m: OwnedMessage) -> OwnedMessage {
+    let ctx = consumer.context();
+    if ctx.prefix.is_empty() {
+        return m;
+    }
+    let topic = ctx.plain(m.topic()).to_string();
+    OwnedMessage::new(
+        m.payload().map(<[u8]>::to_vec),
+        m.key().map(<[u8]>::to_vec),
+        topic,
+        m.timestamp(),
+        m.partition(),
+        m.offset(),
+        m.headers().cloned(),
+    )
 }
 
 /// Per-partition offsets of one topic, keyed as the loop keys them (for
@@ -495,13 +524,14 @@ pub fn batch_offsets(batch: &[OwnedMessage]) -> BTreeMap<Tp, i64> {
     out
 }
 
-fn tpl(offsets: &BTreeMap<Tp, i64>) -> Result<TopicPartitionList, StageError> {
-    let mut tpl = TopicPartitionList::new();
-    for ((t, p), o) in offsets {
-        tpl.add_partition_offset(t, *p, Offset::Offset(*o))
-            .map_err(|e| StageError::Commit(format!("building commit list: {e}")))?;
-    }
-    Ok(tpl)
+fn tpl(
+    consumer: &StageConsumer,
+    offsets: &BTreeMap<Tp, i64>,
+) -> Result<TopicPartitionList, StageError> {
+    consumer
+        .context()
+        .commit_list(offsets)
+        .map_err(|e| StageError::Commit(format!("building commit list: {e}")))
 }
 
 struct Committer<'a> {
@@ -522,7 +552,10 @@ impl Committer<'_> {
         if changed.is_empty() {
             return Ok(());
         }
-        match self.consumer.commit(&tpl(&changed)?, CommitMode::Async) {
+        match self
+            .consumer
+            .commit(&tpl(self.consumer, &changed)?, CommitMode::Async)
+        {
             Ok(()) => {
                 self.metrics.commits.inc();
                 self.last.extend(changed);
@@ -570,7 +603,9 @@ impl Committer<'_> {
             return Ok(());
         }
         for attempt in 0..3 {
-            let r = self.consumer.commit(&tpl(&all)?, CommitMode::Sync);
+            let r = self
+                .consumer
+                .commit(&tpl(self.consumer, &all)?, CommitMode::Sync);
             let class = own.commit_result(&r, &all);
             self.count(class);
             match (class, &r) {
@@ -613,7 +648,7 @@ pub async fn run_stage<S: Stage>(
 pub async fn run_stage_with_producer<S: Stage>(
     spec: StageSpec<'_>,
     mut stage: S,
-    producer: rdkafka::producer::FutureProducer,
+    producer: runtime::Producer,
     shutdown: CancellationToken,
 ) -> Result<(), StageError> {
     let StageSpec {

@@ -22,6 +22,7 @@ use crate::config::KafkaConfig;
 /// A reader positioned at the beginning of every partition of one topic.
 pub struct TopicTable {
     consumer: StreamConsumer,
+    /// The cluster's name of the topic (prefixed, see [`KafkaConfig::topic`]).
     topic: String,
     /// Set when only one partition is assigned.
     only: Option<i32>,
@@ -49,6 +50,7 @@ impl TopicTable {
     /// Opens `topic` from the beginning. No group offsets are used or
     /// committed: the whole topic is the state.
     pub fn open(cfg: &KafkaConfig, client_id: &str, topic: &str) -> anyhow::Result<TopicTable> {
+        let topic = &cfg.topic(topic);
         let consumer = table_consumer(cfg, client_id)?;
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -84,6 +86,7 @@ impl TopicTable {
         topic: &str,
         partition: i32,
     ) -> anyhow::Result<TopicTable> {
+        let topic = &cfg.topic(topic);
         let consumer = table_consumer(cfg, client_id)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
@@ -127,6 +130,7 @@ impl TopicTable {
         client_id: &str,
         topic: &str,
     ) -> anyhow::Result<usize> {
+        let topic = &cfg.topic(topic);
         let consumer = table_consumer(cfg, client_id)?;
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))

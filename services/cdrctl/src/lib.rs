@@ -15,14 +15,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdr_kafka::KafkaConfig;
-use rdkafka::producer::FutureProducer;
 
 use crate::simulate::Msg;
 
 /// Publishes simulator messages to `call-events`, pacing to `rate` msgs/s
 /// (0 = as fast as possible), and waits for every acknowledgement.
 pub async fn publish(kafka: &KafkaConfig, msgs: &[Msg], rate: u64) -> anyhow::Result<Duration> {
-    let producer: FutureProducer = cdr_kafka::runtime::producer(kafka, "cdrctl-sim")?;
+    let producer = cdr_kafka::runtime::producer(kafka, "cdrctl-sim")?;
     let started = std::time::Instant::now();
     let mut acks = Vec::with_capacity(4096);
     for (i, m) in msgs.iter().enumerate() {
@@ -63,7 +62,7 @@ pub async fn bench_broker(
     let topic = format!("bench-{}", cdr_kafka::now_ms());
     // Brokers without auto-creation (tansu) need the topic first.
     crate::topics::create(kafka, &[(topic.as_str(), 1)]).await?;
-    let producer: FutureProducer = cdr_kafka::runtime::producer(kafka, "cdrctl-bench")?;
+    let producer = cdr_kafka::runtime::producer(kafka, "cdrctl-bench")?;
     let payload = vec![b'x'; size];
     let started = std::time::Instant::now();
     let mut acks = Vec::with_capacity(8192);
@@ -83,7 +82,7 @@ pub async fn bench_broker(
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()?;
-    consumer.subscribe(&[&topic])?;
+    consumer.subscribe(&[&kafka.topic(&topic)])?;
     let started = std::time::Instant::now();
     let mut got = 0;
     while got < n {

@@ -15,7 +15,8 @@ pub async fn create_all(kafka: &KafkaConfig) -> anyhow::Result<Vec<String>> {
     create(kafka, cdr_model::topics::ALL).await
 }
 
-/// Creates the given topics (name, partitions); existing topics are left alone.
+/// Creates the given topics (name, partitions; prefixed with the configured
+/// `topic_prefix`); existing topics are left alone.
 pub async fn create(kafka: &KafkaConfig, wanted: &[(&str, i32)]) -> anyhow::Result<Vec<String>> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.brokers);
@@ -23,10 +24,12 @@ pub async fn create(kafka: &KafkaConfig, wanted: &[(&str, i32)]) -> anyhow::Resu
         c.set(k, v);
     }
     let admin: AdminClient<DefaultClientContext> = c.create().context("creating admin client")?;
+    let names: Vec<String> = wanted.iter().map(|(n, _)| kafka.topic(n)).collect();
     let topics: Vec<NewTopic> = wanted
         .iter()
-        .map(|(name, parts)| {
-            let t = NewTopic::new(name, *parts, TopicReplication::Fixed(1));
+        .zip(&names)
+        .map(|((name, parts), full)| {
+            let t = NewTopic::new(full, *parts, TopicReplication::Fixed(1));
             if cdr_model::topics::COMPACTED.contains(name) {
                 t.set("cleanup.policy", "compact")
             } else {

@@ -20,8 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine as _;
+use cdr_kafka::runtime::Producer;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sha2::{Digest, Sha256};
 use switch_adapters::Format;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,7 @@ use crate::{FORMAT_HEADER, SWITCH_HEADER};
 struct App {
     cfg: Arc<Config>,
     credential: Credential,
-    producer: FutureProducer,
+    producer: Producer,
     metrics: IngestMetrics,
     ack_timeout: Duration,
 }
@@ -42,7 +43,7 @@ struct App {
 /// `shutdown`; the returned handle ends when the server has stopped.
 pub async fn start(
     cfg: Arc<Config>,
-    producer: FutureProducer,
+    producer: Producer,
     metrics: IngestMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -249,7 +250,8 @@ async fn handle(
     h.update(&payload);
     let key = hex::encode(&h.finalize()[..16]);
     let topic = format.raw_topic();
-    let record = FutureRecord::to(topic).key(&key).payload(&payload).headers(
+    let name = app.producer.topic(topic);
+    let record = FutureRecord::to(&name).key(&key).payload(&payload).headers(
         OwnedHeaders::new()
             .insert(Header {
                 key: FORMAT_HEADER,

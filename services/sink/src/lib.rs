@@ -507,7 +507,8 @@ impl cdr_kafka::Stage for SinkStage {
                     if msg.topic() == topics::PIPELINE_DLQ || msg.topic() == topics::CALL_EVENTS_DLQ
                     {
                         // A broken dead letter is recorded directly, never re-queued (no loops).
-                        let dl = cdr_kafka::stage::dead_letter_for(SERVICE, msg, &why);
+                        let mut dl = cdr_kafka::stage::dead_letter_for(SERVICE, msg, &why);
+                        dl.topic = out.cluster_topic(&dl.topic);
                         rows.dead.push(DeadLetterRow::from(&dl));
                         rows.src.dead.push(i);
                     } else {
