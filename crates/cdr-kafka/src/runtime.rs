@@ -394,9 +394,14 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// The name of topic `name` on the cluster.
-    pub fn topic(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
+    /// The name of topic `name` on the cluster (borrowed when there is no
+    /// prefix: this runs once per produced record).
+    pub fn topic<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.prefix.is_empty() {
+            std::borrow::Cow::Borrowed(name)
+        } else {
+            std::borrow::Cow::Owned(format!("{}{name}", self.prefix))
+        }
     }
 }
 

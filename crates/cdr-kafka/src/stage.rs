@@ -234,7 +234,7 @@ impl Outbox {
     /// pipelines sharing a cluster under different prefixes never share a
     /// dead-letter id.
     pub fn cluster_topic(&self, plain: &str) -> String {
-        self.producer.topic(plain)
+        self.producer.topic(plain).into_owned()
     }
 
     /// Queues a ready-made dead letter (its `topic` a plain name).
