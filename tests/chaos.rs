@@ -464,8 +464,9 @@ fn run(calls: usize, publish_secs: u64, faults: &[Fault]) {
 }
 
 /// The short subset in `make test` (control, kill -9 of the two services
-/// with windowed state, the rater and the detector; about four minutes):
-/// also `make chaos-quick`.
+/// with windowed state, the rater and the detector, and two instances of
+/// every service with one of each killed, which moves every stateful
+/// partition mid-stream; about five minutes): also `make chaos-quick`.
 #[test]
 fn chaos_subset() {
     // 60 s of publishing spreads the 140 min of event time ~140x: the 15
@@ -474,13 +475,11 @@ fn chaos_subset() {
     run(
         2_000,
         60,
-        // Not `Fault::TwoInstances` here yet: with a second enricher joining
-        // mid-stream, the $0.0003 LRN dip of a number-period is sometimes
-        // charged to a different call of that number (Σ fees equal, per-call
-        // attribution not; seen by the row diff above in 1 of 5 runs). It
-        // stays in `make chaos` until the enricher's ledger release stops
-        // depending on wall-clock idleness (issue 11).
-        &[Fault::Kill9("rater"), Fault::Kill9("detector")],
+        &[
+            Fault::Kill9("rater"),
+            Fault::Kill9("detector"),
+            Fault::TwoInstances,
+        ],
     );
 }
 

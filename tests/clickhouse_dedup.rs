@@ -1,9 +1,6 @@
 //! Against the real ClickHouse: migrations are idempotent, and a redelivered
 //! CDR never becomes a second row in the finance view — the most complete
 //! copy (highest version) wins.
-// Each test runs on its own runtime and thread; the std guard serialises
-// them across threads on purpose (they share one stack and its services).
-#![allow(clippy::await_holding_lock)]
 
 use cdr_clickhouse::rows::{dec18, RatedCdrRow};
 use cdr_e2e::*;

@@ -3,9 +3,6 @@
 //! minute boundary of their own event time, their
 //! calls before the decision rated wholesale and after it retail; a
 //! conforming account and one under the minimum sample are never touched.
-// Each test runs on its own runtime and thread; the std guard serialises
-// them across threads on purpose (they share one stack and its services).
-#![allow(clippy::await_holding_lock)]
 
 use std::time::{Duration, Instant};
 

@@ -5,9 +5,6 @@
 //! dialer and not the conversational account; credits change invoice totals
 //! by exactly the credited amounts. Windows are judged once they close, so
 //! each run ends with a call that moves its routes' clocks past them.
-// Each test runs on its own runtime and thread; the std guard serialises
-// them across threads on purpose (they share one stack and its services).
-#![allow(clippy::await_holding_lock)]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

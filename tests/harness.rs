@@ -7,7 +7,7 @@ pub mod chttp;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cdr_clickhouse::ClickHouseConfig;
@@ -28,12 +28,6 @@ fn script(name: &str, args: &[&str]) {
     assert!(status.success(), "{name} {args:?} failed");
 }
 
-/// Only a test that freezes what every pipeline shares (the broker or
-/// ClickHouse) takes this exclusively; every other test holds it shared and
-/// runs in parallel with the rest. Tests that kill, restart or reconfigure
-/// services do that to a [`Pipeline`] of their own.
-static SHARED: RwLock<()> = RwLock::new(());
-
 fn up() {
     static UP: OnceLock<()> = OnceLock::new();
     UP.get_or_init(|| {
@@ -42,20 +36,16 @@ fn up() {
     });
 }
 
-/// Makes sure the stack and the shared services run; hold the guard for
-/// the test (tests holding it run in parallel).
-pub fn stack() -> RwLockReadGuard<'static, ()> {
-    let g = SHARED.read().unwrap_or_else(|e| e.into_inner());
-    up();
-    g
-}
+/// The shared broker, ClickHouse and services are up (see [`stack`]).
+/// Tests share them and run in parallel: none freezes or restarts them; a
+/// test that kills, restarts or reconfigures services, or points one at a
+/// hung ClickHouse, does it to a [`Pipeline`] of its own.
+pub struct Stack(());
 
-/// [`stack`] for a test that stops the broker or ClickHouse for a while:
-/// it waits until no other test runs and keeps them out.
-pub fn stack_exclusive() -> RwLockWriteGuard<'static, ()> {
-    let g = SHARED.write().unwrap_or_else(|e| e.into_inner());
+/// Makes sure the stack and the shared services run.
+pub fn stack() -> Stack {
     up();
-    g
+    Stack(())
 }
 
 pub const SERVICES: [&str; 7] = [

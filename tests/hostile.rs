@@ -2,9 +2,6 @@
 //! mixes bad records or a fault into simulated traffic and asserts both the
 //! bad record's dead letter and that every other call of the run landed
 //! exactly as the simulator expected.
-// Each test runs on its own runtime and thread; the std guard serialises
-// them across threads on purpose (they share one stack and its services).
-#![allow(clippy::await_holding_lock)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -204,15 +201,14 @@ fn scored(run: &str, i: usize, setup_ms: i64) -> cdr_model::RatedCdr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_clickhouse_refuses_is_split_and_every_row_lands() {
-    // Restarts, reconfigures or freezes what the other tests here share
-    // (or reads a shared counter): alone.
-    let _g = stack_exclusive();
+    let _g = stack();
+    // Its own sink: its split counter counts this test's inserts only.
+    let pl = Pipeline::start("months", &["sink"]);
     let run = unique_run("months");
     // 101 CDRs in 101 different months: one insert of them all exceeds
     // ClickHouse's 100 partitions per INSERT block and is refused whole.
     let codec: cdr_model::avro::Codec<cdr_model::RatedCdr> = cdr_model::avro::Codec::new();
-    let producer = cdr_kafka::runtime::producer(&kafka(), "e2e-months").unwrap();
-    let splits_before = metric("sink", "cdr_sink_insert_splits_total");
+    let producer = cdr_kafka::runtime::producer(&pl.kafka(), "e2e-months").unwrap();
     let base = 1_577_836_800_000i64; // 2020-01-01
     let mut acks = Vec::new();
     for i in 0..101 {
@@ -233,52 +229,65 @@ async fn an_insert_clickhouse_refuses_is_split_and_every_row_lands() {
     cdr_kafka::runtime::await_acks(acks).await.unwrap();
     let r = wait_for(&run, 101, 0, Duration::from_secs(120)).await;
     assert_eq!(r.calls, 101, "{r}");
-    assert!(running("svc-sink"));
+    assert!(running(&pl.name("sink")));
     // They arrived in one batch: the sink had to split the insert.
-    let splits = metric("sink", "cdr_sink_insert_splits_total");
-    assert!(
-        splits > splits_before,
-        "no insert split ({splits_before} -> {splits})"
-    );
+    let splits = pl.metric("sink", "cdr_sink_insert_splits_total");
+    assert!(splits >= 1.0, "no insert split ({splits})");
 }
 
-/// Resumes ClickHouse even when the test fails half-way.
-struct Resume;
-impl Drop for Resume {
-    fn drop(&mut self) {
-        signal("clickhouse", "CONT");
-    }
+/// A ClickHouse that hangs: the kernel completes TCP connects into the
+/// listen backlog, nothing ever accepts, reads or answers, exactly what a
+/// SIGSTOPped server does to its clients. (Not the shared ClickHouse: a
+/// frozen one would stall every test running beside this one.)
+fn hung_clickhouse() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_sink_while_clickhouse_hangs_and_nothing_is_lost() {
-    // Restarts, reconfigures or freezes what the other tests here share
-    // (or reads a shared counter): alone.
-    let _g = stack_exclusive();
+    let _g = stack();
+    let pl = Pipeline::start(
+        "chstop",
+        &["assembler", "enricher", "rater", "detector", "sink"],
+    );
+    let hung = hung_clickhouse();
+    let url = format!("http://{}", hung.local_addr().unwrap());
+    pl.restart_with("sink", &format!("CDR_CLICKHOUSE_URL={url}"));
+    pl.wait_ready("sink");
     let run = unique_run("chstop");
     let (msgs, expected) = sim(&run, 400, 41);
-    signal("clickhouse", "STOP");
-    let resume = Resume;
-    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
-    // Let the sink reach ClickHouse with a batch of this run and hang on it.
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    signal("svc-sink", "TERM");
-    let took = wait_exit("svc-sink", Duration::from_secs(10));
-    drop(resume);
+    cdrctl::publish(&pl.kafka(), &msgs, 0)
+        .await
+        .expect("publish");
+    // Let the sink reach the hung ClickHouse with a batch of this run.
+    let started = std::time::Instant::now();
+    while pl.metric("sink", "cdr_sink_consumed_total") < 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the sink never received a record"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&pl.name("sink"), "TERM");
+    let took = wait_exit(&pl.name("sink"), Duration::from_secs(10));
     assert!(
         took.is_some(),
-        "the sink ignored SIGTERM while ClickHouse was stopped"
+        "the sink ignored SIGTERM while ClickHouse hung"
     );
-    restart("sink");
+    drop(hung);
+    // Back on the real ClickHouse: everything uncommitted is re-read.
+    pl.restart("sink");
     landed_exactly(&run, &expected, Duration::from_secs(240)).await;
 }
 
-/// The offset the group `cdr-<service>` committed for `topic`/`partition`.
-fn committed_offset(service: &str, topic: &str, partition: i32) -> Option<i64> {
+/// The offset `pl`'s `service` group committed for (plain) `topic`/`partition`.
+fn committed_offset(pl: &Pipeline, service: &str, topic: &str, partition: i32) -> Option<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    let topic = &format!("{}{topic}", pl.prefix);
     let c: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &kafka().brokers)
-        .set("group.id", format!("cdr-{service}"))
+        .set("group.id", pl.group(service))
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
@@ -309,8 +318,8 @@ fn call_event(call: &str, kind: &str, ts: i64, extra: serde_json::Value) -> Msg 
     }
 }
 
-async fn publish_one(m: &Msg) -> (i32, i64) {
-    let producer = cdr_kafka::runtime::producer(&kafka(), "e2e-stuck").unwrap();
+async fn publish_one(kafka: &cdr_kafka::KafkaConfig, m: &Msg) -> (i32, i64) {
+    let producer = cdr_kafka::runtime::producer(kafka, "e2e-stuck").unwrap();
     let f = cdr_kafka::runtime::send(
         &producer,
         cdr_model::topics::CALL_EVENTS,
@@ -325,9 +334,13 @@ async fn publish_one(m: &Msg) -> (i32, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
-    // Restarts, reconfigures or freezes what the other tests here share
-    // (or reads a shared counter): alone.
-    let _g = stack_exclusive();
+    let _g = stack();
+    // Its own pipeline: it kills its assembler.
+    let pl = Pipeline::start(
+        "stuck",
+        &["assembler", "enricher", "rater", "detector", "sink"],
+    );
+    let k = pl.kafka();
     let run = unique_run("stuck");
     let now = cdr_kafka::now_ms();
     let call = format!("{run}-long");
@@ -342,16 +355,16 @@ async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
         now - 1_000,
         serde_json::json!({"trunk_id": "trk-1"}),
     );
-    publish_one(&setup).await;
-    let (p, answer_off) = publish_one(&answer).await;
+    publish_one(&k, &setup).await;
+    let (p, answer_off) = publish_one(&k, &answer).await;
     // Other traffic on every partition keeps the commit moving.
     let (msgs, expected) = sim(&run, 300, 51);
-    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+    cdrctl::publish(&k, &msgs, 0).await.expect("publish");
     // Checkpoint after 20 s of partition clock (local stack config), scanned
     // every 5 s, then committed within a second.
     let started = std::time::Instant::now();
     loop {
-        let c = committed_offset("assembler", cdr_model::topics::CALL_EVENTS, p);
+        let c = committed_offset(&pl, "assembler", cdr_model::topics::CALL_EVENTS, p);
         if c.is_some_and(|c| c > answer_off) {
             break;
         }
@@ -361,8 +374,8 @@ async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    kill9("assembler");
-    restart("assembler");
+    pl.kill9("assembler");
+    pl.restart("assembler");
     // The hangup arrives after the restart; setup and answer are behind the
     // committed offset, so only the checkpoint can still know them.
     let hangup = ev(
@@ -375,7 +388,7 @@ async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
         .map(|t| cdr_model::event::parse_ts("ts", t).unwrap())
         .unwrap()
         - (now - 1_000);
-    publish_one(&hangup).await;
+    publish_one(&k, &hangup).await;
     let r = wait_for(
         &run,
         expected.calls as u64 + 1,
@@ -391,7 +404,7 @@ async fn a_call_that_never_hangs_up_is_checkpointed_and_survives_kill9() {
         expected.answered_seconds + (talk_ms + 999) / 1000,
         "{r}"
     );
-    assert!(metric("assembler", "cdr_assembler_restored_calls_total") >= 1.0);
+    assert!(pl.metric("assembler", "cdr_assembler_restored_calls_total") >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,19 +432,25 @@ async fn events_of_one_call_on_different_partitions_make_one_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_assembler_joining_and_leaving_mid_stream_changes_nothing() {
-    // Restarts, reconfigures or freezes what the other tests here share
-    // (or reads a shared counter): alone.
-    let _g = stack_exclusive();
+    let _g = stack();
+    // Its own pipeline: a second assembler joins its group.
+    let pl = Pipeline::start(
+        "rebal",
+        &["assembler", "enricher", "rater", "detector", "sink"],
+    );
     let run = unique_run("rebal");
     let (msgs, expected) = sim(&run, 3000, 71);
-    let kafka = kafka();
+    let kafka = pl.kafka();
     // 200 events/s: the traffic outlasts the second instance's join delay.
     let publisher = tokio::spawn(async move { cdrctl::publish(&kafka, &msgs, 600).await });
-    let log = std::fs::File::create(state_dir().join("logs/assembler-2.log")).unwrap();
+    let log =
+        std::fs::File::create(state_dir().join(format!("logs/assembler-{}b.log", pl.instance)))
+            .unwrap();
     let mut second = std::process::Command::new(repo().join("target/release/assembler"))
         .arg(repo().join("deploy/local/config/assembler.toml"))
         .current_dir(repo())
         .env("CDR__STAGE__METRICS_LISTEN", "127.0.0.1:0")
+        .env("CDR_TOPIC_PREFIX", &pl.prefix)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -452,8 +471,8 @@ async fn a_second_assembler_joining_and_leaving_mid_stream_changes_nothing() {
     assert!(exit.success(), "second assembler exited with {exit:?}");
     publisher.await.unwrap().expect("publish");
     landed_exactly(&run, &expected, Duration::from_secs(300)).await;
-    assert!(running("svc-assembler"));
-    let revoked = metric("assembler", "cdr_assembler_partitions_revoked_total");
+    assert!(running(&pl.name("assembler")));
+    let revoked = pl.metric("assembler", "cdr_assembler_partitions_revoked_total");
     assert!(revoked >= 1.0, "the first instance saw no revocation");
 }
 
@@ -482,44 +501,43 @@ async fn long_call(call: &str) -> Option<LongCallRow> {
         .expect("rated_cdrs_final")
 }
 
-/// Runs the local stack's assembler with extra config overrides (none:
-/// its normal configuration).
-fn assembler_with(env: &str) {
-    kill9("assembler");
-    let status = std::process::Command::new(repo().join("deploy/local/services.sh"))
-        .arg("assembler")
-        .env("CDR_ENV_assembler", env)
-        .status()
-        .expect("services.sh");
-    assert!(status.success());
-}
-
 /// Issue 12: a lost BYE. The answered call is closed after the maximum
 /// call length and billed provisionally; its hangup, arriving later, is
 /// not dead-lettered but makes a complete new version of the same call
 /// that replaces the provisional one in the finance and KPI views.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_bye_is_billed_provisionally_and_completed_by_the_late_hangup() {
-    // Restarts, reconfigures or freezes what the other tests here share
-    // (or reads a shared counter): alone.
-    let _g = stack_exclusive();
-    assembler_with("CDR__MAX_CALL_SECS=12");
+    let _g = stack();
+    // Its own pipeline: its assembler closes calls after 12 s.
+    let pl = Pipeline::start(
+        "lostbye",
+        &["assembler", "enricher", "rater", "detector", "kpi", "sink"],
+    );
+    pl.restart_with("assembler", "CDR__MAX_CALL_SECS=12");
+    pl.wait_ready("assembler");
+    let k = pl.kafka();
     let run = unique_run("lostbye");
     let call = format!("{run}-long");
     let now = cdr_kafka::now_ms();
     let ev = |kind: &str, ts: i64, extra: serde_json::Value| call_event(&call, kind, ts, extra);
     let answer_ts = now - 1_000;
-    publish_one(&ev(
-        "setup",
-        now - 2_000,
-        serde_json::json!({"dialed": "4930123456", "cli": "+4930987654"}),
-    ))
+    publish_one(
+        &k,
+        &ev(
+            "setup",
+            now - 2_000,
+            serde_json::json!({"dialed": "4930123456", "cli": "+4930987654"}),
+        ),
+    )
     .await;
-    publish_one(&ev(
-        "answer",
-        answer_ts,
-        serde_json::json!({"trunk_id": "trk-1"}),
-    ))
+    publish_one(
+        &k,
+        &ev(
+            "answer",
+            answer_ts,
+            serde_json::json!({"trunk_id": "trk-1"}),
+        ),
+    )
     .await;
     // Closed stale after 12 s of partition clock: provisional, answered.
     let started = std::time::Instant::now();
@@ -541,11 +559,14 @@ async fn a_lost_bye_is_billed_provisionally_and_completed_by_the_late_hangup() {
     assert_eq!(first.rating_status, "rated", "{first:?}");
     // The hangup 20 s after the answer, well after the stale closure.
     let end = cdr_kafka::now_ms().max(answer_ts + 20_000);
-    publish_one(&ev(
-        "hangup",
-        end,
-        serde_json::json!({"sip_code": 200, "trunk_id": "trk-1"}),
-    ))
+    publish_one(
+        &k,
+        &ev(
+            "hangup",
+            end,
+            serde_json::json!({"sip_code": 200, "trunk_id": "trk-1"}),
+        ),
+    )
     .await;
     let started = std::time::Instant::now();
     let done = loop {
@@ -559,7 +580,6 @@ async fn a_lost_bye_is_billed_provisionally_and_completed_by_the_late_hangup() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    assembler_with("");
     assert_eq!(done.rows, 1, "one call, not two");
     assert_eq!(done.disposition, "answered");
     assert_eq!(

@@ -12,7 +12,6 @@
 //!
 //! The payloads are this project's own, written from the vendors' field
 //! lists with this run's ids and current times.
-#![allow(clippy::await_holding_lock)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -6,7 +6,6 @@
 //!   hangup that completed the evidence) -> route alert queryable.
 //!
 //! `BENCH_CPS` (calls/s, default 100) and `BENCH_SECS` (default 60) size it.
-#![allow(clippy::await_holding_lock)]
 
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,6 @@
 //! End-to-end: simulated switch traffic through every service into
 //! ClickHouse, with duplicates, reordering and malformed messages; then the
 //! same with services killed -9 mid-stream.
-// Each test runs on its own runtime and thread; the std guard serialises
-// them across threads on purpose (they share one stack and its services).
-#![allow(clippy::await_holding_lock)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

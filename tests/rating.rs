@@ -4,9 +4,6 @@
 //! (`deploy/local/config/rater.toml`), from the call and enrichment fields
 //! read back from ClickHouse. Amounts must agree to the last of the 18
 //! stored decimals.
-// Each test runs on its own runtime and thread; the std guard serialises
-// them across threads on purpose (they share one stack and its services).
-#![allow(clippy::await_holding_lock)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

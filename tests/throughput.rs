@@ -1,9 +1,6 @@
 //! Throughput of the pass-through pipeline (calls/s and events/s from the
 //! first publish to the last call visible in ClickHouse). Ignored in the
 //! default test run; `make bench` runs it next to the broker's raw rate.
-// Each test runs on its own runtime and thread; the std guard serialises
-// them across threads on purpose (they share one stack and its services).
-#![allow(clippy::await_holding_lock)]
 
 use std::time::{Duration, Instant};
 

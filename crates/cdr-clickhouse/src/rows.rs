@@ -133,7 +133,7 @@ impl RatedCdrRow {
         headers.sort();
         Ok(RatedCdrRow {
             cdr_id: c.cdr_id.clone(),
-            version: c.event_count.max(0) as u64,
+            version: cdr_model::call::row_version(c.event_count, &e.lrn_source),
             call_id: c.call_id.clone(),
             switch_id: c.switch_id.clone(),
             account_id: c.account_id.clone(),

@@ -97,6 +97,19 @@ pub struct AssembledCall {
     pub assembled_at_ms: i64,
 }
 
+/// The row version of a CDR (ClickHouse's `ReplacingMergeTree` keeps the
+/// highest per `cdr_id`): twice the distinct events folded in (a more
+/// complete copy of a call replaces a less complete one), plus one unless
+/// the call paid its LRN dip. The enricher may emit a call as its period's
+/// dip payer and later, when a late call set up before it takes the period
+/// over, again as a cache hit: the hit must win, and a call that was a hit
+/// from the start must carry the same version, so the version is a
+/// function of the call's final content, not of how often it was emitted.
+pub fn row_version(event_count: i32, lrn_source: &str) -> u64 {
+    let events = u64::try_from(event_count).unwrap_or(0);
+    events * 2 + u64::from(lrn_source != crate::kinds::LrnSource::Dip.as_str())
+}
+
 /// Enrichment section added by the enricher.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "cdr")]

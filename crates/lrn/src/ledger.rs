@@ -15,6 +15,17 @@
 //!   **holder**: it pays the dip fee and its answer (LRN, ported) is the
 //!   period's answer; every other call of that period is a cache hit (fee 0,
 //!   the same LRN), whatever the process's in-memory cache holds;
+//! * a call that arrives after its period's holder was fixed but was set up
+//!   **before** it (a late call: an upstream partition stalled, a rebalance,
+//!   a restart) takes the period over: it pays, and the old holder is
+//!   **demoted** to a cache hit and handed back ([`DipLedger::take_demoted`])
+//!   with the copy of its input the ledger kept, so the enricher re-emits it
+//!   (its row version rises, see `cdr_model::call::row_version`). So the
+//!   final decision of every call is the earliest-call rule applied to all
+//!   the calls of the period, whatever order they came in and whenever a
+//!   holder was fixed. The holder's copy is kept for `correction_window` of
+//!   event time after its setup; a call later than that is a cache hit (the
+//!   one order-dependent case, bounded by that window);
 //! * a lookup that fails until its deadline (`Unavailable`) decides nothing:
 //!   the next call of the period tries again; the failed calls are
 //!   remembered (capped per period) so their copies stay unavailable.
@@ -53,6 +64,34 @@ pub struct Answer {
     pub lrn: String,
     /// Whether the number is ported.
     pub ported: bool,
+    /// Setup time of the holder, ms (orders a late call against it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_setup_ms: Option<i64>,
+    /// The holder's own input, kept while a late call may still demote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<HolderCopy>,
+}
+
+/// A holder's input as the enricher received it (opaque to the ledger).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderCopy {
+    /// The copy's completeness (the assembler's event count): a more
+    /// complete copy of the holder replaces a less complete one.
+    pub version: i64,
+    /// The encoded input (the enricher's choice of text encoding).
+    pub payload: String,
+}
+
+/// A holder that lost its period to an earlier call: it is now a cache hit
+/// and must be emitted again from `copy` with `record`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demoted {
+    /// The demoted call.
+    pub cdr_id: String,
+    /// Its input, as kept by [`DipLedger::keep_copy`].
+    pub copy: HolderCopy,
+    /// Its decision now (a cache hit).
+    pub record: EnrichmentRecord,
 }
 
 /// One cache period of one number.
@@ -114,6 +153,9 @@ pub struct LedgerChange {
 pub enum Ruling {
     /// Decided (holder, cache hit, or a remembered failure).
     Known(EnrichmentRecord),
+    /// A late call set up before its period's fixed holder: it pays now,
+    /// and the old holder waits in [`DipLedger::take_demoted`].
+    TookOver(EnrichmentRecord),
     /// The period has no answer: look the number up, then [`DipLedger::record`].
     Lookup,
     /// The period's holder is not fixed yet: [`DipLedger::hold`] the call;
@@ -135,6 +177,12 @@ pub struct DipLedger {
     expiry: BTreeSet<(i64, String)>,
     changed: BTreeSet<String>,
     meta_changed: bool,
+    /// How long (event time after its setup) a holder's copy is kept; 0
+    /// turns demotion off.
+    correction_ms: i64,
+    /// (holder setup, number, period) of every kept copy: expiry order.
+    copies: BTreeSet<(i64, String, i64)>,
+    demoted: Vec<Demoted>,
 }
 
 /// FNV-1a of the digits: a stable per-number shift of the period grid.
@@ -162,7 +210,17 @@ impl DipLedger {
             expiry: BTreeSet::new(),
             changed: BTreeSet::new(),
             meta_changed: false,
+            correction_ms: 0,
+            copies: BTreeSet::new(),
+            demoted: Vec::new(),
         }
+    }
+
+    /// Keep each holder's copy for `window_ms` of event time after its
+    /// setup, so a late earlier call can demote it (0: never).
+    pub fn with_correction_window(mut self, window_ms: i64) -> Self {
+        self.correction_ms = window_ms.max(0);
+        self
     }
 
     /// The cache period of `tn10` at event time `ts_ms`.
@@ -228,12 +286,122 @@ impl DipLedger {
 
     /// What the ledger already says about call `cdr_id` to `tn10` set up at
     /// `setup_ms`.
-    pub fn rule(&self, tn10: &str, cdr_id: &str, setup_ms: i64) -> Ruling {
+    /// A call set up before its period's fixed holder takes the period
+    /// over (see the module docs).
+    pub fn rule(&mut self, tn10: &str, cdr_id: &str, setup_ms: i64) -> Ruling {
         let period = self.period_of(tn10, setup_ms);
-        self.numbers
+        let Some(p) = self
+            .numbers
             .get(tn10)
             .and_then(|ps| ps.iter().find(|p| p.period == period))
-            .map_or(Ruling::Lookup, |p| self.ruling(tn10, cdr_id, p))
+        else {
+            return Ruling::Lookup;
+        };
+        let earlier = p.answer.as_ref().is_some_and(|a| {
+            a.copy.is_some()
+                && match (&a.holder, a.holder_setup_ms) {
+                    (Some(h), Some(hs)) => (setup_ms, cdr_id) < (hs, h.as_str()),
+                    _ => false,
+                }
+        }) && !p.unavailable.iter().any(|c| c == cdr_id);
+        if earlier {
+            return self.take_over(tn10, period, cdr_id, setup_ms);
+        }
+        self.ruling(tn10, cdr_id, p)
+    }
+
+    fn take_over(&mut self, tn10: &str, period: i64, cdr_id: &str, setup_ms: i64) -> Ruling {
+        let Some(a) = self
+            .numbers
+            .get_mut(tn10)
+            .and_then(|ps| ps.iter_mut().find(|p| p.period == period))
+            .and_then(|p| p.answer.as_mut())
+        else {
+            return Ruling::Lookup;
+        };
+        let old = a.holder.replace(cdr_id.to_string());
+        let old_setup = a.holder_setup_ms.replace(setup_ms);
+        let copy = a.copy.take();
+        let a = a.clone();
+        if let Some(t) = old_setup {
+            self.copies.remove(&(t, tn10.to_string(), period));
+        }
+        self.changed.insert(tn10.to_string());
+        if let (Some(old), Some(copy)) = (old, copy) {
+            let record = self.decided(tn10, LrnSourceKind::Cache, Some(&a));
+            self.demoted.push(Demoted {
+                cdr_id: old,
+                copy,
+                record,
+            });
+        }
+        Ruling::TookOver(self.decided(tn10, LrnSourceKind::Dip, Some(&a)))
+    }
+
+    /// Keeps `payload()` as the copy of call `cdr_id` when it is its
+    /// period's holder and still inside the correction window (a copy of
+    /// at least the kept `version` replaces it). Returns whether it did.
+    pub fn keep_copy(
+        &mut self,
+        tn10: &str,
+        cdr_id: &str,
+        setup_ms: i64,
+        version: i64,
+        payload: impl FnOnce() -> Option<String>,
+    ) -> bool {
+        if self.correction_ms == 0
+            || self.watermark_ms.saturating_sub(setup_ms) > self.correction_ms
+        {
+            return false;
+        }
+        let period = self.period_of(tn10, setup_ms);
+        let Some(a) = self
+            .numbers
+            .get_mut(tn10)
+            .and_then(|ps| ps.iter_mut().find(|p| p.period == period))
+            .and_then(|p| p.answer.as_mut())
+        else {
+            return false;
+        };
+        if a.holder.as_deref() != Some(cdr_id)
+            || a.copy.as_ref().is_some_and(|c| c.version > version)
+        {
+            return false;
+        }
+        let Some(payload) = payload() else {
+            return false;
+        };
+        a.copy = Some(HolderCopy { version, payload });
+        self.copies.insert((setup_ms, tn10.to_string(), period));
+        self.changed.insert(tn10.to_string());
+        true
+    }
+
+    /// The holders demoted since the last call.
+    pub fn take_demoted(&mut self) -> Vec<Demoted> {
+        std::mem::take(&mut self.demoted)
+    }
+
+    /// Drops the copies of holders set up more than the correction window
+    /// before the watermark: no call can demote them any more.
+    fn expire_copies(&mut self) {
+        let horizon = self.watermark_ms.saturating_sub(self.correction_ms);
+        while let Some((t, tn, period)) = self.copies.first().cloned() {
+            if t >= horizon {
+                break;
+            }
+            self.copies.pop_first();
+            if let Some(a) = self
+                .numbers
+                .get_mut(&tn)
+                .and_then(|ps| ps.iter_mut().find(|p| p.period == period))
+                .and_then(|p| p.answer.as_mut())
+            {
+                if a.copy.take().is_some() {
+                    self.changed.insert(tn);
+                }
+            }
+        }
     }
 
     /// Moves the partition's event-time watermark (every call of the
@@ -314,6 +482,7 @@ impl DipLedger {
             return Vec::new();
         };
         a.holder = pending.first().map(|(_, c)| c.clone());
+        a.holder_setup_ms = pending.first().map(|(t, _)| *t);
         let a = a.clone();
         self.changed.insert(tn10.to_string());
         pending
@@ -343,7 +512,7 @@ impl DipLedger {
         outcome: &LrnOutcome,
     ) -> Option<EnrichmentRecord> {
         match self.rule(tn10, cdr_id, setup_ms) {
-            Ruling::Known(r) => return Some(r),
+            Ruling::Known(r) | Ruling::TookOver(r) => return Some(r),
             Ruling::Pending => {
                 self.hold(tn10, cdr_id, setup_ms);
                 return None;
@@ -385,6 +554,8 @@ impl DipLedger {
                     holder: None,
                     lrn,
                     ported: outcome.ported,
+                    holder_setup_ms: None,
+                    copy: None,
                 });
             }
             None => {
@@ -416,6 +587,7 @@ impl DipLedger {
         if ts_ms > self.watermark_ms {
             self.watermark_ms = ts_ms;
             self.meta_changed = true;
+            self.expire_copies();
         }
     }
 
@@ -493,6 +665,16 @@ impl DipLedger {
                 }
                 self.expiry
                     .insert((self.period_end(&tn10, newest), tn10.clone()));
+                for p in &periods {
+                    if let Some(t) = p
+                        .answer
+                        .as_ref()
+                        .filter(|a| a.copy.is_some())
+                        .and_then(|a| a.holder_setup_ms)
+                    {
+                        self.copies.insert((t, tn10.clone(), p.period));
+                    }
+                }
                 self.numbers.insert(tn10, periods);
             }
         }
@@ -562,7 +744,7 @@ mod tests {
         let mut out = Vec::new();
         l.observe(ts);
         match l.rule(tn, id, ts) {
-            Ruling::Known(r) => out.push((id.to_string(), r)),
+            Ruling::Known(r) | Ruling::TookOver(r) => out.push((id.to_string(), r)),
             Ruling::Pending => l.hold(tn, id, ts),
             Ruling::Lookup => {
                 if let Some(r) = l.record(tn, id, ts, o) {
@@ -620,6 +802,175 @@ mod tests {
         feed(&mut l, tn, "c", next, &dip("2125560000", true));
         let got = by_id(l.release_all());
         assert_eq!(got["c"].fee, dec!(0.0003));
+    }
+
+    /// Feeds one call like [`feed`] with demotion on: every call decided
+    /// as the dip gives the ledger its copy (here: its own id), and every
+    /// demoted holder comes back as its own decision.
+    fn feed_kept(
+        l: &mut DipLedger,
+        tn: &str,
+        id: &str,
+        ts: i64,
+        o: &LrnOutcome,
+        all: bool,
+    ) -> Vec<(String, EnrichmentRecord)> {
+        let mut out = Vec::new();
+        l.observe(ts);
+        match l.rule(tn, id, ts) {
+            Ruling::Known(r) | Ruling::TookOver(r) => out.push((id.to_string(), r)),
+            Ruling::Pending => l.hold(tn, id, ts),
+            Ruling::Lookup => {
+                if let Some(r) = l.record(tn, id, ts, o) {
+                    out.push((id.to_string(), r));
+                }
+            }
+        }
+        out.extend(if all { l.release_all() } else { l.release() });
+        for (c, r) in &out {
+            if r.source == Some(LrnSourceKind::Dip) {
+                let setup = if c == id { ts } else { setup_of(c) };
+                let tn = r.tn10.as_deref().expect("a dip names its number");
+                l.keep_copy(tn, c, setup, 1, || Some(c.clone()));
+            }
+        }
+        for d in l.take_demoted() {
+            assert_eq!(d.copy.payload, d.cdr_id, "the demoted holder's own copy");
+            out.push((d.cdr_id, d.record));
+        }
+        out
+    }
+
+    /// Test call ids are `c<setup offset>-<n>` so a released call's setup
+    /// can be recovered.
+    fn setup_of(id: &str) -> i64 {
+        1_700_000_000_000 + id[1..].split('-').next().unwrap().parse::<i64>().unwrap()
+    }
+
+    #[test]
+    fn a_late_earlier_call_takes_the_period_over() {
+        let tn = "2125550100";
+        let t0 = 1_700_000_000_000;
+        let mut l = DipLedger::new(TTL, LATE, dec!(0.0003)).with_correction_window(3_600_000);
+        // b is alone long enough: it is fixed as the holder and pays.
+        assert!(feed_kept(
+            &mut l,
+            tn,
+            "c1000-b",
+            t0 + 1000,
+            &dip("2125560000", true),
+            false
+        )
+        .is_empty());
+        let got = by_id(feed_kept(
+            &mut l,
+            "3125550100",
+            "c90000-x",
+            t0 + 90_000,
+            &dip("3125550100", false),
+            false,
+        ));
+        assert_eq!(got["c1000-b"].fee, dec!(0.0003));
+        let saved: Vec<LedgerChange> = l.take_changes();
+        // a, set up before b, arrives 10 minutes of event time late.
+        let late = feed_kept(&mut l, tn, "c0-a", t0, &dip("1", false), false);
+        let late = by_id(late);
+        assert_eq!(late["c0-a"].source, Some(LrnSourceKind::Dip));
+        assert_eq!(late["c0-a"].fee, dec!(0.0003));
+        assert_eq!(
+            late["c0-a"].lrn.as_deref(),
+            Some("2125560000"),
+            "the period's answer"
+        );
+        assert_eq!(late["c1000-b"].source, Some(LrnSourceKind::Cache));
+        assert_eq!(late["c1000-b"].fee, Decimal::ZERO);
+        // A copy of b and a later call are cache hits; a's copy pays.
+        assert_eq!(
+            by_id(feed_kept(
+                &mut l,
+                tn,
+                "c1000-b",
+                t0 + 1000,
+                &dip("1", false),
+                false
+            ))["c1000-b"]
+                .fee,
+            Decimal::ZERO
+        );
+        assert_eq!(
+            by_id(feed_kept(&mut l, tn, "c0-a", t0, &dip("1", false), false))["c0-a"].fee,
+            dec!(0.0003)
+        );
+        // The takeover is state: a restart from the persisted records agrees.
+        let mut store: BTreeMap<String, LedgerRecord> = BTreeMap::new();
+        for c in saved.into_iter().chain(l.take_changes()) {
+            match c.record {
+                Some(r) => store.insert(c.key, r),
+                None => store.remove(&c.key),
+            };
+        }
+        let mut r = DipLedger::new(TTL, LATE, dec!(0.0003)).with_correction_window(3_600_000);
+        for rec in store.into_values() {
+            r.restore(rec);
+        }
+        assert_eq!(
+            by_id(feed_kept(
+                &mut r,
+                tn,
+                "c1000-b",
+                t0 + 1000,
+                &dip("1", false),
+                false
+            ))["c1000-b"]
+                .fee,
+            Decimal::ZERO
+        );
+        assert_eq!(
+            by_id(feed_kept(&mut r, tn, "c0-a", t0, &dip("1", false), false))["c0-a"].fee,
+            dec!(0.0003)
+        );
+        assert!(r.take_demoted().is_empty(), "nobody is demoted twice");
+    }
+
+    #[test]
+    fn past_the_correction_window_a_late_call_is_a_cache_hit() {
+        let tn = "2125550100";
+        let t0 = 1_700_000_000_000;
+        let mut l = DipLedger::new(TTL, LATE, dec!(0.0003)).with_correction_window(60_000);
+        feed_kept(
+            &mut l,
+            tn,
+            "c1000-b",
+            t0 + 1000,
+            &dip("2125560000", true),
+            true,
+        );
+        // The partition moves 2 minutes on: b's copy is dropped.
+        feed_kept(
+            &mut l,
+            "3125550100",
+            "c121001-x",
+            t0 + 121_001,
+            &dip("3125550100", false),
+            true,
+        );
+        let late = feed_kept(&mut l, tn, "c0-a", t0, &dip("1", false), false);
+        assert_eq!(late.len(), 1, "no demotion: {late:?}");
+        assert_eq!(late[0].1.source, Some(LrnSourceKind::Cache));
+        // Without a window nothing is ever kept.
+        let mut off = DipLedger::new(TTL, LATE, dec!(0.0003));
+        feed_kept(
+            &mut off,
+            tn,
+            "c1000-b",
+            t0 + 1000,
+            &dip("2125560000", true),
+            true,
+        );
+        assert_eq!(
+            by_id(feed_kept(&mut off, tn, "c0-a", t0, &dip("1", false), false))["c0-a"].fee,
+            Decimal::ZERO
+        );
     }
 
     #[test]
@@ -759,6 +1110,85 @@ mod tests {
                 }
             }
             prop_assert!(fees.values().all(|n| *n == 1));
+        }
+
+        /// With demotion on, the lateness may be zero and a partition may be
+        /// released as idle at any point (calls far later than the
+        /// lateness, as under a stalled upstream partition or a rebalance):
+        /// the **last** decision emitted for each call is still that of a
+        /// clean pass in setup order, across restarts, with exactly one fee
+        /// per (number, period).
+        #[test]
+        fn final_decisions_ignore_order_and_release_timing(
+            calls in prop::collection::vec((0usize..3, 0i64..TTL), 1..40),
+            shuffle in prop::collection::vec(0usize..40, 0..40),
+            idle in prop::collection::vec(0usize..60, 0..8),
+            restarts in prop::collection::vec(0usize..60, 0..3),
+        ) {
+            let tns = ["2125550100", "2125550101", "7135550100"];
+            let ids: Vec<(String, &str, i64)> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, (n, dt))| (format!("c{dt}-{i}"), tns[*n], setup_of(&format!("c{dt}-{i}"))))
+                .collect();
+            let window = 4 * TTL;
+            let fresh = || DipLedger::new(TTL, 0, dec!(0.0003)).with_correction_window(window);
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_by_key(|i| (ids[*i].2, ids[*i].0.clone()));
+            let mut clean = DipLedger::new(TTL, TTL * 4, dec!(0.0003));
+            let mut want = HashMap::new();
+            for i in &order {
+                let (id, tn, ts) = &ids[*i];
+                want.extend(feed(&mut clean, tn, id, *ts, &dip(tn, false)));
+            }
+            want.extend(clean.release_all());
+            let mut log: Vec<usize> = (0..ids.len()).collect();
+            for (k, j) in shuffle.iter().enumerate() {
+                let (a, b) = (k % log.len(), j % log.len());
+                log.swap(a, b);
+            }
+            let mut l = fresh();
+            let mut store: BTreeMap<String, LedgerRecord> = BTreeMap::new();
+            let mut got: HashMap<String, EnrichmentRecord> = HashMap::new();
+            let mut undecided: Vec<usize> = Vec::new();
+            for (step, i) in log.iter().enumerate() {
+                let (id, tn, ts) = &ids[*i];
+                undecided.push(*i);
+                got.extend(feed_kept(&mut l, tn, id, *ts, &dip(tn, false), idle.contains(&step)));
+                undecided.retain(|u| !got.contains_key(&ids[*u].0));
+                for c in l.take_changes() {
+                    match c.record {
+                        Some(r) => { store.insert(c.key, r); }
+                        None => { store.remove(&c.key); }
+                    }
+                }
+                if restarts.contains(&step) {
+                    l = fresh();
+                    for r in store.values() {
+                        l.restore(r.clone());
+                    }
+                    for u in undecided.clone() {
+                        let (id, tn, ts) = &ids[u];
+                        got.extend(feed_kept(&mut l, tn, id, *ts, &dip(tn, false), false));
+                    }
+                }
+            }
+            let last = l.release_all();
+            for (c, r) in &last {
+                if r.source == Some(LrnSourceKind::Dip) {
+                    let tn = r.tn10.as_deref().unwrap();
+                    l.keep_copy(tn, c, setup_of(c), 1, || Some(c.clone()));
+                }
+            }
+            got.extend(last);
+            for d in l.take_demoted() {
+                got.insert(d.cdr_id, d.record);
+            }
+            for (id, _, _) in &ids {
+                prop_assert_eq!(got[id].fee, want[id].fee, "call {}", id);
+                prop_assert_eq!(got[id].source, want[id].source, "call {}", id);
+                prop_assert_eq!(&got[id].lrn, &want[id].lrn, "call {}", id);
+            }
         }
     }
 }

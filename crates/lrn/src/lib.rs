@@ -42,7 +42,7 @@ pub use cache::{
     should_dip, CacheStats, CachedLrn, EnrichmentRecord, LrnCache, LrnCacheConfig, LrnOutcome,
     LrnSourceKind, DEFAULT_DIP_FEE,
 };
-pub use ledger::{DipLedger, LedgerChange, LedgerRecord, Ruling};
+pub use ledger::{Demoted, DipLedger, HolderCopy, LedgerChange, LedgerRecord, Ruling};
 pub use numbering::{
     analyze_call, call_jurisdiction, check_cli, classify, dial_key, normalize, parse_dialed,
     strip_plan_prefix, CallNumbers, CliStatus, DialError, Dialed, Jurisdiction, NpaNxxEntry,

@@ -67,9 +67,16 @@ pub struct LrnConfig {
     /// call before its dip holder is fixed (calls of one number arrive from
     /// several assembler partitions in a timing-dependent order); the first
     /// calls of a period wait this long, measured on the partition's own
-    /// event time. A call later than this is a cache hit.
+    /// event time. A call later than this that was set up before the fixed
+    /// holder takes the period over (see `correction_window_secs`).
     #[serde(default = "default_dip_lateness")]
     pub dip_lateness_ms: u64,
+    /// How long (event time after its setup) a dip holder can still be
+    /// demoted by a late call set up before it: the holder's input copy is
+    /// kept in `lrn.decisions` this long. A later call is a cache hit.
+    /// 0 turns demotion off.
+    #[serde(default = "default_correction_window")]
+    pub correction_window_secs: u64,
     /// A partition whose event time has not moved for this long (wall
     /// clock) releases its waiting calls: nothing earlier can still come.
     #[serde(default = "default_idle_release")]
@@ -114,6 +121,9 @@ fn default_deadline() -> u64 {
 fn default_dip_lateness() -> u64 {
     20_000
 }
+fn default_correction_window() -> u64 {
+    3600
+}
 fn default_idle_release() -> u64 {
     5_000
 }
@@ -138,6 +148,7 @@ impl LrnConfig {
             cache_ttl_secs: default_ttl(),
             dip_fee: default_fee(),
             dip_lateness_ms: default_dip_lateness(),
+            correction_window_secs: default_correction_window(),
             idle_release_ms: default_idle_release(),
             unavailable_deadline_ms: default_deadline(),
         }

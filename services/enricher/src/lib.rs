@@ -46,6 +46,20 @@
 //! `lrn.dip_lateness_ms` (20 s) past the earliest of them; then the holder is
 //! fixed and they are produced. A partition whose event time stops moving
 //! releases its held calls after `lrn.idle_release_ms` (5 s) of wall time.
+//!
+//! Holding only makes the first answer usually right: a call can still come
+//! later than the lateness (an assembler partition stalled by a kill -9 or a
+//! rebalance, an idle release that came too early). If it was set up before
+//! the fixed holder, it **takes the period over**: it pays, and the old
+//! holder is re-emitted from the copy of its input the ledger kept, now a
+//! cache hit with fee 0 and a higher row version
+//! ([`cdr_model::call::row_version`]: twice the event count, plus one for
+//! every decision but the dip), which replaces the charged copy in
+//! ClickHouse. So every call's final fee is the earliest-call rule over all
+//! the calls of its period, and a demoted call ends with the same version
+//! as a call that was a cache hit from the start. Copies are kept for
+//! `lrn.correction_window_secs` (1 h) of event time after the holder's
+//! setup; `cdr_enricher_lrn_demoted_total` counts the corrections.
 //! The commit point never passes a held call (a restart replays it), and
 //! `cdr_enricher_lrn_held_calls` shows how many wait. Later calls of a
 //! fixed period are decided at once; a call more than the lateness behind
@@ -87,11 +101,14 @@ use cdr_model::call::{AssembledCall, EnrichedCall};
 use cdr_model::topics;
 use futures::StreamExt;
 use lrn::{
-    should_dip, AnySource, DipLedger, EnrichmentRecord, HttpDip, HttpDipConfig, LedgerChange,
-    LedgerRecord, LrnCache, LrnCacheConfig, LrnOutcome, LrnSourceKind, NpaNxxTable, PortedDb,
-    Ruling,
+    should_dip, AnySource, Demoted, DipLedger, EnrichmentRecord, HttpDip, HttpDipConfig,
+    LedgerChange, LedgerRecord, LrnCache, LrnCacheConfig, LrnOutcome, LrnSourceKind, NpaNxxTable,
+    PortedDb, Ruling,
 };
 use rdkafka::message::{Message, OwnedMessage};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 
 pub use config::{Config, HttpSourceConfig, LrnConfig, STAGE_DEFAULTS};
 use metrics::EnricherMetrics;
@@ -118,8 +135,11 @@ pub struct Enricher {
     table: Arc<NpaNxxTable>,
     ttl_ms: i64,
     lateness_ms: i64,
+    correction_ms: i64,
     dip_fee: rust_decimal::Decimal,
     ledgers: HashMap<i32, DipLedger>,
+    /// Encodes a holder's copy for the ledger (a demotion re-emits it).
+    copies: Codec<AssembledCall>,
 }
 
 impl std::fmt::Debug for Enricher {
@@ -158,11 +178,20 @@ impl Enricher {
         Enricher {
             ttl_ms: cache_cfg.ttl.as_millis().min(i64::MAX as u128) as i64,
             lateness_ms: lateness.as_millis().min(i64::MAX as u128) as i64,
+            correction_ms: 0,
             dip_fee: cache_cfg.dip_fee,
             cache: LrnCache::new(source, cache_cfg),
             table: Arc::new(table),
             ledgers: HashMap::new(),
+            copies: Codec::new(),
         }
+    }
+
+    /// Lets a late call set up before its period's holder demote it within
+    /// `window` of event time (see "Holding" above); zero turns it off.
+    pub fn with_correction_window(mut self, window: Duration) -> Self {
+        self.correction_ms = window.as_millis().min(i64::MAX as u128) as i64;
+        self
     }
 
     /// Load the files and build the source named by a validated config.
@@ -212,7 +241,8 @@ impl Enricher {
             cache_cfg,
             table,
             Duration::from_millis(cfg.dip_lateness_ms),
-        ))
+        )
+        .with_correction_window(Duration::from_secs(cfg.correction_window_secs)))
     }
 
     /// The LRN cache (stats, flush, source reload).
@@ -227,7 +257,8 @@ impl Enricher {
 
     /// Loads `partition`'s ledger from its persisted records.
     pub fn restore_partition(&mut self, partition: i32, records: Vec<LedgerRecord>) {
-        let mut l = DipLedger::new(self.ttl_ms, self.lateness_ms, self.dip_fee);
+        let mut l = DipLedger::new(self.ttl_ms, self.lateness_ms, self.dip_fee)
+            .with_correction_window(self.correction_ms);
         for r in records {
             l.restore(r);
         }
@@ -254,10 +285,73 @@ impl Enricher {
     }
 
     fn ledger(&mut self, partition: i32) -> &mut DipLedger {
-        let (ttl, late, fee) = (self.ttl_ms, self.lateness_ms, self.dip_fee);
+        let (ttl, late, fee, win) = (
+            self.ttl_ms,
+            self.lateness_ms,
+            self.dip_fee,
+            self.correction_ms,
+        );
         self.ledgers
             .entry(partition)
-            .or_insert_with(|| DipLedger::new(ttl, late, fee))
+            .or_insert_with(|| DipLedger::new(ttl, late, fee).with_correction_window(win))
+    }
+
+    /// Gives the ledger a copy of a call that pays its period's dip, so a
+    /// late earlier call can demote it.
+    fn keep_copy(&mut self, partition: i32, call: &AssembledCall, record: &EnrichmentRecord) {
+        if self.correction_ms == 0 || record.source != Some(LrnSourceKind::Dip) {
+            return;
+        }
+        let (Some(tn10), Some(l)) = (record.tn10.as_deref(), self.ledgers.get_mut(&partition))
+        else {
+            return;
+        };
+        let codec = &self.copies;
+        l.keep_copy(
+            tn10,
+            &call.cdr_id,
+            call.setup_ts_ms,
+            i64::from(call.event_count),
+            || match codec.encode(call) {
+                Ok(b) => Some(B64.encode(b)),
+                Err(err) => {
+                    tracing::error!(cdr_id = %call.cdr_id, error = %err, "encoding an LRN holder's copy");
+                    None
+                }
+            },
+        );
+    }
+
+    /// The holders demoted since the last call, rebuilt from their kept
+    /// copies as cache hits, to be emitted again.
+    pub fn take_demoted(&mut self) -> Vec<Enriched> {
+        let mut demoted: Vec<Demoted> = Vec::new();
+        let mut parts: Vec<i32> = self.ledgers.keys().copied().collect();
+        parts.sort_unstable();
+        for p in parts {
+            demoted.extend(
+                self.ledgers
+                    .get_mut(&p)
+                    .map(DipLedger::take_demoted)
+                    .unwrap_or_default(),
+            );
+        }
+        demoted
+            .into_iter()
+            .filter_map(|d| {
+                let call = B64
+                    .decode(&d.copy.payload)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| self.copies.decode(&b).map_err(|e| e.to_string()));
+                match call {
+                    Ok(call) => Some(self.finish(call, d.record, false)),
+                    Err(err) => {
+                        tracing::error!(cdr_id = %d.cdr_id, error = %err, "a demoted LRN holder's copy does not decode; its dip fee stays");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     fn finish(&self, call: AssembledCall, record: EnrichmentRecord, replayed: bool) -> Enriched {
@@ -304,6 +398,15 @@ impl Enricher {
         for p in parts {
             out.extend(self.release_partition(p, true, &mut held));
         }
+        // A demoted call's newer copy replaces its first answer.
+        for d in self.take_demoted() {
+            if let Some(slot) = out
+                .iter_mut()
+                .find(|(_, e)| e.call.call.cdr_id == d.call.call.cdr_id)
+            {
+                slot.1 = d;
+            }
+        }
         out.sort_by_key(|(i, _)| *i);
         debug_assert_eq!(out.len(), n);
         out.into_iter().map(|(_, e)| e).collect()
@@ -335,6 +438,7 @@ impl Enricher {
                 None => Some((EnrichmentRecord::not_eligible(), false)),
                 Some(tn10) => match l.rule(&tn10, &call.cdr_id, call.setup_ts_ms) {
                     Ruling::Known(r) => Some((r, true)),
+                    Ruling::TookOver(r) => Some((r, false)),
                     Ruling::Pending => {
                         l.hold(&tn10, &call.cdr_id, call.setup_ts_ms);
                         None
@@ -377,7 +481,10 @@ impl Enricher {
         let mut held = Vec::new();
         for (p, off, call, d) in slots {
             match d {
-                Some((rec, replayed)) => ready.push((p, off, self.finish(call, rec, replayed))),
+                Some((rec, replayed)) => {
+                    self.keep_copy(p, &call, &rec);
+                    ready.push((p, off, self.finish(call, rec, replayed)))
+                }
                 None => held.push(Held {
                     partition: p,
                     offset: off,
@@ -414,6 +521,7 @@ impl Enricher {
         go.into_iter()
             .map(|h| {
                 let rec = decided[&h.call.cdr_id].clone();
+                self.keep_copy(partition, &h.call, &rec);
                 (h.offset, self.finish(h.call, rec, false))
             })
             .collect()
@@ -541,6 +649,15 @@ impl EnricherStage {
         }
     }
 
+    /// Re-emits demoted holders (after the ledger records that demoted
+    /// them were written: a restart finds them demoted).
+    fn emit_demoted(&mut self, out: &mut Outbox) {
+        for e in self.enricher.take_demoted() {
+            self.metrics.lrn_demoted.inc();
+            self.emit(e, None, out);
+        }
+    }
+
     fn released(&mut self, partitions: &[i32], all: bool) -> Vec<Enriched> {
         let mut out = Vec::new();
         for p in partitions {
@@ -593,6 +710,7 @@ impl cdr_kafka::Stage for EnricherStage {
         for e in released {
             self.emit(e, None, out);
         }
+        self.emit_demoted(out);
         Ok(())
     }
 
@@ -624,6 +742,7 @@ impl cdr_kafka::Stage for EnricherStage {
         for e in released {
             self.emit(e, None, out);
         }
+        self.emit_demoted(out);
         Ok(())
     }
 

@@ -15,6 +15,9 @@ pub struct EnricherMetrics {
     pub lrn_not_applicable: IntCounter,
     /// Re-delivered calls that found their own decision in the ledger.
     pub lrn_replayed: IntCounter,
+    /// Dip holders demoted by a late earlier call and re-emitted as cache
+    /// hits (their fee is then counted twice in `lrn_fees_usd_total`).
+    pub lrn_demoted: IntCounter,
     /// Dip-ledger records written to `lrn.decisions` (incl. tombstones).
     pub ledger_records: IntCounter,
     /// Dip-ledger records read back when partitions were assigned.
@@ -76,6 +79,10 @@ impl EnricherMetrics {
             lrn_replayed: c(
                 "lrn_replayed_total",
                 "Re-delivered calls that found their own LRN decision in the ledger",
+            ),
+            lrn_demoted: c(
+                "lrn_demoted_total",
+                "Dip holders demoted by a late call set up before them, re-emitted as cache hits",
             ),
             ledger_records: c(
                 "lrn_ledger_records_total",

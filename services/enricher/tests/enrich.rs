@@ -160,10 +160,10 @@ async fn redelivered_call_keeps_its_decision_and_fee() {
         .enrich(call("same", None, "12125550199", "answered"))
         .await;
     assert_eq!(first.call.enrichment.lrn_fee, "0.0003");
-    // A different call now hits the cache (fee 0)...
-    let other = e
-        .enrich(call("other", None, "12125550199", "answered"))
-        .await;
+    // A different, later call now hits the cache (fee 0)...
+    let mut later = call("other", None, "12125550199", "answered");
+    later.setup_ts_ms += 1000;
+    let other = e.enrich(later).await;
     assert_eq!(other.call.enrichment.lrn_source, "cache");
     // ...but the re-delivered first call keeps its dip and fee.
     let again = e
@@ -594,4 +594,112 @@ async fn throughput_engine_only() {
         "enricher engine: {done} calls in {secs:.2} s = {:.0} calls/s",
         done as f64 / secs
     );
+}
+
+/// A call set up before its period's fixed holder but delivered long after
+/// (a stalled assembler partition, a rebalance) takes the period over: it
+/// pays, the old holder comes back from `take_demoted` as a cache hit with
+/// its own call otherwise unchanged and a higher row version; a restarted
+/// enricher agrees, and so does a clean run in setup order.
+#[tokio::test]
+async fn a_late_earlier_call_demotes_the_holder() {
+    let t0 = 1_700_000_000_000;
+    let c = |id: &str, dt: i64| {
+        at(
+            call(id, Some("+12125550100"), "12125550199", "answered"),
+            t0 + dt,
+        )
+    };
+    let mut e = file_enricher();
+    let mut store = HashMap::new();
+    // "late" (set up at t0) is delivered after "first" (t0 + 5 s) was
+    // fixed as the holder by another call 10 minutes of event time on.
+    let (ready, held) = e
+        .enrich_batch(
+            vec![
+                (1, 0, c("first", 5_000)),
+                (
+                    1,
+                    1,
+                    at(call("x", None, "13105550123", "answered"), t0 + 600_000),
+                ),
+            ],
+            4,
+        )
+        .await;
+    let mut held = held;
+    let mut out: Vec<enricher::Enriched> = ready.into_iter().map(|(_, _, x)| x).collect();
+    out.extend(
+        e.release_partition(1, false, &mut held)
+            .into_iter()
+            .map(|(_, x)| x),
+    );
+    let first = out
+        .iter()
+        .find(|x| x.call.call.cdr_id == "first")
+        .expect("first decided")
+        .clone();
+    assert_eq!(first.call.enrichment.lrn_fee, "0.0003");
+    assert!(e.take_demoted().is_empty());
+    persist(&mut e, &mut store);
+
+    let (ready, held) = e.enrich_batch(vec![(1, 2, c("late", 0))], 4).await;
+    assert!(held.is_empty(), "the period is fixed: decided at once");
+    let late = &ready[0].2;
+    assert_eq!(
+        (
+            late.call.enrichment.lrn_source.as_str(),
+            late.call.enrichment.lrn_fee.as_str()
+        ),
+        ("dip", "0.0003")
+    );
+    let demoted = e.take_demoted();
+    assert_eq!(demoted.len(), 1);
+    let d = &demoted[0];
+    assert_eq!(
+        d.call.call, first.call.call,
+        "the holder's own call, re-emitted"
+    );
+    assert_eq!(
+        (
+            d.call.enrichment.lrn_source.as_str(),
+            d.call.enrichment.lrn_fee.as_str()
+        ),
+        ("cache", "0")
+    );
+    assert_eq!(d.call.enrichment.lrn, first.call.enrichment.lrn);
+    assert_eq!(d.key, first.key);
+    let v = |x: &enricher::Enriched| {
+        cdr_model::call::row_version(x.call.call.event_count, &x.call.enrichment.lrn_source)
+    };
+    assert!(v(d) > v(&first), "the hit replaces the charged copy");
+    persist(&mut e, &mut store);
+
+    // A restart replays both copies: each keeps its final decision.
+    let mut again = restored(&store, 1);
+    let b = again
+        .enrich_all(vec![(1, c("first", 5_000)), (1, c("late", 0))], 4)
+        .await;
+    assert_eq!(
+        fees(&b),
+        vec![
+            fees(&demoted)[0].clone(),
+            fees(std::slice::from_ref(late))[0].clone()
+        ]
+    );
+    assert!(again.take_demoted().is_empty());
+    // A clean run in setup order charges the same call, same versions.
+    let mut clean = file_enricher();
+    let c2 = clean
+        .enrich_all(vec![(1, c("late", 0)), (1, c("first", 5_000))], 4)
+        .await;
+    assert_eq!(
+        fees(&c2),
+        vec![
+            fees(std::slice::from_ref(late))[0].clone(),
+            fees(&demoted)[0].clone()
+        ]
+    );
+    assert_eq!(v(&c2[1]), v(d));
+    assert_eq!(v(&c2[0]), v(late));
 }

@@ -91,7 +91,7 @@ pub fn kpi_call(cdr: &RatedCdr, cfg: &KpiConfig) -> Result<KpiCall, BadMoney> {
     Ok(KpiCall {
         cdr_id: c.cdr_id.clone(),
         call_id: c.call_id.clone(),
-        version: i64::from(c.event_count.max(0)),
+        version: cdr_model::call::row_version(c.event_count, &cdr.enrichment.lrn_source) as i64,
         minute_ms: minute_of(cdr),
         account_id: c.account_id.clone(),
         trunk_id: c.trunk_id.clone().unwrap_or_default(),
