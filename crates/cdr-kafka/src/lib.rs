@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod metrics;
+pub mod producer;
 pub mod runtime;
 pub mod service;
 pub mod stage;

@@ -21,7 +21,9 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{FutureRecord, Producer as _};
+
+pub use crate::producer::{AckProducer, DeliveryFuture};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
@@ -389,7 +391,7 @@ pub async fn consumer(
 /// never forgotten.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: AckProducer,
     prefix: Arc<str>,
 }
 
@@ -406,8 +408,8 @@ impl Producer {
 }
 
 impl std::ops::Deref for Producer {
-    type Target = FutureProducer;
-    fn deref(&self) -> &FutureProducer {
+    type Target = AckProducer;
+    fn deref(&self) -> &AckProducer {
         &self.inner
     }
 }
@@ -425,7 +427,7 @@ pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<Producer> {
         c.set(k, v);
     }
     Ok(Producer {
-        inner: c.create().context("creating Kafka producer")?,
+        inner: AckProducer::create(&c).context("creating Kafka producer")?,
         prefix: cfg.topic_prefix.as_str().into(),
     })
 }
@@ -517,7 +519,7 @@ pub async fn await_acks(acks: Vec<DeliveryFuture>) -> anyhow::Result<usize> {
 
 /// Flushes the producer on shutdown.
 pub fn flush(producer: &Producer) -> KafkaResult<()> {
-    producer.flush(Duration::from_secs(30))
+    producer.base().flush(Duration::from_secs(30))
 }
 
 #[cfg(test)]

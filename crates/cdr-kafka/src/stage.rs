@@ -31,11 +31,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::producer::DeliveryFuture;
 use cdr_model::dlq::DeadLetter;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::DeliveryFuture;
 use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 
