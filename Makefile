@@ -6,7 +6,7 @@ LOCAL := deploy/local
 RUN_CALLS ?= 5000
 RUN_RATE ?= 4000
 
-.PHONY: build run test stack services stop bench chaos chaos-quick fmt clippy lint schemas check-schemas report
+.PHONY: build run test stack services stop bench chaos chaos-quick fmt clippy lint schemas check-schemas report idle-cpu
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -34,6 +34,10 @@ test: stack
 
 report:
 	@source $(LOCAL)/env.sh && target/release/cdrctl report
+
+## idle-cpu: each service's CPU over 60 s with no traffic (target <= 1% of a core).
+idle-cpu: services
+	$(LOCAL)/idle_cpu.sh 60
 
 stop:
 	$(LOCAL)/stop.sh
