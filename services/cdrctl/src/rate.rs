@@ -43,13 +43,9 @@ impl OfflineEnrichment {
     pub fn from_enricher_config(path: &std::path::Path) -> anyhow::Result<Self> {
         let cfg: enricher::Config = cdr_kafka::config::load_config_from(Some(path), &[])
             .with_context(|| format!("loading {}", path.display()))?;
-        let lrn_cfg = cfg
-            .lrn
-            .as_ref()
-            .with_context(|| format!("{}: no [lrn] section", path.display()))?;
         lrn::numbering::warm_up();
         Ok(OfflineEnrichment::Engine(enricher::Enricher::from_config(
-            lrn_cfg,
+            &cfg.lrn,
         )?))
     }
 
@@ -62,7 +58,7 @@ impl OfflineEnrichment {
         lrn::numbering::warm_up();
         match lrn_file {
             Some(f) => {
-                let cfg = enricher::LrnConfig::with_files(npanxx, Some(f.to_path_buf()));
+                let cfg = enricher::LrnConfig::with_files(npanxx, f);
                 Ok(OfflineEnrichment::Engine(enricher::Enricher::from_config(
                     &cfg,
                 )?))
@@ -77,19 +73,29 @@ impl OfflineEnrichment {
         }
     }
 
-    /// Enriches one call as the pipeline does.
-    pub async fn enrich(&mut self, call: AssembledCall) -> EnrichedCall {
+    /// Enriches one call as the pipeline does: the call first, then any
+    /// earlier call it demoted from paying its number's LRN dip (it was set
+    /// up before that period's holder), again, now a cache hit with a
+    /// higher row version, as the enricher re-emits it.
+    pub async fn enrich(&mut self, call: AssembledCall) -> Vec<EnrichedCall> {
         match self {
-            OfflineEnrichment::Engine(e) => e.enrich(call).await.call,
+            OfflineEnrichment::Engine(e) => {
+                let first = e.enrich(call).await.call;
+                std::iter::once(first)
+                    .chain(e.take_demoted().into_iter().map(|d| d.call))
+                    .collect()
+            }
             OfflineEnrichment::NumberingOnly(t) => {
-                enricher::core::enrich_with(call, t, |_| lrn::EnrichmentRecord {
-                    tn10: None,
-                    lrn: None,
-                    ported: false,
-                    source: Some(lrn::LrnSourceKind::Unavailable),
-                    fee: rust_decimal::Decimal::ZERO,
-                })
-                .0
+                vec![
+                    enricher::core::enrich_with(call, t, |_| lrn::EnrichmentRecord {
+                        tn10: None,
+                        lrn: None,
+                        ported: false,
+                        source: Some(lrn::LrnSourceKind::Unavailable),
+                        fee: rust_decimal::Decimal::ZERO,
+                    })
+                    .0,
+                ]
             }
         }
     }
@@ -219,8 +225,12 @@ pub fn parse_call(line: &str) -> anyhow::Result<Line> {
 }
 
 /// Rates every call of `input` and writes the rated CDRs to `out`. Returns
-/// (rated, not rated) counts (inbound calls count as not rated); a line
-/// that is not a call is an error naming it.
+/// (rated, not rated) counts of the input's calls (inbound calls count as
+/// not rated); a line that is not a call is an error naming it. A call
+/// that takes over its number's LRN dip from an earlier line's call (set up
+/// before it, given later) is followed by that call again, re-rated as a
+/// cache hit: the same `cdr_id` with a higher `version`, as the pipeline
+/// writes it; the newest version of each `cdr_id` is the CDR.
 pub async fn rate_lines(
     input: impl BufRead,
     name: &str,
@@ -236,18 +246,22 @@ pub async fn rate_lines(
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        let call = match parse_call(l).with_context(|| format!("{name}:{}", i + 1))? {
-            Line::Enriched(e) => e,
+        let calls = match parse_call(l).with_context(|| format!("{name}:{}", i + 1))? {
+            Line::Enriched(e) => vec![e],
             Line::Assembled(c) => enrichment.enrich(c).await,
         };
-        let cdr = rater::rate_call(call, ctx);
-        if RatingStatus::parse(&cdr.rating.status) == Some(RatingStatus::Rated) {
-            rated += 1;
-        } else {
-            unrated += 1;
+        for (k, call) in calls.into_iter().enumerate() {
+            let cdr = rater::rate_call(call, ctx);
+            if k == 0 {
+                if RatingStatus::parse(&cdr.rating.status) == Some(RatingStatus::Rated) {
+                    rated += 1;
+                } else {
+                    unrated += 1;
+                }
+            }
+            serde_json::to_writer(&mut out, &cdr)?;
+            out.write_all(b"\n")?;
         }
-        serde_json::to_writer(&mut out, &cdr)?;
-        out.write_all(b"\n")?;
         progress.tick(rated + unrated, false);
     }
     out.flush()?;
@@ -373,6 +387,7 @@ mod tests {
         let ported = assembled("2125550199", "+12125550100", "outbound");
         let mut again = ported.clone();
         again["cdr_id"] = "another-call".into();
+        again["setup_ts_ms"] = (1790000001000i64).into();
         let mut inbound = assembled("2125550199", "+12125550100", "inbound");
         inbound["cdr_id"] = "inbound-call".into();
         let out = rate_text(
@@ -387,6 +402,7 @@ mod tests {
         assert_eq!(out[2].enrichment.lrn_source, "cache");
         assert_eq!(out[2].enrichment.lrn_fee, "0");
         // Inbound: not dipped, not rated as a termination.
+        assert_eq!(out.len(), 4);
         assert_eq!(out[3].enrichment.lrn_source, "not_applicable");
         assert_eq!(out[3].rating.status, "inbound");
         assert_eq!(
@@ -395,6 +411,43 @@ mod tests {
                 out[3].rating.lrn_fee.as_str()
             ),
             ("0", "0")
+        );
+    }
+
+    /// Offline as in the pipeline: a call given after the holder of its
+    /// number's dip period but set up before it takes the dip over, and the
+    /// old holder follows as a newer version without the fee.
+    #[tokio::test]
+    async fn a_late_earlier_call_takes_the_dip_and_the_holder_is_written_again() {
+        let later = assembled("2125550199", "+12125550100", "outbound");
+        let mut earlier = later.clone();
+        earlier["cdr_id"] = "z-earlier".into();
+        earlier["setup_ts_ms"] = (1789999999000i64).into();
+        let out = rate_text(&format!("{later}\n{earlier}\n"), &mut engine()).await;
+        let v = |c: &cdr_model::RatedCdr| {
+            cdr_model::call::row_version(c.call.event_count, &c.enrichment.lrn_source)
+        };
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(
+            (out[0].call.cdr_id.as_str(), out[0].rating.lrn_fee.as_str()),
+            ("x-2125550199", "0.0003")
+        );
+        assert_eq!(
+            (out[1].call.cdr_id.as_str(), out[1].rating.lrn_fee.as_str()),
+            ("z-earlier", "0.0003")
+        );
+        assert_eq!(
+            (out[2].call.cdr_id.as_str(), out[2].rating.lrn_fee.as_str()),
+            ("x-2125550199", "0")
+        );
+        assert_eq!(out[2].enrichment.lrn_source, "cache");
+        assert!(v(&out[2]) > v(&out[0]));
+        let amount =
+            |c: &cdr_model::RatedCdr| c.rating.amount.parse::<rust_decimal::Decimal>().unwrap();
+        assert_eq!(
+            amount(&out[0]) - amount(&out[2]),
+            rust_decimal::Decimal::new(3, 4),
+            "the re-rated holder no longer pays the dip"
         );
     }
 
@@ -468,11 +521,9 @@ mod tests {
                 None => offline_input.push_str(&serde_json::to_string(&call).unwrap()),
             }
             offline_input.push('\n');
-            let enriched = match &mut pipeline_engine {
-                OfflineEnrichment::Engine(e) => e.enrich(call).await.call,
-                OfflineEnrichment::NumberingOnly(_) => unreachable!(),
-            };
-            pipeline.push(rater::rate_call(enriched, &ctx));
+            for enriched in pipeline_engine.enrich(call).await {
+                pipeline.push(rater::rate_call(enriched, &ctx));
+            }
         }
         let offline = rate_text(&offline_input, &mut engine()).await;
         assert_eq!(offline.len(), pipeline.len());

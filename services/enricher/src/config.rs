@@ -21,7 +21,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, ensure};
+use anyhow::ensure;
 use cdr_kafka::{StageConfig, StageDefaults};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -36,22 +36,81 @@ pub struct Config {
     /// LRN resolutions in flight at once within a batch (overlaps HTTP dips).
     #[serde(default = "default_lookup_concurrency")]
     pub lookup_concurrency: usize,
-    /// LRN source, cache, fee and NPA-NXX table. Required.
-    pub lrn: Option<LrnConfig>,
+    /// LRN source, cache, fee and NPA-NXX table.
+    pub lrn: LrnConfig,
+}
+
+/// Where LRN answers come from: exactly one (in the file, `lrn.ported_db`
+/// or an `[lrn.http]` table).
+#[derive(Debug, Clone)]
+pub enum LrnSource {
+    /// Embedded ported-numbers file (`tn;lrn`).
+    PortedDb(PathBuf),
+    /// External HTTP dip service.
+    Http(HttpSourceConfig),
 }
 
 /// LRN and numbering-data settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "LrnFile")]
 pub struct LrnConfig {
-    /// NPA-NXX table (`npanxx;state;ocn`), for jurisdiction. Required.
-    pub npanxx_path: Option<PathBuf>,
-    /// Embedded ported-numbers file (`tn;lrn`). Exactly one of `ported_db` / `http`.
+    /// NPA-NXX table (`npanxx;state;ocn`), for jurisdiction.
+    pub npanxx_path: PathBuf,
+    pub source: LrnSource,
+    pub tunables: LrnTunables,
+}
+
+/// `[lrn]` as written: the source is two optional keys there, of which
+/// exactly one must be set; [`LrnConfig`] holds it as an [`LrnSource`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LrnFile {
+    npanxx_path: PathBuf,
     #[serde(default)]
-    pub ported_db: Option<PathBuf>,
-    /// External HTTP dip service. Exactly one of `ported_db` / `http`.
+    ported_db: Option<PathBuf>,
     #[serde(default)]
-    pub http: Option<HttpSourceConfig>,
+    http: Option<HttpSourceConfig>,
+    #[serde(flatten)]
+    tunables: LrnTunables,
+}
+
+impl TryFrom<LrnFile> for LrnConfig {
+    type Error = String;
+    fn try_from(f: LrnFile) -> Result<Self, String> {
+        let source = match (f.ported_db, f.http) {
+            (Some(p), None) => LrnSource::PortedDb(p),
+            (None, Some(h)) => LrnSource::Http(h),
+            (Some(_), Some(_)) => {
+                return Err("lrn: set only one of lrn.ported_db and [lrn.http]".into())
+            }
+            (None, None) => {
+                return Err("lrn: an LRN source is required: lrn.ported_db or [lrn.http]".into())
+            }
+        };
+        Ok(LrnConfig {
+            npanxx_path: f.npanxx_path,
+            source,
+            tunables: f.tunables,
+        })
+    }
+}
+
+impl std::ops::Deref for LrnConfig {
+    type Target = LrnTunables;
+    fn deref(&self) -> &LrnTunables {
+        &self.tunables
+    }
+}
+
+impl std::ops::DerefMut for LrnConfig {
+    fn deref_mut(&mut self) -> &mut LrnTunables {
+        &mut self.tunables
+    }
+}
+
+/// Cache, fee and ledger settings of `[lrn]` (every one has a default).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LrnTunables {
     /// Maximum cached LRN answers.
     #[serde(default = "default_cache_entries")]
     pub cache_max_entries: u64,
@@ -139,11 +198,22 @@ fn default_http_attempts() -> u32 {
 
 impl LrnConfig {
     /// A config with every default and the given files (used by tests).
-    pub fn with_files(npanxx: impl Into<PathBuf>, ported_db: Option<PathBuf>) -> Self {
+    pub fn with_files(npanxx: impl Into<PathBuf>, ported_db: impl Into<PathBuf>) -> Self {
         LrnConfig {
-            npanxx_path: Some(npanxx.into()),
-            ported_db,
-            http: None,
+            npanxx_path: npanxx.into(),
+            source: LrnSource::PortedDb(ported_db.into()),
+            tunables: LrnTunables::default(),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+}
+
+impl Default for LrnTunables {
+    fn default() -> Self {
+        LrnTunables {
             cache_max_entries: default_cache_entries(),
             cache_ttl_secs: default_ttl(),
             dip_fee: default_fee(),
@@ -153,31 +223,25 @@ impl LrnConfig {
             unavailable_deadline_ms: default_deadline(),
         }
     }
+}
 
-    pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.cache_ttl_secs)
-    }
-
+impl LrnConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
-        let Some(npanxx) = &self.npanxx_path else {
-            bail!("lrn.npanxx_path is required (npanxx;state;ocn file)");
-        };
+        let npanxx = &self.npanxx_path;
         ensure!(
             npanxx.is_file(),
             "lrn.npanxx_path {} does not exist or is not a file (paths are relative to the working directory {})",
             npanxx.display(),
             cwd()
         );
-        match (&self.ported_db, &self.http) {
-            (Some(p), None) => ensure!(
+        match &self.source {
+            LrnSource::PortedDb(p) => ensure!(
                 p.is_file(),
                 "lrn.ported_db {} does not exist or is not a file (paths are relative to the working directory {})",
                 p.display(),
                 cwd()
             ),
-            (None, Some(h)) => h.validate()?,
-            (Some(_), Some(_)) => bail!("lrn: set only one of lrn.ported_db and [lrn.http]"),
-            (None, None) => bail!("lrn: an LRN source is required: lrn.ported_db or [lrn.http]"),
+            LrnSource::Http(h) => h.validate()?,
         }
         ensure!(
             self.cache_max_entries > 0,
@@ -237,12 +301,7 @@ impl Config {
             self.lookup_concurrency > 0,
             "lookup_concurrency must be positive"
         );
-        match &self.lrn {
-            Some(l) => l.validate(),
-            None => bail!(
-                "missing [lrn] section: lrn.npanxx_path and an LRN source (lrn.ported_db or [lrn.http]) are required"
-            ),
-        }
+        self.lrn.validate()
     }
 }
 
@@ -263,21 +322,34 @@ mod tests {
     #[test]
     fn fee_parses_as_decimal_string_and_defaults() {
         let c = parse("[lrn]\nnpanxx_path='x'\nported_db='y'\n").unwrap();
-        assert_eq!(c.lrn.unwrap().dip_fee.to_string(), "0.0003");
-        let c = parse("[lrn]\ndip_fee='0.0005'\n").unwrap();
-        assert_eq!(c.lrn.unwrap().dip_fee.to_string(), "0.0005");
+        assert_eq!(c.lrn.dip_fee.to_string(), "0.0003");
+        assert!(matches!(c.lrn.source, LrnSource::PortedDb(_)));
+        let c = parse("[lrn]\nnpanxx_path='x'\nported_db='y'\ndip_fee='0.0005'\n").unwrap();
+        assert_eq!(c.lrn.dip_fee.to_string(), "0.0005");
     }
 
     #[test]
     fn validation_messages() {
-        let c = parse("").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("[lrn]"));
+        // Required by the types: no section, no NPA-NXX table, no source or
+        // two sources are refused while parsing.
+        let e = parse("").unwrap_err().to_string();
+        assert!(e.contains("lrn"), "{e}");
+        let e = parse("[lrn]\nported_db='y'\n").unwrap_err().to_string();
+        assert!(e.contains("npanxx_path"), "{e}");
+        let e = parse(
+            "[lrn]\nnpanxx_path='x'\nported_db='y'\n[lrn.http]\nurl_template='http://x/{tn}'\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("only one"), "{e}");
         let c = parse("[lrn]\nnpanxx_path='/nonexistent/npanxx.txt'\nported_db='y'\n").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("/nonexistent/npanxx.txt"), "{e}");
         let here = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        let c = parse(&format!("[lrn]\nnpanxx_path='{here}'\n")).unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("LRN source"));
+        let e = parse(&format!("[lrn]\nnpanxx_path='{here}'\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("LRN source"), "{e}");
         let c = parse(&format!(
             "[lrn]\nnpanxx_path='{here}'\n[lrn.http]\nurl_template='http://x/lrn'\n"
         ))

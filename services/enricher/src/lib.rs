@@ -110,7 +110,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-pub use config::{Config, HttpSourceConfig, LrnConfig, STAGE_DEFAULTS};
+pub use config::{Config, HttpSourceConfig, LrnConfig, LrnSource, LrnTunables, STAGE_DEFAULTS};
 use metrics::EnricherMetrics;
 
 pub const SERVICE: &str = "enricher";
@@ -140,6 +140,8 @@ pub struct Enricher {
     ledgers: HashMap<i32, DipLedger>,
     /// Encodes a holder's copy for the ledger (a demotion re-emits it).
     copies: Codec<AssembledCall>,
+    /// Demoted calls rebuilt but not yet handed out (see `enrich_all`).
+    demoted: Vec<Enriched>,
 }
 
 impl std::fmt::Debug for Enricher {
@@ -184,6 +186,7 @@ impl Enricher {
             table: Arc::new(table),
             ledgers: HashMap::new(),
             copies: Codec::new(),
+            demoted: Vec::new(),
         }
     }
 
@@ -197,7 +200,7 @@ impl Enricher {
     /// Load the files and build the source named by a validated config.
     pub fn from_config(cfg: &LrnConfig) -> anyhow::Result<Self> {
         cfg.validate()?;
-        let npanxx = cfg.npanxx_path.as_ref().expect("validated");
+        let npanxx = &cfg.npanxx_path;
         let (table, bad) = NpaNxxTable::load(npanxx)
             .with_context(|| format!("loading lrn.npanxx_path {}", npanxx.display()))?;
         for e in bad.iter().take(20) {
@@ -209,8 +212,8 @@ impl Enricher {
             npanxx.display(),
             bad.len()
         );
-        let source = match (&cfg.ported_db, &cfg.http) {
-            (Some(path), _) => {
+        let source = match &cfg.source {
+            LrnSource::PortedDb(path) => {
                 let (db, report) = PortedDb::open(path)
                     .with_context(|| format!("loading lrn.ported_db {}", path.display()))?;
                 for e in report.errors.iter().take(20) {
@@ -219,14 +222,13 @@ impl Enricher {
                 tracing::info!(file = %path.display(), rows = report.rows, bad_rows = report.bad_rows, duplicates = report.duplicates, "ported-number DB loaded");
                 AnySource::Ported(Arc::new(db))
             }
-            (None, Some(h)) => {
+            LrnSource::Http(h) => {
                 let mut hc = HttpDipConfig::new(h.url_template.trim());
                 hc.timeout = Duration::from_millis(h.timeout_ms);
                 hc.max_concurrency = h.max_concurrency;
                 hc.max_attempts = h.max_attempts;
                 AnySource::Http(HttpDip::new(hc).map_err(|e| anyhow::anyhow!("lrn.http: {e}"))?)
             }
-            (None, None) => unreachable!("validated"),
         };
         tracing::info!(npanxx_rows = table.len(), "NPA-NXX table loaded");
         let cache_cfg = LrnCacheConfig {
@@ -336,7 +338,7 @@ impl Enricher {
                     .unwrap_or_default(),
             );
         }
-        demoted
+        let fresh: Vec<Enriched> = demoted
             .into_iter()
             .filter_map(|d| {
                 let call = B64
@@ -351,7 +353,10 @@ impl Enricher {
                     }
                 }
             })
-            .collect()
+            .collect();
+        let mut out = std::mem::take(&mut self.demoted);
+        out.extend(fresh);
+        out
     }
 
     fn finish(&self, call: AssembledCall, record: EnrichmentRecord, replayed: bool) -> Enriched {
@@ -398,13 +403,15 @@ impl Enricher {
         for p in parts {
             out.extend(self.release_partition(p, true, &mut held));
         }
-        // A demoted call's newer copy replaces its first answer.
+        // A demoted call of this batch: its newer copy replaces its first
+        // answer. One of an earlier batch waits for `take_demoted`.
         for d in self.take_demoted() {
-            if let Some(slot) = out
+            match out
                 .iter_mut()
                 .find(|(_, e)| e.call.call.cdr_id == d.call.call.cdr_id)
             {
-                slot.1 = d;
+                Some(slot) => slot.1 = d,
+                None => self.demoted.push(d),
             }
         }
         out.sort_by_key(|(i, _)| *i);
@@ -550,7 +557,7 @@ fn observe(m: &EnricherMetrics, e: &Enriched) {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
     let settings = config.stage.resolve(STAGE_DEFAULTS)?;
-    let lrn_cfg = config.lrn.as_ref().context("missing [lrn] section")?;
+    let lrn_cfg = &config.lrn;
     lrn::numbering::warm_up();
     let enricher = Enricher::from_config(lrn_cfg)?;
     let metrics = StageMetrics::new(SERVICE);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdr_model::call::AssembledCall;
-use enricher::{Config, Enricher, HttpSourceConfig, LrnConfig};
+use enricher::{Config, Enricher, HttpSourceConfig, LrnConfig, LrnSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -55,7 +55,7 @@ fn call(cdr_id: &str, cli: Option<&str>, dialed: &str, disposition: &str) -> Ass
 fn file_enricher() -> Enricher {
     Enricher::from_config(&LrnConfig::with_files(
         data("npanxx.txt"),
-        Some(data("ported.txt")),
+        data("ported.txt"),
     ))
     .expect("shipped sample data loads")
 }
@@ -396,8 +396,8 @@ async fn server(mode: Mode) -> (String, Arc<AtomicUsize>) {
 }
 
 fn http_enricher(url: &str) -> Enricher {
-    let mut cfg = LrnConfig::with_files(data("npanxx.txt"), None);
-    cfg.http = Some(HttpSourceConfig {
+    let mut cfg = LrnConfig::with_files(data("npanxx.txt"), "unused");
+    cfg.source = LrnSource::Http(HttpSourceConfig {
         url_template: url.to_string(),
         timeout_ms: 150,
         max_concurrency: 8,
@@ -519,25 +519,25 @@ fn shipped_local_config_is_valid() {
     let text = std::fs::read_to_string(repo().join("deploy/local/config/enricher.toml")).unwrap();
     let mut cfg: Config = toml::from_str(&text).expect("parses with deny_unknown_fields");
     // Paths in it are relative to the repo root (the services' working dir).
-    let l = cfg.lrn.as_mut().unwrap();
-    l.npanxx_path = l.npanxx_path.take().map(|p| repo().join(p));
-    l.ported_db = l.ported_db.take().map(|p| repo().join(p));
+    let l = &mut cfg.lrn;
+    l.npanxx_path = repo().join(&l.npanxx_path);
+    match &mut l.source {
+        LrnSource::PortedDb(p) => *p = repo().join(&*p),
+        LrnSource::Http(_) => panic!("the local stack dips the embedded ported file"),
+    }
     cfg.validate().expect("valid");
-    assert_eq!(cfg.lrn.unwrap().dip_fee.to_string(), "0.0003");
+    assert_eq!(cfg.lrn.dip_fee.to_string(), "0.0003");
 }
 
 #[test]
 fn missing_files_fail_start_up_with_the_path() {
-    let cfg = LrnConfig::with_files(
-        data("npanxx.txt"),
-        Some(PathBuf::from("/no/such/ported.txt")),
-    );
+    let cfg = LrnConfig::with_files(data("npanxx.txt"), "/no/such/ported.txt");
     let err = Enricher::from_config(&cfg).unwrap_err().to_string();
     assert!(
         err.contains("lrn.ported_db") && err.contains("/no/such/ported.txt"),
         "{err}"
     );
-    let cfg = LrnConfig::with_files("/no/such/npanxx.txt", Some(data("ported.txt")));
+    let cfg = LrnConfig::with_files("/no/such/npanxx.txt", data("ported.txt"));
     let err = Enricher::from_config(&cfg).unwrap_err().to_string();
     assert!(
         err.contains("lrn.npanxx_path") && err.contains("/no/such/npanxx.txt"),
