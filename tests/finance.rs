@@ -673,6 +673,78 @@ fn invoice_lines_net_to_the_invoice_total() {
     );
 }
 
+/// `cdrctl invoice` (issue 16): the same queries, written as CSV and JSON;
+/// its lines sum exactly to the per-call amounts of the period net of the
+/// credits, and its total is that net rounded once.
+#[test]
+fn cdrctl_invoice_writes_lines_that_sum_to_the_calls_net_of_credits() {
+    let f = fixture();
+    let cdrs = f.cdrs_in(A, feb());
+    let charges: Decimal = cdrs.iter().map(|c| c.amount).sum();
+    let credits: Decimal = f.adjustments_in(A, feb()).iter().map(|a| a.amount).sum();
+    let dir = std::env::temp_dir().join(format!("cdrctl-invoice-{}", std::process::id()));
+    let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+        .args(["invoice", "--account", A, "--period", "2025-02", "--out"])
+        .arg(&dir)
+        .current_dir(repo())
+        .output()
+        .expect("cdrctl invoice");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("total 69.23"), "{stdout}");
+    let base = dir.join(format!("invoice-{A}-2025-02"));
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(base.with_extension("json")).expect("the JSON invoice"),
+    )
+    .unwrap();
+    let dec = |v: &Value| Decimal::from_str(v.as_str().expect("decimal as text")).unwrap();
+    let lines = doc["lines"].as_array().unwrap();
+    let (mut l_charges, mut l_credits, mut l_net, mut l_calls) =
+        (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, 0usize);
+    for l in lines {
+        assert_eq!(
+            dec(&l["net"]),
+            dec(&l["charges"]) + dec(&l["credits"]),
+            "{l}"
+        );
+        l_charges += dec(&l["charges"]);
+        l_credits += dec(&l["credits"]);
+        l_net += dec(&l["net"]);
+        l_calls += l["calls"].as_str().unwrap().parse::<usize>().unwrap();
+    }
+    assert_eq!(l_charges, charges, "the lines carry every call's amount");
+    assert_eq!(l_credits, credits, "and every credit of the period");
+    assert_eq!(l_net, charges + credits);
+    assert_eq!(l_calls, cdrs.len());
+    let total = &doc["total"];
+    assert_eq!(dec(&total["net_unrounded"]), l_net);
+    assert_eq!(total["invoice_total"].as_str(), Some("69.23"));
+    assert_eq!(dec(&total["invoice_total"]), invoice_rule(l_net));
+    assert_eq!(doc["period_from"], "2025-02-01 00:00:00.000");
+    assert_eq!(doc["period_to"], "2025-03-01 00:00:00.000");
+    // The CSV files hold the same lines and total.
+    let csv = std::fs::read_to_string(format!("{}.lines.csv", base.display())).unwrap();
+    assert_eq!(csv.lines().count(), lines.len() + 1, "{csv}");
+    assert!(csv.starts_with("\"destination\",\"calls\""), "{csv}");
+    let total_csv = std::fs::read_to_string(format!("{}.total.csv", base.display())).unwrap();
+    assert!(
+        total_csv.lines().nth(1).unwrap().contains(",69.23,"),
+        "{total_csv}"
+    );
+    // A malformed period is refused before anything is written.
+    let bad = std::process::Command::new(repo().join("target/release/cdrctl"))
+        .args(["invoice", "--account", A, "--period", "2025-13"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("YYYY-MM"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn adjustments_detail_lists_each_credit_once() {
     let f = fixture();

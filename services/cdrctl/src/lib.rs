@@ -5,6 +5,7 @@
 pub mod control;
 pub mod deck;
 pub mod import;
+pub mod invoice;
 pub mod rate;
 pub mod report;
 pub mod scenarios;

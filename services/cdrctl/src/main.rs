@@ -104,6 +104,19 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
+    /// Write one account's invoice for one calendar month (UTC) from
+    /// ClickHouse, with the finance queries of deploy/finance
+    /// (invoice_lines.sql, invoice_total.sql): lines and total as CSV and
+    /// one JSON document in --out; prints the files and the total.
+    Invoice {
+        #[arg(long)]
+        account: String,
+        /// Calendar month, YYYY-MM.
+        #[arg(long)]
+        period: cdrctl::invoice::Month,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Print what landed in ClickHouse.
     Report {
         #[arg(long, default_value = "")]
@@ -390,6 +403,20 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+        }
+        Cmd::Invoice {
+            account,
+            period,
+            out,
+        } => {
+            let w = cdrctl::invoice::write(&ch.client(), &account, period, &out).await?;
+            for p in [&w.lines_csv, &w.total_csv, &w.json] {
+                println!("wrote {}", p.display());
+            }
+            println!(
+                "invoice {account} {period}: {} lines, total {}",
+                w.lines, w.total
+            );
         }
         Cmd::Report { run_id } => {
             let r = cdrctl::report::fetch(&ch.client(), &run_id).await?;
