@@ -622,3 +622,107 @@ async fn a_lost_bye_is_billed_provisionally_and_completed_by_the_late_hangup() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// Issue 16: dead letters sent through again once their cause is fixed.
+/// An assembler whose input limit is far too small dead-letters every
+/// event as `oversized`; with the limit fixed, `cdrctl dlq replay` sends
+/// the original bytes back and every call lands exactly as the simulator
+/// expected; a second replay sends nothing, and a forced one bills nothing
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_replayed_after_the_fix_land_once() {
+    let _g = stack();
+    let pl = Pipeline::start(
+        "dlq",
+        &["assembler", "enricher", "rater", "detector", "sink"],
+    );
+    pl.restart_with("assembler", "CDR__STAGE__MAX_INPUT_BYTES=1024");
+    pl.wait_ready("assembler");
+    let run = unique_run("dlq");
+    let (mut msgs, expected) = generate(&SimConfig {
+        calls: 80,
+        seed: 81,
+        run_id: run.clone(),
+        malformed_pct: 0.0,
+        start_ms: cdr_kafka::now_ms() - 3_600_000,
+        ..Default::default()
+    });
+    assert_eq!(expected.dead_letters, 0);
+    // Every event carries 1.1 kB of vendor padding (a field the contract
+    // ignores): over this assembler's 1 kB limit, well under the default.
+    for m in &mut msgs {
+        let mut v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        v["x_vendor_pad"] = "p".repeat(1100).into();
+        m.payload = serde_json::to_vec(&v).unwrap();
+    }
+    let events = msgs.len() as u64;
+    cdrctl::publish(&pl.kafka(), &msgs, 0)
+        .await
+        .expect("publish");
+    let r = wait_for(&run, 0, events, Duration::from_secs(120)).await;
+    assert_eq!(r.calls, 0, "{r}");
+    assert_eq!(
+        as_map(&r.dead_by_reason),
+        BTreeMap::from([("oversized".to_string(), events as usize)])
+    );
+    // The fix: the assembler's normal input limit.
+    pl.restart_with("assembler", "");
+    pl.wait_ready("assembler");
+    let topic = format!("{}{}", pl.prefix, cdr_model::topics::CALL_EVENTS);
+    let replay = |extra: &[&str]| {
+        let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+            .args(["dlq", "replay", "--reason", "oversized", "--topic", &topic])
+            .args(extra)
+            .current_dir(repo())
+            .output()
+            .expect("cdrctl dlq replay");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    // Each dead letter kept its record's own time, which the replay gives
+    // back (the assembler judges event clocks against it).
+    let untimed: u64 = clickhouse()
+        .client()
+        .query("SELECT count() FROM dead_letters_final WHERE topic = ? AND source_ts IS NULL")
+        .bind(&topic)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(untimed, 0);
+    assert!(replay(&[]).contains(&format!("replayed {events} dead letters")));
+    let r = wait_for(
+        &run,
+        expected.calls as u64,
+        events,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(r.calls as usize, expected.calls, "{r}");
+    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
+    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
+    // Marked replayed: nothing to send the second time.
+    assert!(replay(&[]).contains("replayed 0 dead letters"));
+    let list = std::process::Command::new(repo().join("target/release/cdrctl"))
+        .args(["dlq", "list", "--topic", &topic])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        list.contains(&format!("oversized\t{topic}\t{events}\t0\t{events}\t")),
+        "{list}"
+    );
+    // Forced again: the same events, the same calls, billed once.
+    let amount = |r: &cdrctl::report::Report| r.amount.clone();
+    let before = amount(&r);
+    assert!(replay(&["--again"]).contains(&format!("replayed {events} dead letters")));
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let again = wait_for(&run, expected.calls as u64, events, Duration::from_secs(60)).await;
+    assert_eq!(again.calls as usize, expected.calls, "{again}");
+    assert_eq!(amount(&again), before, "{again}");
+    assert_eq!(again.answered_seconds, expected.answered_seconds);
+}

@@ -67,6 +67,16 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "rating_inputs",
         include_str!("../../../schemas/clickhouse/012_rating_inputs.sql"),
     ),
+    (
+        13,
+        "dead_letter_replays",
+        include_str!("../../../schemas/clickhouse/013_dead_letter_replays.sql"),
+    ),
+    (
+        14,
+        "dead_letter_source_ts",
+        include_str!("../../../schemas/clickhouse/014_dead_letter_source_ts.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping

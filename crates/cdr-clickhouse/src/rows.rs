@@ -230,6 +230,8 @@ pub struct DeadLetterRow {
     pub payload_len: u64,
     pub payload_sha256: String,
     pub payload_truncated: bool,
+    /// The source record's timestamp, epoch ms (`DateTime64(3)`).
+    pub source_ts: Option<i64>,
 }
 
 impl From<&DeadLetter> for DeadLetterRow {
@@ -249,6 +251,7 @@ impl From<&DeadLetter> for DeadLetterRow {
             payload_len: d.payload_len,
             payload_sha256: d.payload_sha256.clone(),
             payload_truncated: d.payload_truncated,
+            source_ts: d.source_ts_ms,
         }
     }
 }

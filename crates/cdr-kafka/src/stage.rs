@@ -125,6 +125,7 @@ pub fn dead_letter_for(service: &str, m: &OwnedMessage, why: &dyn Rejection) -> 
         m.payload().unwrap_or_default(),
         crate::now_ms(),
     )
+    .with_source_ts(m.timestamp().to_millis())
 }
 
 /// Where an output came from, so a refused output can be dead-lettered
@@ -823,4 +824,45 @@ pub async fn run_stage_with_producer<S: Stage>(
     committer.commit_final(final_offsets)?;
     tracing::info!(service, "drained and committed; exiting");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dead letter keeps its record's own time, so `cdrctl dlq replay`
+    /// can give it back; a record without one keeps none.
+    #[test]
+    fn a_dead_letter_records_its_source_timestamp() {
+        let m = |ts| {
+            OwnedMessage::new(
+                Some(b"{".to_vec()),
+                Some(b"k".to_vec()),
+                "call-events".into(),
+                ts,
+                3,
+                42,
+                None,
+            )
+        };
+        let why = Reject::BadAvro("x".into());
+        let dl = dead_letter_for(
+            "enricher",
+            &m(rdkafka::Timestamp::CreateTime(1_700_000_000_123)),
+            &why,
+        );
+        assert_eq!(dl.source_ts_ms, Some(1_700_000_000_123));
+        assert_eq!(
+            (dl.topic.as_str(), dl.partition, dl.offset),
+            ("call-events", 3, 42)
+        );
+        assert_eq!(dl.payload(), b"{");
+        let none = dead_letter_for("enricher", &m(rdkafka::Timestamp::NotAvailable), &why);
+        assert_eq!(none.source_ts_ms, None);
+        // Older dead letters (no field) still parse.
+        let mut v: serde_json::Value = serde_json::from_slice(&none.to_json()).unwrap();
+        v.as_object_mut().unwrap().remove("source_ts_ms");
+        let back: DeadLetter = serde_json::from_value(v).unwrap();
+        assert_eq!(back.source_ts_ms, None);
+    }
 }

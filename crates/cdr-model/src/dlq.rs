@@ -38,6 +38,11 @@ pub struct DeadLetter {
     #[serde(default)]
     pub payload_truncated: bool,
     pub at_ms: i64,
+    /// The source record's own timestamp (epoch ms), so a replay can give
+    /// the record back its time (the assembler judges event clocks against
+    /// it). `None` for dead letters of outputs and older dead letters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ts_ms: Option<i64>,
 }
 
 /// Cuts `s` to at most `max` characters, marking the cut.
@@ -78,7 +83,14 @@ impl DeadLetter {
             payload_sha256: hex::encode(Sha256::digest(payload)),
             payload_truncated: kept.len() < payload.len(),
             at_ms,
+            source_ts_ms: None,
         }
+    }
+
+    /// Records the source record's timestamp.
+    pub fn with_source_ts(mut self, ts_ms: Option<i64>) -> Self {
+        self.source_ts_ms = ts_ms;
+        self
     }
 
     /// The kept payload bytes (the whole payload unless `payload_truncated`).

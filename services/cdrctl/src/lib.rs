@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod deck;
+pub mod dlq;
 pub mod import;
 pub mod invoice;
 pub mod rate;

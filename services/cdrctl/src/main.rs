@@ -181,6 +181,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeckCmd,
     },
+    /// Dead letters: list them, send them through again once fixed.
+    Dlq {
+        #[command(subcommand)]
+        cmd: DlqCmd,
+    },
     /// Raw broker produce/consume rate, for comparison with the pipeline.
     BenchBroker {
         #[arg(long, default_value_t = 200_000)]
@@ -188,6 +193,57 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         size: usize,
     },
+}
+
+#[derive(clap::Args, Clone)]
+struct DlqFilter {
+    /// Exact reason (e.g. oversized, bad_json, clock_out_of_range).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Exact source topic as the cluster names it (e.g. call-events).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Dead-lettered at or after (UTC, e.g. 2026-12-01 or 2026-12-01 10:00:00).
+    #[arg(long)]
+    from: Option<String>,
+    /// Dead-lettered before (UTC).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DlqCmd {
+    /// Dead letters by reason and source topic (counts, truncated,
+    /// replayed, first and last).
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+    },
+    /// Send the matching dead letters' original bytes back to their source
+    /// topic (skipping those already replayed unless --again); exits 2 when
+    /// some could not be sent (only a prefix kept).
+    Replay {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Replay dead letters that were replayed before too.
+        #[arg(long)]
+        again: bool,
+        /// Recorded as who replayed them.
+        #[arg(long, env = "USER", default_value = "cdrctl")]
+        actor: String,
+    },
+}
+
+impl DlqFilter {
+    fn into_filter(self, again: bool) -> cdrctl::dlq::Filter {
+        cdrctl::dlq::Filter {
+            reason: self.reason,
+            topic: self.topic,
+            from: self.from,
+            to: self.to,
+            again,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -545,6 +601,45 @@ async fn main() -> anyhow::Result<()> {
             let (versions, rows) =
                 cdrctl::deck::publish(&ch.client(), &rater_config, &base).await?;
             println!("published {versions} deck versions, {rows} rows to ClickHouse");
+        }
+        Cmd::Dlq {
+            cmd: DlqCmd::List { filter },
+        } => {
+            let groups = cdrctl::dlq::list(&ch.client(), &filter.into_filter(true)).await?;
+            println!("reason\ttopic\tdead_letters\ttruncated\treplayed\tfirst_at\tlast_at");
+            for g in &groups {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    g.reason,
+                    g.topic,
+                    g.dead_letters,
+                    g.truncated,
+                    g.replayed,
+                    g.first_at,
+                    g.last_at
+                );
+            }
+        }
+        Cmd::Dlq {
+            cmd:
+                DlqCmd::Replay {
+                    filter,
+                    again,
+                    actor,
+                },
+        } => {
+            let r = cdrctl::dlq::replay(&ch.client(), &kafka, &filter.into_filter(again), &actor)
+                .await?;
+            println!("replayed {} dead letters", r.sent);
+            for id in &r.truncated {
+                eprintln!("dead letter {id}: only a prefix of the record was kept; not replayed");
+            }
+            for id in &r.undecodable {
+                eprintln!("dead letter {id}: payload_b64 does not decode; not replayed");
+            }
+            if !r.truncated.is_empty() || !r.undecodable.is_empty() {
+                std::process::exit(2);
+            }
         }
         Cmd::Account {
             cmd:
