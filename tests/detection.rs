@@ -55,6 +55,34 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
     // one unanswered call on each route 12 minutes after its start.
     let base = cdr_kafka::now_ms() - 40 * 60_000;
     let stamp = cdr_kafka::now_ms();
+    // The FAS route's account (acc-4003) is a real deck account: on a stack
+    // that already ran this test within 24 h, its own FAS traffic got it
+    // downgraded to retail (ACD < 60 s), which moves its calls to another
+    // deck and breakout. An operator puts it back on wholesale from before
+    // this test's calls, as `cdrctl account set-plan` is meant to.
+    let at = chrono::DateTime::from_timestamp_millis(base - 60_000)
+        .unwrap()
+        .to_rfc3339();
+    let st = std::process::Command::new(repo().join("target/release/cdrctl"))
+        .args([
+            "account",
+            "set-plan",
+            "acc-4003",
+            "--plan",
+            "wholesale",
+            "--at",
+            &at,
+        ])
+        .args([
+            "--reason",
+            "detection e2e: FAS route account back on wholesale",
+        ])
+        .current_dir(repo())
+        .status()
+        .expect("cdrctl account set-plan");
+    assert!(st.success());
+    // The rater follows plan changes on their own topic: let it read this one.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let (dialer, talker) = (format!("acc-4001-x{stamp}"), format!("acc-4002-x{stamp}"));
     for (k, seed) in [21u64, 22, 23].into_iter().enumerate() {
         let run = unique_run(&format!("fas{seed}-"));
