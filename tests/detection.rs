@@ -47,6 +47,15 @@ fn ratio(num: usize, den: usize) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
     let _g = stack();
+    // Its own pipeline: the rater's and the detector's partition clocks,
+    // windows and plan history are this test's alone. On the shared
+    // stack, traffic of other tests with later event times on the same
+    // partition made this test's calls late (no dialer alert), and earlier
+    // runs of this test downgraded its FAS route's account to retail.
+    let pl = Pipeline::start(
+        "det",
+        &["assembler", "enricher", "rater", "detector", "sink"],
+    );
     let ch = clickhouse().client();
     // Three 4-minute runs on fresh routes (trunk names carry the run id)
     // and fresh dialer / conversational accounts (so a re-run never meets
@@ -55,34 +64,6 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
     // one unanswered call on each route 12 minutes after its start.
     let base = cdr_kafka::now_ms() - 40 * 60_000;
     let stamp = cdr_kafka::now_ms();
-    // The FAS route's account (acc-4003) is a real deck account: on a stack
-    // that already ran this test within 24 h, its own FAS traffic got it
-    // downgraded to retail (ACD < 60 s), which moves its calls to another
-    // deck and breakout. An operator puts it back on wholesale from before
-    // this test's calls, as `cdrctl account set-plan` is meant to.
-    let at = chrono::DateTime::from_timestamp_millis(base - 60_000)
-        .unwrap()
-        .to_rfc3339();
-    let st = std::process::Command::new(repo().join("target/release/cdrctl"))
-        .args([
-            "account",
-            "set-plan",
-            "acc-4003",
-            "--plan",
-            "wholesale",
-            "--at",
-            &at,
-        ])
-        .args([
-            "--reason",
-            "detection e2e: FAS route account back on wholesale",
-        ])
-        .current_dir(repo())
-        .status()
-        .expect("cdrctl account set-plan");
-    assert!(st.success());
-    // The rater follows plan changes on their own topic: let it read this one.
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let (dialer, talker) = (format!("acc-4001-x{stamp}"), format!("acc-4002-x{stamp}"));
     for (k, seed) in [21u64, 22, 23].into_iter().enumerate() {
         let run = unique_run(&format!("fas{seed}-"));
@@ -94,7 +75,9 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
                 rename_accounts(&m.payload, &[("acc-4001", &dialer), ("acc-4002", &talker)]);
         }
         let published = Instant::now();
-        cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+        cdrctl::publish(&pl.kafka(), &msgs, 0)
+            .await
+            .expect("publish");
         // Once the run's calls are through, one later call on each route
         // moves its clock past the run's windows (published after them,
         // as time would pass: a call 12 minutes ahead of the others would
@@ -129,7 +112,9 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
                 start + 12 * 60_000,
             ));
         }
-        cdrctl::publish(&kafka(), &ticks, 0).await.expect("publish");
+        cdrctl::publish(&pl.kafka(), &ticks, 0)
+            .await
+            .expect("publish");
         let (cdrs, alerts, delay) = loop {
             let cdrs: Vec<Cdr> = ch
                 .query("SELECT cdr_id, call_id, amount, fas_score FROM rated_cdrs_final WHERE call_id LIKE ?")
@@ -246,7 +231,7 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
         "e2e",
         cdr_kafka::now_ms(),
     );
-    cdrctl::control::publish_route_status(&kafka(), &e)
+    cdrctl::control::publish_route_status(&pl.kafka(), &e)
         .await
         .unwrap();
     let started = Instant::now();
@@ -290,7 +275,7 @@ async fn fas_route_pulled_and_credited_clean_route_untouched_dialer_flagged() {
         "4930123456",
         base + 36 * 60_000,
     ));
-    cdrctl::publish(&kafka(), &closing, 0).await.unwrap();
+    cdrctl::publish(&pl.kafka(), &closing, 0).await.unwrap();
     let started = Instant::now();
     let flagged = loop {
         let flagged: Vec<String> = ch
