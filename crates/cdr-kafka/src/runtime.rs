@@ -472,6 +472,17 @@ pub async fn enqueue_record(
     if let Some(p) = partition {
         rec = rec.partition(p);
     }
+    enqueue_built(producer, rec, topic, waits).await
+}
+
+/// Enqueues a record built by the caller (its name already the cluster's),
+/// waiting while the local queue is full; `topic` names it in errors.
+pub async fn enqueue_built(
+    producer: &Producer,
+    mut rec: FutureRecord<'_, [u8], [u8]>,
+    topic: &str,
+    waits: Option<&prometheus::IntCounter>,
+) -> Result<DeliveryFuture, SendError> {
     loop {
         match producer.send_result(rec) {
             Ok(f) => return Ok(f),

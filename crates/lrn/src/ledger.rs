@@ -339,8 +339,9 @@ impl DipLedger {
     }
 
     /// Keeps `payload()` as the copy of call `cdr_id` when it is its
-    /// period's holder and still inside the correction window (a copy of
-    /// at least the kept `version` replaces it). Returns whether it did.
+    /// period's holder and still inside the correction window (a more
+    /// complete copy replaces the kept one; an equal one, a redelivery, is
+    /// not encoded or written again). Returns whether it did.
     pub fn keep_copy(
         &mut self,
         tn10: &str,
@@ -364,7 +365,7 @@ impl DipLedger {
             return false;
         };
         if a.holder.as_deref() != Some(cdr_id)
-            || a.copy.as_ref().is_some_and(|c| c.version > version)
+            || a.copy.as_ref().is_some_and(|c| c.version >= version)
         {
             return false;
         }

@@ -13,7 +13,6 @@
 use anyhow::Context as _;
 use base64::Engine as _;
 use clickhouse::Row;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 
@@ -185,21 +184,9 @@ pub async fn replay(
         if let Some(ts) = l.source_ts {
             rec = rec.timestamp(ts);
         }
-        let ack = loop {
-            match producer.send_result(rec) {
-                Ok(f) => break f,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => anyhow::bail!(
-                    "dead letter {} (offset {}): sending to {}: {e}",
-                    l.id,
-                    l.offset,
-                    l.topic
-                ),
-            }
-        };
+        let ack = cdr_kafka::runtime::enqueue_built(&producer, rec, &l.topic, None)
+            .await
+            .with_context(|| format!("dead letter {} (offset {})", l.id, l.offset))?;
         acks.push((l, ack));
     }
     let mut insert = client.insert::<Replay>("dead_letter_replays").await?;
