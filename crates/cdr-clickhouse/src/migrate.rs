@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "dead_letter_source_ts",
         include_str!("../../../schemas/clickhouse/014_dead_letter_source_ts.sql"),
     ),
+    (
+        15,
+        "rerates",
+        include_str!("../../../schemas/clickhouse/015_rerates.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping

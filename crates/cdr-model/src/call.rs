@@ -97,6 +97,23 @@ pub struct AssembledCall {
     pub assembled_at_ms: i64,
 }
 
+/// Bits of a row version that [`row_version`] uses; the bits above hold the
+/// re-rating generation.
+pub const ROW_VERSION_EVENT_BITS: u32 = 32;
+
+/// The version of a call's next re-rating: the same pipeline part, the
+/// generation above it one higher.
+pub fn rerated_version(version: u64) -> u64 {
+    let low = version & ((1u64 << ROW_VERSION_EVENT_BITS) - 1);
+    let generation = version >> ROW_VERSION_EVENT_BITS;
+    ((generation + 1) << ROW_VERSION_EVENT_BITS) | low
+}
+
+/// The re-rating generation of a row version (0: as the pipeline rated it).
+pub fn rerate_generation(version: u64) -> u64 {
+    version >> ROW_VERSION_EVENT_BITS
+}
+
 /// The row version of a CDR (ClickHouse's `ReplacingMergeTree` keeps the
 /// highest per `cdr_id`): twice the distinct events folded in (a more
 /// complete copy of a call replaces a less complete one), plus one unless
@@ -105,6 +122,10 @@ pub struct AssembledCall {
 /// over, again as a cache hit: the hit must win, and a call that was a hit
 /// from the start must carry the same version, so the version is a
 /// function of the call's final content, not of how often it was emitted.
+///
+/// The version fits in the low [`ROW_VERSION_EVENT_BITS`] bits; the bits
+/// above count re-ratings (`cdrctl rerate`), so a re-rated row outranks
+/// every pipeline copy of its call.
 pub fn row_version(event_count: i32, lrn_source: &str) -> u64 {
     let events = u64::try_from(event_count).unwrap_or(0);
     events * 2 + u64::from(lrn_source != crate::kinds::LrnSource::Dip.as_str())

@@ -38,7 +38,7 @@ const WHERE: &str = "({reason:String} = '' OR d.reason = {reason:String}) \
 
 /// `YYYY-MM-DD` or `YYYY-MM-DD hh:mm:ss` (UTC), checked here so a typo is an
 /// error rather than no bound.
-fn bound(name: &str, v: &Option<String>, default: &str) -> anyhow::Result<String> {
+pub(crate) fn bound(name: &str, v: &Option<String>, default: &str) -> anyhow::Result<String> {
     let Some(v) = v else {
         return Ok(default.to_string());
     };

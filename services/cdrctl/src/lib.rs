@@ -9,6 +9,7 @@ pub mod import;
 pub mod invoice;
 pub mod rate;
 pub mod report;
+pub mod rerate;
 pub mod scenarios;
 pub mod simulate;
 pub mod topics;

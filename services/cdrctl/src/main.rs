@@ -181,6 +181,46 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeckCmd,
     },
+    /// Rate calls ClickHouse holds again with the current (or a named)
+    /// rater configuration: changed calls get a new version of the same
+    /// cdr_id (history kept in rerate_history), unchanged calls are left
+    /// alone. Prints the diff per account and breakout (TSV) and exits 2
+    /// when a call could not be written.
+    Rerate {
+        /// Rater configuration (decks, accounts, surcharges) to rate with;
+        /// a named deck set is a configuration naming it.
+        #[arg(long, default_value = "deploy/local/config/rater.toml")]
+        rater_config: PathBuf,
+        #[arg(long)]
+        account: Option<String>,
+        /// Calls set up at or after (UTC, YYYY-MM-DD or "YYYY-MM-DD hh:mm:ss").
+        #[arg(long)]
+        from: Option<String>,
+        /// Calls set up before (UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// Current destination (breakout), exact.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Current rating status (rated | unrated | inbound).
+        #[arg(long)]
+        status: Option<String>,
+        /// Current unrated reason (e.g. unknown_account).
+        #[arg(long)]
+        unrated_reason: Option<String>,
+        /// Current deck id.
+        #[arg(long)]
+        deck_id: Option<String>,
+        /// Why (recorded with every re-rated call).
+        #[arg(long)]
+        reason: String,
+        /// Recorded as who re-rated.
+        #[arg(long, env = "USER", default_value = "cdrctl")]
+        actor: String,
+        /// Print the diff, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Dead letters: list them, send them through again once fixed.
     Dlq {
         #[command(subcommand)]
@@ -601,6 +641,73 @@ async fn main() -> anyhow::Result<()> {
             let (versions, rows) =
                 cdrctl::deck::publish(&ch.client(), &rater_config, &base).await?;
             println!("published {versions} deck versions, {rows} rows to ClickHouse");
+        }
+        Cmd::Rerate {
+            rater_config,
+            account,
+            from,
+            to,
+            destination,
+            status,
+            unrated_reason,
+            deck_id,
+            reason,
+            actor,
+            dry_run,
+        } => {
+            let base = std::env::current_dir().context("working directory")?;
+            let (mut tables, summary) = rater::load_from_config_file(&rater_config, &base)?;
+            for r in &summary.rejected {
+                eprintln!("row rejected: {r}");
+            }
+            let client = ch.client();
+            let plans = cdrctl::rerate::load_plan_history(&client, &mut tables).await?;
+            let decks: Vec<String> = summary
+                .decks
+                .iter()
+                .map(|d| format!("{}@{}", d.deck_id, d.version))
+                .collect();
+            let req = cdrctl::rerate::Request {
+                selection: cdrctl::rerate::Selection {
+                    account,
+                    from,
+                    to,
+                    destination,
+                    status,
+                    deck_id,
+                    unrated_reason,
+                },
+                actor,
+                reason,
+                dry_run,
+                tables: format!(
+                    "{}: decks {}; {} accounts; {plans} plan changes",
+                    rater_config.display(),
+                    decks.join(" "),
+                    summary.accounts
+                ),
+            };
+            let o = cdrctl::rerate::rerate(&client, &tables, &req).await?;
+            print!("{}", o.diff_tsv());
+            println!(
+                "run {}: {} of {} selected calls re-rated{}; {} credit correction(s) totalling {}",
+                o.run_id,
+                o.changed,
+                o.selected,
+                if dry_run {
+                    " (dry run: nothing written)"
+                } else {
+                    ""
+                },
+                o.credit_corrections,
+                o.credit_correction_amount.normalize()
+            );
+            for r in &o.rejected {
+                eprintln!("rejected: {r}");
+            }
+            if !o.rejected.is_empty() {
+                std::process::exit(2);
+            }
         }
         Cmd::Dlq {
             cmd: DlqCmd::List { filter },
