@@ -45,6 +45,8 @@ const QUERIES: &[&str] = &[
     "invoice_total",
     "lrn_fees_monthly",
     "rate_for_cdr",
+    // Run and checked against planted discrepancies in tests/reconcile.rs.
+    "reconciliation",
 ];
 
 /// A TSVWithNames result.

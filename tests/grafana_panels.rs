@@ -371,6 +371,7 @@ const FIXTURE_TABLES: &[(&str, &str)] = &[
     ("route_alerts", "trunk_id"),
     ("route_status", "trunk_id"),
     ("adjustments", "account_id"),
+    ("reconciliation_runs", "carrier"),
 ];
 
 fn delete_fixtures() {
@@ -467,6 +468,14 @@ fn insert_fixtures(calls: &[Call]) {
         .collect();
     chttp::insert("adjustments", &adj);
     chttp::insert("adjustments", &adj[..1]); // redelivered
+
+    let rec = json!({"run_id": "gf-test-rc-1", "carrier": WS2, "file": "gf-test.csv",
+        "file_sha256": "00", "reconciled_at": t(13, 0), "period_from": t(0, 0),
+        "period_to": t(24, 0), "tolerances": "{}", "actor": "gf-test", "our_calls": 10,
+        "their_calls": 9, "our_seconds": 600, "their_seconds": 570, "our_amount": "1.5",
+        "their_cost": "1.45", "matched": 8, "duration_mismatch": 1, "cost_mismatch": 0,
+        "only_ours": 1, "only_theirs": 0, "rejected": 0, "disputed_amount": "-0.05"});
+    chttp::insert("reconciliation_runs", &[rec]);
 }
 
 // --- dashboards ----------------------------------------------------------------

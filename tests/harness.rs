@@ -6,6 +6,7 @@ pub mod chttp;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -332,4 +333,57 @@ pub async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A copy of the local rater configuration in `dir` with the account added
+/// and, optionally, every standard A–Z rate raised by `raise` per minute.
+pub fn rater_config_with_account(
+    dir: &Path,
+    account: &str,
+    raise: Option<rust_decimal::Decimal>,
+) -> PathBuf {
+    let data = repo().join("deploy/local/data");
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(&data).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut accounts = std::fs::read_to_string(data.join("accounts.txt")).unwrap();
+    accounts.push_str(&format!("{account};wholesale;standard;no;\n"));
+    std::fs::write(dir.join("accounts.txt"), accounts).unwrap();
+    if let Some(raise) = raise {
+        let deck = std::fs::read_to_string(data.join("standard_az.txt")).unwrap();
+        let fixed: Vec<String> = deck
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(';').collect();
+                match f
+                    .get(2)
+                    .and_then(|r| rust_decimal::Decimal::from_str(r).ok())
+                {
+                    Some(rate) if !l.starts_with('#') => {
+                        let mut f: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+                        f[2] = (rate + raise).to_string();
+                        f.join(";")
+                    }
+                    _ => l.to_string(),
+                }
+            })
+            .collect();
+        std::fs::write(dir.join("standard_az.txt"), fixed.join("\n") + "\n").unwrap();
+    }
+    let cfg = dir.join("rater.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "accounts = {:?}\nuk_surcharges = {:?}\ndecks_dir = {:?}\n",
+            dir.join("accounts.txt"),
+            dir.join("uk_surcharges.txt"),
+            dir,
+        ),
+    )
+    .unwrap();
+    cfg
 }

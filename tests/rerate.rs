@@ -7,7 +7,7 @@
 //! second run changes nothing.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -138,52 +138,6 @@ async fn scalar(sql: &str, account: &str) -> String {
         .unwrap()
 }
 
-/// A copy of the local rater configuration in `dir` with the account added
-/// and, optionally, every standard A–Z rate raised by `raise` per minute.
-fn config(dir: &Path, account: &str, raise: Option<Decimal>) -> PathBuf {
-    let data = repo().join("deploy/local/data");
-    std::fs::create_dir_all(dir).unwrap();
-    for e in std::fs::read_dir(&data).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    let mut accounts = std::fs::read_to_string(data.join("accounts.txt")).unwrap();
-    accounts.push_str(&format!("{account};wholesale;standard;no;\n"));
-    std::fs::write(dir.join("accounts.txt"), accounts).unwrap();
-    if let Some(raise) = raise {
-        let deck = std::fs::read_to_string(data.join("standard_az.txt")).unwrap();
-        let fixed: Vec<String> = deck
-            .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split(';').collect();
-                match f.get(2).and_then(|r| Decimal::from_str(r).ok()) {
-                    Some(rate) if !l.starts_with('#') => {
-                        let mut f: Vec<String> = f.iter().map(|s| s.to_string()).collect();
-                        f[2] = (rate + raise).to_string();
-                        f.join(";")
-                    }
-                    _ => l.to_string(),
-                }
-            })
-            .collect();
-        std::fs::write(dir.join("standard_az.txt"), fixed.join("\n") + "\n").unwrap();
-    }
-    let cfg = dir.join("rater.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "accounts = {:?}\nuk_surcharges = {:?}\ndecks_dir = {:?}\n",
-            dir.join("accounts.txt"),
-            dir.join("uk_surcharges.txt"),
-            dir,
-        ),
-    )
-    .unwrap();
-    cfg
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerating_prices_an_added_account_then_a_deck_fix_once() {
     let _g = stack();
@@ -224,7 +178,7 @@ async fn rerating_prices_an_added_account_then_a_deck_fix_once() {
     let inv0 = invoice(&account, month, &tmp.join("inv0")).await;
 
     // 1. The account is added: its unknown-account calls are priced.
-    let added = config(&tmp.join("added"), &account, None);
+    let added = rater_config_with_account(&tmp.join("added"), &account, None);
     let added = added.to_str().unwrap();
     let sel = ["--account", account.as_str(), "--rater-config", added];
     let (diff1, changed1, selected1, text1) =
@@ -264,7 +218,7 @@ async fn rerating_prices_an_added_account_then_a_deck_fix_once() {
 
     // 2. A deck fix: every standard A–Z rate 0.01/min higher.
     let raise = d("0.01");
-    let fixed = config(&tmp.join("fixed"), &account, Some(raise));
+    let fixed = rater_config_with_account(&tmp.join("fixed"), &account, Some(raise));
     let fixed = fixed.to_str().unwrap();
     let sel2 = ["--account", account.as_str(), "--rater-config", fixed];
     let (diff2, changed2, _, text2) =

@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "rerates",
         include_str!("../../../schemas/clickhouse/015_rerates.sql"),
     ),
+    (
+        16,
+        "reconciliation",
+        include_str!("../../../schemas/clickhouse/016_reconciliation.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping

@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod import;
 pub mod invoice;
 pub mod rate;
+pub mod reconcile;
 pub mod report;
 pub mod rerate;
 pub mod scenarios;

@@ -221,6 +221,44 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Compare a carrier's CDR file (CSV with a header) with our CDRs of
+    /// that carrier's account; every result row goes to ClickHouse
+    /// (`reconciliation`, `reconciliation_runs`). Exits 2 when a row of
+    /// the file was rejected.
+    Reconcile {
+        /// The carrier: our account id for it.
+        #[arg(long)]
+        carrier: String,
+        /// Their CDR file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Column mapping over the defaults (the field names themselves):
+        /// e.g. `call_id=CallID,calling=ANI,called=DNIS,start=StartTime,duration=Secs,disposition=Status,cost=Cost`.
+        /// Only called, start and duration are required.
+        #[arg(long, default_value = "")]
+        columns: String,
+        /// Field delimiter (one character; `tab` for TSV).
+        #[arg(long, default_value = ",")]
+        delimiter: String,
+        /// Starts this close (ms) to our setup or answer time may match.
+        #[arg(long, default_value_t = 5_000)]
+        start_tolerance_ms: i64,
+        /// Durations this close (ms) agree.
+        #[arg(long, default_value_t = 1_000)]
+        duration_tolerance_ms: i64,
+        /// Costs this close (USD) agree.
+        #[arg(long, default_value = "0.0001")]
+        cost_tolerance: String,
+        /// Our calls set up at or after (UTC); default: the whole days
+        /// their file covers.
+        #[arg(long)]
+        from: Option<String>,
+        /// Our calls set up before (UTC).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, env = "USER", default_value = "cdrctl")]
+        actor: String,
+    },
     /// Dead letters: list them, send them through again once fixed.
     Dlq {
         #[command(subcommand)]
@@ -706,6 +744,52 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("rejected: {r}");
             }
             if !o.rejected.is_empty() {
+                std::process::exit(2);
+            }
+        }
+        Cmd::Reconcile {
+            carrier,
+            file,
+            columns,
+            delimiter,
+            start_tolerance_ms,
+            duration_tolerance_ms,
+            cost_tolerance,
+            from,
+            to,
+            actor,
+        } => {
+            let delimiter = match delimiter.as_str() {
+                "tab" | "\\t" => b'\t',
+                d if d.len() == 1 => d.as_bytes()[0],
+                d => anyhow::bail!("--delimiter `{d}`: one character or `tab`"),
+            };
+            let cost = rust_decimal::Decimal::from_str_exact(cost_tolerance.trim())
+                .with_context(|| format!("--cost-tolerance `{cost_tolerance}`"))?;
+            anyhow::ensure!(
+                start_tolerance_ms >= 0 && duration_tolerance_ms >= 0 && !cost.is_sign_negative(),
+                "tolerances must not be negative"
+            );
+            let req = cdrctl::reconcile::Request {
+                carrier,
+                file,
+                mapping: columns.parse()?,
+                delimiter,
+                tolerances: cdrctl::reconcile::Tolerances {
+                    start_ms: start_tolerance_ms,
+                    duration_ms: duration_tolerance_ms,
+                    cost,
+                },
+                from,
+                to,
+                actor,
+            };
+            let (summary, rejected) = cdrctl::reconcile::run(&ch.client(), &req).await?;
+            print!("{}", cdrctl::reconcile::summary_text(&summary));
+            for r in &rejected {
+                eprintln!("{}: {r}", req.file.display());
+            }
+            if !rejected.is_empty() {
                 std::process::exit(2);
             }
         }
