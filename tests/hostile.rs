@@ -726,3 +726,88 @@ async fn dead_letters_replayed_after_the_fix_land_once() {
     assert_eq!(amount(&again), before, "{again}");
     assert_eq!(again.answered_seconds, expected.answered_seconds);
 }
+
+/// Issue 16: dead letters replayed in a corrected form. A switch that
+/// names the account `acct` gets every event dead-lettered; replayed with
+/// the fix mapping `{"rename": {"acct": "account_id"}}` every call lands
+/// exactly as the simulator expected, and a forced second replay bills
+/// nothing twice (the corrected events keep their event ids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_replayed_with_a_fix_mapping_land_once() {
+    let _g = stack();
+    let pl = Pipeline::start(
+        "dlqfix",
+        &["assembler", "enricher", "rater", "detector", "sink"],
+    );
+    let run = unique_run("dlqfix");
+    let (mut msgs, expected) = generate(&SimConfig {
+        calls: 40,
+        seed: 82,
+        run_id: run.clone(),
+        malformed_pct: 0.0,
+        start_ms: cdr_kafka::now_ms() - 3_600_000,
+        ..Default::default()
+    });
+    for m in &mut msgs {
+        let mut v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&m.payload).unwrap();
+        let a = v.remove("account_id").expect("account_id");
+        v.insert("acct".into(), a);
+        m.payload = serde_json::to_vec(&v).unwrap();
+    }
+    let events = msgs.len() as u64;
+    cdrctl::publish(&pl.kafka(), &msgs, 0)
+        .await
+        .expect("publish");
+    let r = wait_for(&run, 0, events, Duration::from_secs(120)).await;
+    assert_eq!(r.calls, 0, "{r}");
+    let topic = format!("{}{}", pl.prefix, cdr_model::topics::CALL_EVENTS);
+    let dir = std::env::temp_dir().join(format!("dlqfix-{run}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fix = dir.join("fix.json");
+    std::fs::write(&fix, r#"{"rename": {"acct": "account_id"}}"#).unwrap();
+    let replay = |extra: &[&str]| {
+        let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+            .args(["dlq", "replay", "--topic", &topic, "--fix"])
+            .arg(&fix)
+            .args(extra)
+            .current_dir(repo())
+            .output()
+            .expect("cdrctl dlq replay");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    assert!(replay(&[]).contains(&format!("replayed {events} dead letters")));
+    let r = wait_for(
+        &run,
+        expected.calls as u64,
+        events,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(r.calls as usize, expected.calls, "{r}");
+    assert_eq!(as_map(&r.by_disposition), expected.by_disposition, "{r}");
+    assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
+    // The fix is on record with each replay.
+    let fixed: u64 = clickhouse()
+        .client()
+        .query("SELECT count() FROM cdr.dead_letter_replays WHERE topic = ? AND fix LIKE '%acct%'")
+        .bind(&topic)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(fixed, events);
+    assert!(replay(&[]).contains("replayed 0 dead letters"));
+    let before = r.amount.clone();
+    assert!(replay(&["--again"]).contains(&format!("replayed {events} dead letters")));
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let again = wait_for(&run, expected.calls as u64, events, Duration::from_secs(60)).await;
+    assert_eq!(again.calls as usize, expected.calls, "{again}");
+    assert_eq!(again.amount, before, "{again}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

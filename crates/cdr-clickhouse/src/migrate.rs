@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "reconciliation",
         include_str!("../../../schemas/clickhouse/016_reconciliation.sql"),
     ),
+    (
+        17,
+        "dead_letter_replay_fix",
+        include_str!("../../../schemas/clickhouse/017_dead_letter_replay_fix.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements (on `;` at line end), dropping

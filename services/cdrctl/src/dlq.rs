@@ -9,12 +9,22 @@
 //! bytes went); a replayed dead letter is skipped unless `--again`. A dead
 //! letter that kept only a prefix of an oversized record cannot be replayed:
 //! it is reported and the command exits non-zero.
+//!
+//! A [`FixMapping`] (`--fix FILE`) sends a corrected form instead: for
+//! JSON-object payloads (switch events), top-level fields renamed, values
+//! mapped, fields set and removed, in that order. The correction must keep
+//! the record's identity (its `event_id`, call id and key are whatever the
+//! fix leaves them; the key and partition are the dead letter's own), so a
+//! corrected event replayed twice still folds into one call. A payload the
+//! fix cannot apply to (not a JSON object) is reported and not sent. The
+//! fix is recorded with each replay.
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use clickhouse::Row;
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Which dead letters a command acts on.
 #[derive(Debug, Clone, Default)]
@@ -109,6 +119,77 @@ struct Letter {
     source_ts: Option<i64>,
 }
 
+/// A correction applied to each replayed payload (a JSON object).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixMapping {
+    /// Field renames, old name -> new name (skipped when the old name is
+    /// absent; a present new name is overwritten).
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Per field, value replacements (old JSON value as text -> new value),
+    /// e.g. `{"type": {"HANGUP": "hangup"}}`.
+    #[serde(default)]
+    pub map_values: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// Fields set to a value (added or overwritten).
+    #[serde(default)]
+    pub set: BTreeMap<String, serde_json::Value>,
+    /// Fields removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Why a fix could not be applied to a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FixError {
+    #[error("payload is not a JSON object")]
+    NotAnObject,
+}
+
+impl FixMapping {
+    /// Reads a fix file (JSON).
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let f: FixMapping = serde_json::from_slice(&text)
+            .with_context(|| format!("{}: not a fix mapping", path.display()))?;
+        anyhow::ensure!(
+            f != FixMapping::default(),
+            "{}: the fix changes nothing",
+            path.display()
+        );
+        Ok(f)
+    }
+
+    /// The corrected payload.
+    pub fn apply(&self, payload: &[u8]) -> Result<Vec<u8>, FixError> {
+        let mut v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(payload).map_err(|_| FixError::NotAnObject)?;
+        for (from, to) in &self.rename {
+            if let Some(x) = v.remove(from) {
+                v.insert(to.clone(), x);
+            }
+        }
+        for (field, map) in &self.map_values {
+            if let Some(x) = v.get_mut(field) {
+                let key = match &*x {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if let Some(new) = map.get(&key) {
+                    *x = new.clone();
+                }
+            }
+        }
+        for (field, value) in &self.set {
+            v.insert(field.clone(), value.clone());
+        }
+        for field in &self.remove {
+            v.remove(field);
+        }
+        Ok(serde_json::to_vec(&v).expect("a JSON map serialises"))
+    }
+}
+
 #[derive(Debug, Row, Serialize)]
 struct Replay {
     id: String,
@@ -118,6 +199,8 @@ struct Replay {
     partition: i32,
     offset: i64,
     actor: String,
+    /// The fix mapping applied (JSON), empty for the original bytes.
+    fix: String,
 }
 
 /// What a replay did.
@@ -129,6 +212,8 @@ pub struct Replayed {
     pub truncated: Vec<String>,
     /// Dead letters whose payload did not decode (ids), not sent.
     pub undecodable: Vec<String>,
+    /// Dead letters the fix could not apply to (id, why), not sent.
+    pub unfixable: Vec<(String, FixError)>,
 }
 
 /// Sends every matching dead letter's original bytes back to its topic
@@ -138,7 +223,12 @@ pub async fn replay(
     kafka: &cdr_kafka::KafkaConfig,
     f: &Filter,
     actor: &str,
+    fix: Option<&FixMapping>,
 ) -> anyhow::Result<Replayed> {
+    let fix_text = match fix {
+        Some(x) => serde_json::to_string(x)?,
+        None => String::new(),
+    };
     let skip = if f.again {
         ""
     } else {
@@ -170,6 +260,14 @@ pub async fn replay(
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&l.payload_b64) else {
             out.undecodable.push(l.id);
             continue;
+        };
+        let bytes = match fix.map(|x| x.apply(&bytes)) {
+            None => bytes,
+            Some(Ok(fixed)) => fixed,
+            Some(Err(e)) => {
+                out.unfixable.push((l.id, e));
+                continue;
+            }
         };
         let key = l.key.clone().unwrap_or_default();
         // Its own partition again, which keeps the order within it, and its
@@ -204,6 +302,7 @@ pub async fn replay(
                 partition: d.partition,
                 offset: d.offset,
                 actor: actor.to_string(),
+                fix: fix_text.clone(),
             })
             .await?;
         out.sent += 1;
@@ -215,6 +314,31 @@ pub async fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fix_renames_maps_sets_and_removes_top_level_fields() {
+        let f: FixMapping = serde_json::from_str(
+            r#"{"rename": {"acct": "account_id"}, "map_values": {"type": {"HANGUP": "hangup", "7": 8}},
+                "set": {"switch_id": "sw-1"}, "remove": ["junk"]}"#,
+        )
+        .unwrap();
+        let out = f
+            .apply(br#"{"event_id": "e1", "acct": "a-1", "type": "HANGUP", "junk": 1, "n": 7}"#)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"event_id": "e1", "account_id": "a-1", "type": "hangup", "switch_id": "sw-1", "n": 7})
+        );
+        // Values are matched as their text (numbers too); absent fields are left alone.
+        let g: FixMapping = serde_json::from_str(r#"{"map_values": {"n": {"7": 8}}}"#).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&g.apply(br#"{"n": 7}"#).unwrap()).unwrap();
+        assert_eq!(v["n"], 8);
+        assert_eq!(f.apply(b"not json"), Err(FixError::NotAnObject));
+        assert_eq!(f.apply(b"[1, 2]"), Err(FixError::NotAnObject));
+        assert!(serde_json::from_str::<FixMapping>(r#"{"renames": {}}"#).is_err());
+    }
 
     #[test]
     fn time_bounds_are_checked() {

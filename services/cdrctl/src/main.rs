@@ -309,6 +309,10 @@ enum DlqCmd {
         /// Recorded as who replayed them.
         #[arg(long, env = "USER", default_value = "cdrctl")]
         actor: String,
+        /// Send a corrected form: a JSON fix mapping (rename, map_values,
+        /// set, remove of top-level fields of JSON payloads).
+        #[arg(long)]
+        fix: Option<PathBuf>,
     },
 }
 
@@ -817,10 +821,21 @@ async fn main() -> anyhow::Result<()> {
                     filter,
                     again,
                     actor,
+                    fix,
                 },
         } => {
-            let r = cdrctl::dlq::replay(&ch.client(), &kafka, &filter.into_filter(again), &actor)
-                .await?;
+            let fix = fix
+                .as_deref()
+                .map(cdrctl::dlq::FixMapping::load)
+                .transpose()?;
+            let r = cdrctl::dlq::replay(
+                &ch.client(),
+                &kafka,
+                &filter.into_filter(again),
+                &actor,
+                fix.as_ref(),
+            )
+            .await?;
             println!("replayed {} dead letters", r.sent);
             for id in &r.truncated {
                 eprintln!("dead letter {id}: only a prefix of the record was kept; not replayed");
@@ -828,7 +843,10 @@ async fn main() -> anyhow::Result<()> {
             for id in &r.undecodable {
                 eprintln!("dead letter {id}: payload_b64 does not decode; not replayed");
             }
-            if !r.truncated.is_empty() || !r.undecodable.is_empty() {
+            for (id, e) in &r.unfixable {
+                eprintln!("dead letter {id}: the fix does not apply ({e}); not replayed");
+            }
+            if !r.truncated.is_empty() || !r.undecodable.is_empty() || !r.unfixable.is_empty() {
                 std::process::exit(2);
             }
         }
