@@ -275,3 +275,30 @@ async fn rerating_prices_an_added_account_then_a_deck_fix_once() {
     assert_eq!(d(&kpi), cdr_total);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `cdrctl rate --out FILE` (issue 16: its output went only to stdout):
+/// the file holds exactly what stdout would, and stdout stays empty.
+#[test]
+fn cdrctl_rate_writes_its_cdrs_to_a_file() {
+    let out_file = std::env::temp_dir().join(format!("rated-{}.jsonl", std::process::id()));
+    let rate = |extra: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(repo().join("target/release/cdrctl"))
+            .args(["rate", "--decks-config", "deploy/local/config/rater.toml"])
+            .args(["--numbering", "deploy/local/data/lrn/npanxx.txt"])
+            .args(extra)
+            .arg("schemas/examples/cdr.json")
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let printed = rate(&[]);
+    assert_eq!(printed.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(v["rating"]["status"], "rated");
+    let quiet = rate(&["--out".as_ref(), out_file.as_os_str()]);
+    assert_eq!(quiet, "");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), printed);
+    let _ = std::fs::remove_file(&out_file);
+}

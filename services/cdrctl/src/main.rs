@@ -165,6 +165,9 @@ enum Cmd {
         decks_config: Option<PathBuf>,
         /// Calls, one JSON object per line.
         calls: PathBuf,
+        /// Write the rated CDRs (JSON lines) to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Account operations.
     Account {
@@ -240,6 +243,10 @@ enum Cmd {
         /// Field delimiter (one character; `tab` for TSV).
         #[arg(long, default_value = ",")]
         delimiter: String,
+        /// The file is in a switch adapter format instead (asterisk-csv,
+        /// freeswitch-json, …, as `cdrctl import`): one row per call.
+        #[arg(long, conflicts_with = "columns")]
+        format: Option<String>,
         /// Starts this close (ms) to our setup or answer time may match.
         #[arg(long, default_value_t = 5_000)]
         start_tolerance_ms: i64,
@@ -578,6 +585,7 @@ async fn main() -> anyhow::Result<()> {
             surcharges,
             decks_config,
             calls,
+            out,
         } => {
             let base = std::env::current_dir().context("working directory")?;
             let mut enrichment = match (&enricher_config, &numbering) {
@@ -618,7 +626,13 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("{n} plan change(s) applied");
             }
             let name = calls.display().to_string();
-            let stdout = std::io::stdout().lock();
+            let stdout: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
             let (rated, unrated) = if name == "-" {
                 cdrctl::rate::rate_lines(
                     std::io::stdin().lock(),
@@ -756,6 +770,7 @@ async fn main() -> anyhow::Result<()> {
             file,
             columns,
             delimiter,
+            format,
             start_tolerance_ms,
             duration_tolerance_ms,
             cost_tolerance,
@@ -779,6 +794,11 @@ async fn main() -> anyhow::Result<()> {
                 file,
                 mapping: columns.parse()?,
                 delimiter,
+                format: format
+                    .as_deref()
+                    .map(|f| f.parse::<switch_adapters::Format>())
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--format: {e}"))?,
                 tolerances: cdrctl::reconcile::Tolerances {
                     start_ms: start_tolerance_ms,
                     duration_ms: duration_tolerance_ms,

@@ -4,6 +4,11 @@
 //! The file is CSV with a header; a column mapping names which columns
 //! hold the call id, calling and called numbers, start time, duration,
 //! disposition and cost (only called, start and duration are required).
+//! Or the file is in one of the switch adapters' formats (`--format
+//! asterisk-csv`, `freeswitch-json`, …: the carrier runs that switch): its
+//! records go through the same adapters and the assembler's `build_call`
+//! as ours, and each call is one row (line = its order in the file), with
+//! its disposition and no cost.
 //! Matching, in this order:
 //! 1. on the call id, where the file has one and it is one of our calls'
 //!    SIP Call-ID;
@@ -304,7 +309,7 @@ impl FromStr for Mapping {
 #[error("line {line}: field `{field}`: {message}")]
 pub struct Rejected {
     pub line: u64,
-    pub field: &'static str,
+    pub field: String,
     pub message: String,
 }
 
@@ -460,7 +465,7 @@ pub fn parse_file(
             Err(e) => {
                 out.rejected.push(Rejected {
                     line,
-                    field: "row",
+                    field: "row".into(),
                     message: e.to_string(),
                 });
                 continue;
@@ -472,7 +477,7 @@ pub fn parse_file(
         let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).filter(|v| !v.is_empty());
         let reject = |field: &'static str, message: String| Rejected {
             line,
-            field,
+            field: field.to_string(),
             message,
         };
         let row = (|| {
@@ -513,6 +518,62 @@ pub fn parse_file(
             Ok(c) => out.calls.push(c),
             Err(e) => out.rejected.push(e),
         }
+    }
+    Ok(out)
+}
+
+/// Parses a file in a switch adapter's format: one row per call.
+pub fn parse_switch_file(
+    bytes: &[u8],
+    format: switch_adapters::Format,
+    carrier: &str,
+) -> anyhow::Result<TheirFile> {
+    // Every record is the carrier's: no account mapping to consult.
+    let cfg: switch_adapters::AdapterConfig = serde_json::from_value(serde_json::json!({
+        "switch_id": format!("carrier:{carrier}"),
+        "accounts": {"default_account": carrier, "pass_through": false},
+    }))
+    .context("adapter configuration")?;
+    let adapted = switch_adapters::adapt_file(format, bytes, &cfg);
+    let mut order: Vec<String> = Vec::new();
+    let mut by_call: HashMap<String, Vec<switch_adapters::SwitchEvent>> = HashMap::new();
+    for ev in adapted.events {
+        let id = cdr_model::ids::cdr_id(&ev.switch_id, &ev.call_id);
+        let evs = by_call.entry(id.clone()).or_default();
+        if evs.is_empty() {
+            order.push(id);
+        }
+        if !evs.iter().any(|e| e.event_id == ev.event_id) {
+            evs.push(ev);
+        }
+    }
+    let mut out = TheirFile {
+        has_disposition: true,
+        has_cost: false,
+        ..Default::default()
+    };
+    for (n, id) in order.iter().enumerate() {
+        let evs = &by_call[id];
+        let at = evs.iter().map(|e| e.ts_ms).max().unwrap_or_default();
+        let c = assembler::core::build_call(id, evs, None, at);
+        let answered = c.disposition == "answered";
+        out.calls.push(TheirCall {
+            line: n as u64 + 1,
+            call_id: Some(c.call_id.clone()),
+            calling: c.cli.clone(),
+            called: number_digits(&c.dialed),
+            start_ms: c.answer_ts_ms.unwrap_or(c.setup_ts_ms),
+            duration_ms: if answered { c.duration_ms } else { 0 },
+            disposition: Some(c.disposition.clone()),
+            cost: None,
+        });
+    }
+    for (record, e) in adapted.rejected {
+        out.rejected.push(Rejected {
+            line: record as u64,
+            field: e.field().unwrap_or("record").to_string(),
+            message: e.to_string(),
+        });
     }
     Ok(out)
 }
@@ -657,6 +718,8 @@ pub struct Request {
     pub file: std::path::PathBuf,
     pub mapping: Mapping,
     pub delimiter: u8,
+    /// A switch adapter format instead of mapped CSV.
+    pub format: Option<switch_adapters::Format>,
     pub tolerances: Tolerances,
     /// `[from, to)` on our setup time, UTC `YYYY-MM-DD[ hh:mm:ss]`; default:
     /// the whole UTC days their file covers.
@@ -683,8 +746,11 @@ pub async fn run(
     let bytes =
         std::fs::read(&req.file).with_context(|| format!("reading {}", req.file.display()))?;
     let now = cdr_kafka::now_ms();
-    let theirs = parse_file(&bytes, &req.mapping, req.delimiter, now)
-        .with_context(|| format!("{}", req.file.display()))?;
+    let theirs = match req.format {
+        Some(f) => parse_switch_file(&bytes, f, &req.carrier),
+        None => parse_file(&bytes, &req.mapping, req.delimiter, now),
+    }
+    .with_context(|| format!("{}", req.file.display()))?;
     let (from_ms, to_ms) = match (&req.from, &req.to) {
         (Some(f), Some(t)) => (
             parse_time(&crate::dlq::bound("from", &Some(f.clone()), "")?, now)
@@ -932,7 +998,11 @@ mod tests {
                 .parse()
                 .unwrap();
         let f = parse_file(csv.as_bytes(), &m, b',', T0 + 400 * 86_400_000).unwrap();
-        let rej: Vec<(u64, &str)> = f.rejected.iter().map(|r| (r.line, r.field)).collect();
+        let rej: Vec<(u64, &str)> = f
+            .rejected
+            .iter()
+            .map(|r| (r.line, r.field.as_str()))
+            .collect();
         assert_eq!(
             rej,
             vec![
@@ -956,6 +1026,39 @@ mod tests {
         let e = parse_file(b"a,b\n1,2\n", &Mapping::default(), b',', T0).unwrap_err();
         assert!(e.to_string().contains("`called`"), "{e}");
         assert!("nope=X".parse::<Mapping>().is_err());
+    }
+
+    /// A carrier running Asterisk sends its Master.csv: three calls (the
+    /// first has two Dial attempts and a Hangup record), each one row, as
+    /// our adapters and assembler read them.
+    #[test]
+    fn a_switch_format_file_gives_one_row_per_call() {
+        let bytes = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../crates/switch-adapters/tests/fixtures/asterisk_master.csv"),
+        )
+        .unwrap();
+        let f = parse_switch_file(&bytes, "asterisk-csv".parse().unwrap(), "acc-300").unwrap();
+        assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+        assert_eq!(f.calls.len(), 3, "{:?}", f.calls);
+        let first = &f.calls[0];
+        assert_eq!(first.called, "4930123456");
+        assert_eq!(first.disposition.as_deref(), Some("answered"));
+        assert_eq!(first.duration_ms, 115_000);
+        assert_eq!(first.call_id.as_deref(), Some("1763460300.10"));
+        let disp: Vec<&str> = f
+            .calls
+            .iter()
+            .map(|c| c.disposition.as_deref().unwrap())
+            .collect();
+        assert_eq!(disp, ["answered", "busy", "failed"]);
+        assert_eq!(f.calls[1].duration_ms, 0);
+        // A broken record is named, the others still count.
+        let mut bad = bytes.clone();
+        bad.extend_from_slice(b"\"acc-300\",\"1\",\"49301\",\"x\",\"\",\"\",\"\",\"Dial\",\"\",\"not a time\",,\"\",1,0,\"BUSY\",\"D\",\"9.9\",\"\",\"\",\"9.9\",1\n");
+        let g = parse_switch_file(&bad, "asterisk-csv".parse().unwrap(), "acc-300").unwrap();
+        assert_eq!(g.calls.len(), 3);
+        assert_eq!(g.rejected.len(), 1, "{:?}", g.rejected);
     }
 
     proptest! {
