@@ -3,6 +3,11 @@
 //! minute boundary of their own event time, their
 //! calls before the decision rated wholesale and after it retail; a
 //! conforming account and one under the minimum sample are never touched.
+//!
+//! Runs on its own `Pipeline` (topics, groups and service instances of its
+//! own): the shared rater's partition clocks and windows carry other
+//! tests' traffic, whose later event times would make this test's calls
+//! (set up up to 150 minutes ago) late for its conformance monitor.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,10 @@ struct Rated {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_conforming_wholesale_accounts_are_downgraded_once() {
     let _g = stack();
+    let pl = Pipeline::start(
+        "conf",
+        &["assembler", "enricher", "rater", "detector", "sink"],
+    );
     let ch = clickhouse().client();
     let run = unique_run("conf");
     let now = cdr_kafka::now_ms();
@@ -61,13 +70,15 @@ async fn non_conforming_wholesale_accounts_are_downgraded_once() {
     // Operator reset to wholesale (the same path `cdrctl account set-plan` takes).
     for a in g {
         let c = cdrctl::control::plan_change(a, "wholesale", "e2e reset", "e2e", reset_at).unwrap();
-        cdrctl::control::publish_plan_change(&kafka(), &c)
+        cdrctl::control::publish_plan_change(&pl.kafka(), &c)
             .await
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (msgs, truth) = cdrctl::scenarios::conformance(&run, 5, start, 140, 400, g);
-    cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
+    cdrctl::publish(&pl.kafka(), &msgs, 0)
+        .await
+        .expect("publish");
 
     // Phase 1 rated and the decisions mirrored.
     let fetch_changes = || async {
@@ -126,7 +137,9 @@ async fn non_conforming_wholesale_accounts_are_downgraded_once() {
     }
     let mut late: Vec<_> = specs.iter().flat_map(cdrctl::scenarios::events).collect();
     late.sort_by_key(|m| m.ts_ms);
-    cdrctl::publish(&kafka(), &late, 0).await.expect("publish");
+    cdrctl::publish(&pl.kafka(), &late, 0)
+        .await
+        .expect("publish");
     let rated = loop {
         let rated = fetch_rated().await;
         if rated.len() >= truth.calls + specs.len() {

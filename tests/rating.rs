@@ -5,12 +5,12 @@
 //! read back from ClickHouse. Amounts must agree to the last of the 18
 //! stored decimals.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cdr_clickhouse::rows::{dec18, from_dec18, RatedCdrRow};
 use cdr_e2e::*;
-use cdr_model::call::{AssembledCall, EnrichedCall, Enrichment, Media};
+use cdr_model::call::EnrichedCall;
 use cdrctl::simulate::{generate, SimConfig};
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
@@ -21,60 +21,12 @@ struct RowForCdr {
     ok: u8,
 }
 
-/// Rebuilds the rater's input from a stored row.
+/// Rebuilds the rater's input from a stored row (as `cdrctl rerate` does).
 fn enriched_from_row(r: &RatedCdrRow) -> EnrichedCall {
+    let rec = r.to_record();
     EnrichedCall {
-        call: AssembledCall {
-            cdr_id: r.cdr_id.clone(),
-            call_id: r.call_id.clone(),
-            switch_id: r.switch_id.clone(),
-            account_id: r.account_id.clone(),
-            direction: r.direction.clone(),
-            cli: r.cli.clone(),
-            dialed: r.dialed.clone(),
-            trunk_id: r.trunk_id.clone(),
-            setup_ts_ms: r.setup_ts,
-            progress_ts_ms: r.progress_ts,
-            progress_code: r.progress_code,
-            answer_ts_ms: r.answer_ts,
-            end_ts_ms: r.end_ts,
-            final_sip_code: r.final_sip_code,
-            disposition: r.disposition.clone(),
-            duration_ms: r.duration_ms,
-            billable_seconds: r.billable_seconds,
-            pdd_ms: r.pdd_ms,
-            headers: r.headers.iter().cloned().collect::<HashMap<_, _>>(),
-            source_ip: r.source_ip.clone(),
-            behind_nat: r.behind_nat,
-            codec: r.codec.clone(),
-            media: Some(Media {
-                rtp_rx_packets: r.rtp_rx_packets,
-                rtp_rx_before_answer: r.rtp_rx_before_answer,
-                silence_ratio: r.silence_ratio,
-                mos: r.mos,
-                jitter_ms: r.jitter_ms,
-                loss_pct: r.loss_pct,
-            }),
-            flags: r.assembly_flags.clone(),
-            event_count: r.version as i32,
-            assembled_at_ms: r.assembled_at,
-        },
-        enrichment: Enrichment {
-            cli_e164: r.cli_e164.clone(),
-            cli_valid: r.cli_valid,
-            dialed_e164: r.dialed_e164.clone(),
-            plan_selector: r.plan_selector.clone(),
-            trunk_selector: r.trunk_selector.clone(),
-            lrn: r.lrn.clone(),
-            ported: r.ported,
-            lrn_source: r.lrn_source.clone(),
-            lrn_fee: from_dec18(r.lrn_fee).to_string(),
-            caller_country: r.caller_country.clone(),
-            callee_country: r.callee_country.clone(),
-            callee_number_type: r.callee_number_type.clone(),
-            jurisdiction: r.jurisdiction.clone(),
-            flags: r.enrichment_flags.clone(),
-        },
+        call: rec.call,
+        enrichment: rec.enrichment,
     }
 }
 
