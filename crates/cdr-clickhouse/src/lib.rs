@@ -8,16 +8,15 @@ pub mod rows;
 use serde::{Deserialize, Serialize};
 
 /// Connection settings. The password is never printed (see `Debug`).
+/// A field left out takes [`ClickHouseConfig::default`]'s value, so a
+/// section given in part (a URL override, say) keeps the password from
+/// `CDR_CLICKHOUSE_PASSWORD`.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    #[serde(default = "default_url")]
     pub url: String,
-    #[serde(default = "default_user")]
     pub user: String,
-    #[serde(default)]
     pub password: String,
-    #[serde(default = "default_db")]
     pub database: String,
 }
 
@@ -84,5 +83,23 @@ impl ClickHouseConfig {
             c = c.with_password(&self.password);
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15: a partly overridden section never drops the password.
+    #[test]
+    fn a_partial_section_keeps_the_password_default() {
+        std::env::set_var("CDR_CLICKHOUSE_PASSWORD", "from-env");
+        let c: ClickHouseConfig =
+            serde_json::from_value(serde_json::json!({"url": "http://h:8123"})).unwrap();
+        std::env::remove_var("CDR_CLICKHOUSE_PASSWORD");
+        assert_eq!(c.url, "http://h:8123");
+        assert_eq!(c.password, "from-env");
+        assert_eq!(c.database, "cdr");
+        assert!(!format!("{c:?}").contains("from-env"));
     }
 }

@@ -7,9 +7,11 @@
 //! `CDR__STAGE__KAFKA__BROKERS=10.0.0.5:9092` or
 //! `CDR__STAGE__BATCH_MAX_RECORDS=5000`. The plain
 //! variables `CDR_KAFKA_BROKERS`, `CDR_TOPIC_PREFIX` and `CDR_CLICKHOUSE_URL` only supply the
-//! defaults for the stack addresses (the local stack scripts export them). Values
-//! that parse as JSON numbers/booleans are typed accordingly; anything else is
-//! a string. The loaded config is never logged whole, so secrets stay out of logs.
+//! defaults for the stack addresses (the local stack scripts export them).
+//! The field's type decides how a value is read ([`crate::lenient`]): `5000`
+//! fills a number, and the same text fills a string field unchanged (a
+//! password `123456`, a numeric group id). The loaded config is never logged
+//! whole, so secrets stay out of logs.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,8 +19,37 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-/// Connection settings shared by every service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// librdkafka properties that carry the delivery guarantees (no auto
+/// commit, idempotent all-replica produce, start from the earliest record,
+/// one group per service): `properties` may not set them; start-up refuses.
+pub const PROTECTED_PROPERTIES: &[&str] = &[
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.commit.enable",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "auto.offset.reset",
+    "group.id",
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "transactional.id",
+    "enable.partition.eof",
+];
+
+/// Whether a property's value is a secret (never printed).
+fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k.contains("oauthbearer.config")
+        || k == "ssl.key.pem"
+        || k == "ssl_key"
+}
+
+/// Connection settings shared by every service. `Debug` prints secret
+/// properties (passwords, keys, OAuth secrets) as `***`.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`.
@@ -99,8 +130,34 @@ impl Default for KafkaConfig {
     }
 }
 
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let props: std::collections::BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("properties", &props)
+            .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("join_delay_ms", &self.join_delay_ms)
+            .field("topic_prefix", &self.topic_prefix)
+            .finish()
+    }
+}
+
 impl KafkaConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
+        for k in self.properties.keys() {
+            let key = k.trim().to_ascii_lowercase();
+            if PROTECTED_PROPERTIES.contains(&key.as_str()) {
+                bail!(
+                    "kafka.properties.{k}: set by the pipeline for its delivery guarantees and never overridable (use kafka.brokers / kafka.group_id for the address and group)"
+                );
+            }
+        }
         if self.brokers.trim().is_empty() {
             bail!("kafka.brokers must not be empty");
         }
@@ -256,13 +313,18 @@ pub fn load_config_from<T: DeserializeOwned>(
             continue;
         };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        // Typed only when the text is the value's own spelling, so the
+        // way back to text (a string field) gives the same characters:
+        // `123456` is a number that reads back as "123456"; `1.50`, `1e5`
+        // or `0123` stay text.
         let value = serde_json::from_str::<serde_json::Value>(v)
             .ok()
-            .filter(|j| j.is_number() || j.is_boolean())
+            .filter(|j| (j.is_number() || j.is_boolean()) && j.to_string().as_str() == v.as_str())
             .unwrap_or_else(|| serde_json::Value::String(v.clone()));
         set_path(&mut root, &path, value);
     }
-    serde_json::from_value(root).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    T::deserialize(crate::lenient::Lenient(root))
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
 }
 
 fn set_path(root: &mut serde_json::Value, path: &[String], value: serde_json::Value) {
@@ -335,6 +397,43 @@ mod tests {
         assert_eq!(c.stage.kafka.properties["security.protocol"], "SASL_SSL");
     }
 
+    /// Issue 15: properties never weaken delivery; secrets never print.
+    #[test]
+    fn delivery_settings_cannot_be_overridden_and_secrets_are_hidden() {
+        for key in [
+            "enable.auto.commit",
+            "acks",
+            " Enable.Idempotence",
+            "auto.offset.reset",
+        ] {
+            let mut k = KafkaConfig::default();
+            k.properties.insert(key.into(), "x".into());
+            let e = k.validate().unwrap_err().to_string();
+            assert!(e.contains("never overridable"), "{key}: {e}");
+        }
+        let mut k = KafkaConfig::default();
+        for (p, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "rater"),
+            ("sasl.password", "hunter2"),
+            ("sasl.oauthbearer.config", "clientSecret=s3cr3t"),
+            ("fetch.wait.max.ms", "100"),
+        ] {
+            k.properties.insert(p.into(), v.into());
+        }
+        k.validate().unwrap();
+        let shown = format!("{k:?}");
+        assert!(
+            shown.contains("SCRAM-SHA-512") && shown.contains("rater"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn topic_prefix_names_topics_and_the_default_group_and_is_validated() {
         let mut k = KafkaConfig {
@@ -378,5 +477,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("typo"), "{err}");
+    }
+
+    /// Issue 15: text stays text where the configuration wants text.
+    #[test]
+    fn numeric_looking_secrets_and_group_ids_stay_strings() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct S {
+            #[serde(default)]
+            kafka: KafkaConfig,
+            secret: String,
+            batch_rows: u32,
+        }
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        for pw in [
+            "123456",
+            "1.50",
+            "1e5",
+            "0123",
+            "true",
+            "12345678901234567890123",
+        ] {
+            let c: S = load_config_from(
+                None,
+                &env(&[
+                    ("CDR__SECRET", pw),
+                    ("CDR__KAFKA__GROUP_ID", "42"),
+                    ("CDR__BATCH_ROWS", "25"),
+                ]),
+            )
+            .unwrap();
+            assert_eq!(c.secret, pw);
+            assert_eq!(c.kafka.group_id.as_deref(), Some("42"));
+            assert_eq!(c.batch_rows, 25);
+        }
     }
 }

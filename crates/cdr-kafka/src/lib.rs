@@ -5,6 +5,7 @@
 //! tracing and `service_main`. Services keep their domain logic elsewhere.
 
 pub mod config;
+pub mod lenient;
 pub mod metrics;
 pub mod producer;
 pub mod runtime;

@@ -11,37 +11,26 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "cdrctl", about = "Operator commands for the CDR pipeline")]
 struct Cli {
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "CDR_KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092",
-        global = true
-    )]
-    brokers: String,
-    /// ClickHouse HTTP URL.
-    #[arg(
-        long,
-        env = "CDR_CLICKHOUSE_URL",
-        default_value = "http://127.0.0.1:8123",
-        global = true
-    )]
-    clickhouse: String,
-    #[arg(
-        long,
-        env = "CDR_CLICKHOUSE_USER",
-        default_value = "default",
-        global = true
-    )]
-    ch_user: String,
-    #[arg(
-        long,
-        env = "CDR_CLICKHOUSE_PASSWORD",
-        default_value = "",
-        hide_env_values = true,
-        global = true
-    )]
-    ch_password: String,
+    /// Kafka and ClickHouse settings as the services take them: a TOML
+    /// file with `[kafka]` (brokers, group_id, properties such as
+    /// security.protocol and SASL, topic_prefix) and `[clickhouse]`
+    /// sections, overlaid by `CDR__KAFKA__…` / `CDR__CLICKHOUSE__…`
+    /// environment variables. The flags below override it.
+    #[arg(long, env = "CDRCTL_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (default: the configuration's, else
+    /// CDR_KAFKA_BROKERS, else 127.0.0.1:9092).
+    #[arg(long, global = true)]
+    brokers: Option<String>,
+    /// ClickHouse HTTP(S) URL (default: the configuration's, else
+    /// CDR_CLICKHOUSE_URL, else http://127.0.0.1:8123).
+    #[arg(long, global = true)]
+    clickhouse: Option<String>,
+    /// ClickHouse user (default: the configuration's, else
+    /// CDR_CLICKHOUSE_USER, else `default`). The password is read from
+    /// CDR_CLICKHOUSE_PASSWORD or the configuration, never from argv.
+    #[arg(long, global = true)]
+    ch_user: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -422,16 +411,7 @@ async fn main() -> anyhow::Result<()> {
     if !matches!(cli.cmd, Cmd::Rate { .. }) {
         tracing_subscriber_init();
     }
-    let kafka = KafkaConfig {
-        brokers: cli.brokers.clone(),
-        ..Default::default()
-    };
-    let ch = ClickHouseConfig {
-        url: cli.clickhouse.clone(),
-        user: cli.ch_user.clone(),
-        password: cli.ch_password.clone(),
-        database: "cdr".into(),
-    };
+    let (kafka, ch) = connections(&cli)?;
     match cli.cmd {
         Cmd::Migrate => {
             let applied = cdr_clickhouse::migrate::migrate(&ch).await?;
@@ -917,6 +897,43 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// cdrctl's own configuration: the services' connection sections.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CtlConfig {
+    #[serde(default)]
+    kafka: KafkaConfig,
+    #[serde(default)]
+    clickhouse: ClickHouseConfig,
+}
+
+/// The Kafka and ClickHouse settings: configuration file, then
+/// `CDR__KAFKA__*` / `CDR__CLICKHOUSE__*`, then the flags; validated as
+/// the services validate theirs (delivery settings cannot be overridden).
+fn connections(cli: &Cli) -> anyhow::Result<(KafkaConfig, ClickHouseConfig)> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            let k = k.to_ascii_uppercase();
+            k.starts_with("CDR__KAFKA__") || k.starts_with("CDR__CLICKHOUSE__")
+        })
+        .collect();
+    let cfg: CtlConfig = cdr_kafka::config::load_config_from(cli.config.as_deref(), &env)?;
+    let mut kafka = cfg.kafka;
+    if let Some(b) = &cli.brokers {
+        kafka.brokers = b.clone();
+    }
+    kafka.validate()?;
+    let mut ch = cfg.clickhouse;
+    if let Some(u) = &cli.clickhouse {
+        ch.url = u.clone();
+    }
+    if let Some(u) = &cli.ch_user {
+        ch.user = u.clone();
+    }
+    ch.validate()?;
+    Ok((kafka, ch))
 }
 
 fn tracing_subscriber_init() {
