@@ -5,7 +5,24 @@
 pub mod migrate;
 pub mod rows;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
+
+/// The certificates of a PEM file.
+fn load_ca(p: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_file_iter(p)
+        .map_err(|e| anyhow::anyhow!("clickhouse.ca_cert {}: {e}", p.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("clickhouse.ca_cert {}: {e}", p.display()))
+}
 
 /// Connection settings. The password is never printed (see `Debug`).
 /// A field left out takes [`ClickHouseConfig::default`]'s value, so a
@@ -14,10 +31,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
+    /// `http://…` or `https://…` (TLS by rustls).
     pub url: String,
     pub user: String,
     pub password: String,
     pub database: String,
+    /// PEM file of the CA(s) that sign the server's certificate (a private
+    /// CA); default: Mozilla's root store (ClickHouse Cloud and public CAs).
+    pub ca_cert: Option<PathBuf>,
+    /// Bound on establishing a connection (TCP and TLS).
+    pub connect_timeout_ms: u64,
+    /// Bound on one query on the server (`max_execution_time`); 0 = none.
+    pub request_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -30,6 +55,9 @@ impl std::fmt::Debug for ClickHouseConfig {
                 &if self.password.is_empty() { "" } else { "***" },
             )
             .field("database", &self.database)
+            .field("ca_cert", &self.ca_cert)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
             .finish()
     }
 }
@@ -51,6 +79,9 @@ impl Default for ClickHouseConfig {
             user: default_user(),
             password: std::env::var("CDR_CLICKHOUSE_PASSWORD").unwrap_or_default(),
             database: default_db(),
+            ca_cert: None,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 0,
         }
     }
 }
@@ -66,6 +97,14 @@ impl ClickHouseConfig {
             !self.database.is_empty(),
             "clickhouse.database must not be empty"
         );
+        anyhow::ensure!(
+            self.connect_timeout_ms > 0,
+            "clickhouse.connect_timeout_ms must be positive"
+        );
+        if let Some(p) = &self.ca_cert {
+            let n = load_ca(p)?.len();
+            anyhow::ensure!(n > 0, "clickhouse.ca_cert {}: no certificate", p.display());
+        }
         Ok(())
     }
 
@@ -75,10 +114,50 @@ impl ClickHouseConfig {
     }
 
     /// Client without a default database (for DDL that creates it).
+    /// `https://` URLs go through rustls with [`ClickHouseConfig::ca_cert`]
+    /// (validated at start-up; a file unreadable later leaves no trusted
+    /// root, so connections fail rather than trust anything).
     pub fn server_client(&self) -> clickhouse::Client {
-        let mut c = clickhouse::Client::default()
+        let mut http = HttpConnector::new();
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        http.set_connect_timeout(Some(Duration::from_millis(self.connect_timeout_ms)));
+        http.enforce_http(false);
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_cert {
+            Some(p) => match load_ca(p) {
+                Ok(certs) => {
+                    roots.add_parsable_certificates(certs);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "clickhouse.ca_cert unusable: no TLS root trusted")
+                }
+            },
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let hyper = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build(connector);
+        let mut c = clickhouse::Client::with_http_client(hyper)
             .with_url(&self.url)
             .with_user(&self.user);
+        if self.request_timeout_ms > 0 {
+            c = c.with_setting(
+                "max_execution_time",
+                self.request_timeout_ms.div_ceil(1000).to_string(),
+            );
+        }
         if !self.password.is_empty() {
             c = c.with_password(&self.password);
         }
