@@ -9,6 +9,7 @@ RUN_RATE ?= 4000
 .PHONY: build run test stack services stop bench chaos chaos-quick fmt clippy lint schemas check-schemas report idle-cpu
 
 build:
+	$(LOCAL)/build_deps.sh
 	$(CARGO) build --release --workspace --bins
 
 stack: build

@@ -80,6 +80,240 @@ pub struct KafkaConfig {
     /// the prefix. Empty (the default) in production.
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
+    /// TLS and SASL to the brokers (typed; see [`KafkaSecurity`]).
+    #[serde(default)]
+    pub security: KafkaSecurity,
+    /// Replication factor `cdrctl topics` creates topics with (1 for the
+    /// local single broker; 3 in production).
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// `min.insync.replicas` for created topics (production: 2 with
+    /// replication 3, so `acks=all` survives one broker down); default:
+    /// the broker's.
+    #[serde(default)]
+    pub min_insync_replicas: Option<i32>,
+}
+
+fn default_replication() -> i32 {
+    1
+}
+
+/// `security.protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+    fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+    fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// `sasl.mechanism`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    #[serde(rename = "OAUTHBEARER")]
+    OauthBearer,
+}
+
+impl SaslMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OauthBearer => "OAUTHBEARER",
+        }
+    }
+}
+
+/// SASL credentials. The password comes from `password` (set it through
+/// the environment, e.g. `CDR__STAGE__KAFKA__SECURITY__SASL__PASSWORD`) or
+/// `password_file` (a mounted secret); never from argv, never logged.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    pub mechanism: SaslMechanism,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// OAUTHBEARER: `sasl.oauthbearer.config` (e.g. `principal=…`); the
+    /// OIDC token method needs librdkafka built with curl, which is not.
+    #[serde(default)]
+    pub oauthbearer_config: Option<String>,
+}
+
+/// TLS (system CA store by default, or a CA file; optional client
+/// certificate) and SASL, as typed settings.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSecurity {
+    #[serde(default)]
+    pub protocol: SecurityProtocol,
+    /// CA bundle (PEM) for the brokers' certificates; default: the system
+    /// store.
+    #[serde(default)]
+    pub ca_location: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub certificate_location: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub key_location: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub key_password: Option<String>,
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
+}
+
+impl std::fmt::Debug for KafkaSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSecurity")
+            .field("protocol", &self.protocol)
+            .field("ca_location", &self.ca_location)
+            .field("certificate_location", &self.certificate_location)
+            .field("key_location", &self.key_location)
+            .field("key_password", &self.key_password.as_ref().map(|_| "***"))
+            .field(
+                "sasl",
+                &self.sasl.as_ref().map(|s| {
+                    (
+                        s.mechanism,
+                        s.username.clone(),
+                        s.password.as_ref().map(|_| "***"),
+                        s.password_file.clone(),
+                    )
+                }),
+            )
+            .finish()
+    }
+}
+
+impl KafkaSecurity {
+    /// The librdkafka properties of these settings; reads a password file.
+    /// Errors name the setting.
+    pub fn properties(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let p = self.protocol;
+        let mut out = vec![("security.protocol", p.as_str().to_string())];
+        let tls_set = self.ca_location.is_some()
+            || self.certificate_location.is_some()
+            || self.key_location.is_some();
+        if !p.tls() && tls_set {
+            bail!(
+                "kafka.security: CA or client certificate set but protocol {} has no TLS",
+                p.as_str()
+            );
+        }
+        if p.tls() {
+            match &self.ca_location {
+                Some(ca) => {
+                    anyhow::ensure!(
+                        ca.is_file(),
+                        "kafka.security.ca_location {}: no such file",
+                        ca.display()
+                    );
+                    out.push(("ssl.ca.location", ca.display().to_string()));
+                }
+                // librdkafka finds the system store itself.
+                None => out.push(("ssl.ca.location", "probe".into())),
+            }
+            match (&self.certificate_location, &self.key_location) {
+                (Some(c), Some(k)) => {
+                    for (what, f) in [("certificate_location", c), ("key_location", k)] {
+                        anyhow::ensure!(
+                            f.is_file(),
+                            "kafka.security.{what} {}: no such file",
+                            f.display()
+                        );
+                    }
+                    out.push(("ssl.certificate.location", c.display().to_string()));
+                    out.push(("ssl.key.location", k.display().to_string()));
+                    if let Some(pw) = &self.key_password {
+                        out.push(("ssl.key.password", pw.clone()));
+                    }
+                }
+                (None, None) => {}
+                _ => bail!("kafka.security: certificate_location and key_location go together"),
+            }
+        }
+        match (p.sasl(), &self.sasl) {
+            (true, None) => bail!(
+                "kafka.security: protocol {} needs [kafka.security.sasl]",
+                p.as_str()
+            ),
+            (false, Some(_)) => bail!(
+                "kafka.security.sasl is set but protocol {} has no SASL",
+                p.as_str()
+            ),
+            (false, None) => {}
+            (true, Some(s)) => {
+                out.push(("sasl.mechanism", s.mechanism.as_str().to_string()));
+                match s.mechanism {
+                    SaslMechanism::OauthBearer => {
+                        if let Some(c) = &s.oauthbearer_config {
+                            out.push(("sasl.oauthbearer.config", c.clone()));
+                        }
+                    }
+                    _ => {
+                        let user = s
+                            .username
+                            .as_deref()
+                            .filter(|u| !u.is_empty())
+                            .with_context(|| {
+                                format!(
+                                    "kafka.security.sasl.username is required for {}",
+                                    s.mechanism.as_str()
+                                )
+                            })?;
+                        let password = match (&s.password, &s.password_file) {
+                            (Some(pw), None) => pw.clone(),
+                            (None, Some(f)) => std::fs::read_to_string(f)
+                                .with_context(|| format!("kafka.security.sasl.password_file {}", f.display()))?
+                                .trim_end_matches(['\n', '\r'])
+                                .to_string(),
+                            (Some(_), Some(_)) => bail!("kafka.security.sasl: set password or password_file, not both"),
+                            (None, None) => bail!("kafka.security.sasl.password (or password_file) is required for {}", s.mechanism.as_str()),
+                        };
+                        anyhow::ensure!(
+                            !password.is_empty(),
+                            "kafka.security.sasl: the password is empty"
+                        );
+                        out.push(("sasl.username", user.to_string()));
+                        out.push(("sasl.password", password));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn default_topic_prefix() -> String {
@@ -126,6 +360,9 @@ impl Default for KafkaConfig {
             session_timeout_ms: default_session(),
             join_delay_ms: default_join_delay(),
             topic_prefix: default_topic_prefix(),
+            security: KafkaSecurity::default(),
+            replication_factor: default_replication(),
+            min_insync_replicas: None,
         }
     }
 }
@@ -144,6 +381,9 @@ impl std::fmt::Debug for KafkaConfig {
             .field("session_timeout_ms", &self.session_timeout_ms)
             .field("join_delay_ms", &self.join_delay_ms)
             .field("topic_prefix", &self.topic_prefix)
+            .field("security", &self.security)
+            .field("replication_factor", &self.replication_factor)
+            .field("min_insync_replicas", &self.min_insync_replicas)
             .finish()
     }
 }
@@ -166,6 +406,15 @@ impl KafkaConfig {
                 bail!("kafka.brokers entry `{b}` must be host:port");
             }
         }
+        self.security.properties()?;
+        if self.replication_factor < 1 {
+            bail!("kafka.replication_factor must be at least 1");
+        }
+        if let Some(m) = self.min_insync_replicas {
+            if m < 1 || m > self.replication_factor {
+                bail!("kafka.min_insync_replicas must be between 1 and replication_factor");
+            }
+        }
         if self.session_timeout_ms < 1000 {
             bail!("kafka.session_timeout_ms must be at least 1000");
         }
@@ -183,6 +432,22 @@ impl KafkaConfig {
             );
         }
         Ok(())
+    }
+
+    /// The client configuration every Kafka client of the pipeline starts
+    /// from: brokers, client id, `properties`, then the typed security
+    /// settings.
+    pub fn client_config(&self, client_id: &str) -> anyhow::Result<rdkafka::ClientConfig> {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        for (k, v) in self.security.properties()? {
+            c.set(k, v);
+        }
+        Ok(c)
     }
 
     /// The name of topic `name` on the cluster.

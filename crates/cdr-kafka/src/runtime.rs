@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{FutureRecord, Producer as _};
@@ -324,16 +323,6 @@ impl ConsumerContext for StageContext {
 
 pub type StageConsumer = StreamConsumer<StageContext>;
 
-fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
-        .set("client.id", client_id);
-    for (k, v) in &cfg.properties {
-        c.set(k, v);
-    }
-    c
-}
-
 /// A consumer with auto-commit off: offsets move only when the stage loop
 /// commits what its downstream acknowledged.
 pub async fn consumer(
@@ -350,7 +339,7 @@ pub async fn consumer(
         tokio::time::sleep(Duration::from_millis(cfg.join_delay_ms)).await;
     }
     let group = cfg.group(service);
-    let mut c = base(cfg, service);
+    let mut c = cfg.client_config(service)?;
     c.set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -417,7 +406,7 @@ impl std::ops::Deref for Producer {
 /// An idempotent producer (no duplicates from producer retries) that waits
 /// for all in-sync replicas.
 pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<Producer> {
-    let mut c = base(cfg, service);
+    let mut c = cfg.client_config(service)?;
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")

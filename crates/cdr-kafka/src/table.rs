@@ -29,20 +29,15 @@ pub struct TopicTable {
 }
 
 fn table_consumer(cfg: &KafkaConfig, client_id: &str) -> anyhow::Result<StreamConsumer> {
-    let mut c = rdkafka::config::ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
-        .set("client.id", client_id)
-        // Required by librdkafka for a consumer; never joined (assign only).
-        .set(
-            "group.id",
-            format!("{client_id}-table-{}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest");
-    for (k, v) in &cfg.properties {
-        c.set(k, v);
-    }
+    let mut c = cfg.client_config(client_id)?;
+    // Required by librdkafka for a consumer; never joined (assign only).
+    c.set(
+        "group.id",
+        format!("{client_id}-table-{}", std::process::id()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("enable.partition.eof", "false")
+    .set("auto.offset.reset", "earliest");
     c.create().context("creating table consumer")
 }
 

@@ -62,7 +62,6 @@ pub async fn bench_broker(
     size: usize,
 ) -> anyhow::Result<(f64, f64)> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::ClientConfig;
     let topic = format!("bench-{}", cdr_kafka::now_ms());
     // Brokers without auto-creation (tansu) need the topic first.
     crate::topics::create(kafka, &[(topic.as_str(), 1)]).await?;
@@ -80,8 +79,8 @@ pub async fn bench_broker(
     }
     cdr_kafka::runtime::await_acks(acks).await?;
     let p = n as f64 / started.elapsed().as_secs_f64();
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
+    let consumer: StreamConsumer = kafka
+        .client_config("cdrctl-bench")?
         .set("group.id", format!("{topic}-g"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

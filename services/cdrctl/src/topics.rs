@@ -7,7 +7,6 @@ use anyhow::Context;
 use cdr_kafka::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
 /// Creates every pipeline topic with its partition count; existing topics are left alone.
@@ -18,23 +17,26 @@ pub async fn create_all(kafka: &KafkaConfig) -> anyhow::Result<Vec<String>> {
 /// Creates the given topics (name, partitions; prefixed with the configured
 /// `topic_prefix`); existing topics are left alone.
 pub async fn create(kafka: &KafkaConfig, wanted: &[(&str, i32)]) -> anyhow::Result<Vec<String>> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.brokers);
-    for (k, v) in &kafka.properties {
-        c.set(k, v);
-    }
+    let c = kafka.client_config("cdrctl-topics")?;
     let admin: AdminClient<DefaultClientContext> = c.create().context("creating admin client")?;
     let names: Vec<String> = wanted.iter().map(|(n, _)| kafka.topic(n)).collect();
+    let min_isr = kafka.min_insync_replicas.map(|m| m.to_string());
     let topics: Vec<NewTopic> = wanted
         .iter()
         .zip(&names)
         .map(|((name, parts), full)| {
-            let t = NewTopic::new(full, *parts, TopicReplication::Fixed(1));
+            let mut t = NewTopic::new(
+                full,
+                *parts,
+                TopicReplication::Fixed(kafka.replication_factor),
+            );
             if cdr_model::topics::COMPACTED.contains(name) {
-                t.set("cleanup.policy", "compact")
-            } else {
-                t
+                t = t.set("cleanup.policy", "compact");
             }
+            if let Some(m) = &min_isr {
+                t = t.set("min.insync.replicas", m);
+            }
+            t
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
