@@ -41,13 +41,13 @@ fn cdrctl_reads_the_kafka_section_of_its_configuration() {
         "[kafka]\nbrokers = \"nowhere.invalid:1\"\n[kafka.properties]\n\"acks\" = \"1\"\n",
     )
     .unwrap();
-    let out = cdrctl(&["--config", cfg.to_str().unwrap(), "topics"], &[]);
+    let out = cdrctl(&["--ctl-config", cfg.to_str().unwrap(), "topics"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("kafka.properties.acks"), "{err}");
     // Unknown sections are refused, as in the services.
     std::fs::write(&cfg, "[kafka]\nbrokerz = \"x:1\"\n").unwrap();
-    let out = cdrctl(&["--config", cfg.to_str().unwrap(), "topics"], &[]);
+    let out = cdrctl(&["--ctl-config", cfg.to_str().unwrap(), "topics"], &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("brokerz"));
     // A numeric ClickHouse password from the environment is a string: the
     // configuration loads and the command reaches ClickHouse (which may

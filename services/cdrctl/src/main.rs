@@ -16,8 +16,10 @@ struct Cli {
     /// security.protocol and SASL, topic_prefix) and `[clickhouse]`
     /// sections, overlaid by `CDR__KAFKA__…` / `CDR__CLICKHOUSE__…`
     /// environment variables. The flags below override it.
-    #[arg(long, env = "CDRCTL_CONFIG", global = true)]
-    config: Option<PathBuf>,
+    /// (`--ctl-config`: `import` has a `--config` of its own, the ingest
+    /// configuration.)
+    #[arg(long = "ctl-config", env = "CDRCTL_CONFIG", global = true)]
+    ctl_config: Option<PathBuf>,
     /// Kafka bootstrap servers (default: the configuration's, else
     /// CDR_KAFKA_BROKERS, else 127.0.0.1:9092).
     #[arg(long, global = true)]
@@ -919,7 +921,7 @@ fn connections(cli: &Cli) -> anyhow::Result<(KafkaConfig, ClickHouseConfig)> {
             k.starts_with("CDR__KAFKA__") || k.starts_with("CDR__CLICKHOUSE__")
         })
         .collect();
-    let cfg: CtlConfig = cdr_kafka::config::load_config_from(cli.config.as_deref(), &env)?;
+    let cfg: CtlConfig = cdr_kafka::config::load_config_from(cli.ctl_config.as_deref(), &env)?;
     let mut kafka = cfg.kafka;
     if let Some(b) = &cli.brokers {
         kafka.brokers = b.clone();
