@@ -278,6 +278,30 @@ pub fn metric(service: &str, name: &str) -> f64 {
 }
 
 /// [`metric`] of instance `instance` (ports as services.sh assigns them).
+/// `GET /healthz` of a shared service: (HTTP status, body).
+pub fn healthz(service: &str) -> (u16, String) {
+    let idx = SERVICES
+        .iter()
+        .position(|s| *s == service)
+        .expect("service");
+    let base: usize = std::env::var("CDR_METRICS_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9101);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://127.0.0.1:{}/healthz", base + idx),
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
 fn metric_at(service: &str, instance: usize, name: &str) -> f64 {
     let idx = SERVICES
         .iter()

@@ -156,6 +156,16 @@ async fn rerating_prices_an_added_account_then_a_deck_fix_once() {
     cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
     let r = wait_for(&run, expected.calls as u64, 0, Duration::from_secs(180)).await;
     assert_eq!(r.calls as usize, expected.calls, "{r}");
+    // Issue 15: every service that just moved these calls is live and
+    // ready (assigned, caught up) on /healthz.
+    for svc in ["assembler", "enricher", "rater", "detector", "kpi", "sink"] {
+        let (code, body) = healthz(svc);
+        assert_eq!(code, 200, "{svc}: {body}");
+        assert!(
+            body.contains("\"live\":true") && body.contains("\"ready\":true"),
+            "{svc}: {body}"
+        );
+    }
     let landed = cdrs(&account).await;
     assert_eq!(landed.len(), expected.calls);
     assert!(landed.values().all(|c| c.rating_status != "rated"));

@@ -1,8 +1,14 @@
-//! Metrics every stage exposes, named `cdr_<service>_<what>`, and the
-//! `/metrics` HTTP endpoint Prometheus scrapes. Service-specific metrics live
-//! in each service's own `metrics.rs` and register in the same registry.
+//! Metrics every stage exposes, named `cdr_<service>_<what>`, the
+//! `/metrics` HTTP endpoint Prometheus scrapes, and the health endpoints
+//! on the same listener: `/livez` (the stage loop turned within
+//! [`LIVE_WINDOW_MS`]), `/readyz` (input partitions assigned and the
+//! consumer lag at most [`READY_LAG`]) and `/healthz` (both, as JSON).
+//! Service-specific metrics live in each service's own `metrics.rs` and
+//! register in the same registry.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -33,6 +39,38 @@ pub struct StageMetrics {
     /// Outputs the broker refused because of the record itself (replaced by
     /// a dead letter of the input that produced them).
     pub outputs_refused: IntCounter,
+    /// When the stage loop last turned (liveness).
+    pub health: Arc<Health>,
+}
+
+/// A stage loop that has not turned for this long is not live (it turns at
+/// least every [`HEARTBEAT_MS`], idle or not).
+pub const LIVE_WINDOW_MS: i64 = 30_000;
+/// The stage loop's idle heartbeat.
+pub const HEARTBEAT_MS: u64 = 5_000;
+/// A consumer this many records behind (summed over its partitions, from
+/// librdkafka's statistics) is not ready: it is still catching up.
+pub const READY_LAG: i64 = 10_000;
+
+/// Liveness of the stage loop.
+#[derive(Debug, Default)]
+pub struct Health {
+    last_turn_ms: AtomicI64,
+}
+
+impl Health {
+    /// The loop turned now.
+    pub fn turned(&self) {
+        self.last_turn_ms.store(crate::now_ms(), Ordering::Relaxed);
+    }
+    /// The loop turned at `ms` (tests).
+    pub fn turned_at(&self, ms: i64) {
+        self.last_turn_ms.store(ms, Ordering::Relaxed);
+    }
+    pub fn live(&self, now_ms: i64) -> bool {
+        let last = self.last_turn_ms.load(Ordering::Relaxed);
+        last > 0 && now_ms - last <= LIVE_WINDOW_MS
+    }
 }
 
 impl StageMetrics {
@@ -136,7 +174,30 @@ impl StageMetrics {
             partitions_owned,
             produce_waits,
             outputs_refused,
+            health: Arc::new(Health::default()),
         }
+    }
+
+    /// Summed consumer lag over every partition this instance reports
+    /// (`cdr_<service>_consumer_lag`, the only family with that suffix).
+    pub fn lag_total(&self) -> i64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name().ends_with("_consumer_lag"))
+            .flat_map(|f| {
+                f.get_metric()
+                    .iter()
+                    .map(|m| m.get_gauge().get_value() as i64)
+                    .collect::<Vec<_>>()
+            })
+            .map(|v| v.max(0))
+            .sum()
+    }
+
+    /// Assigned input partitions and caught up.
+    pub fn ready(&self) -> bool {
+        self.partitions_owned.get() > 0 && self.lag_total() <= READY_LAG
     }
 
     pub fn render(&self) -> String {
@@ -153,9 +214,10 @@ impl StageMetrics {
 /// endpoint only ever answers scrapes.
 pub async fn serve(
     addr: SocketAddr,
-    registry: Registry,
+    metrics: StageMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
+    let registry = metrics.registry.clone();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -165,6 +227,7 @@ pub async fn serve(
                 r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
             };
             let registry = registry.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let mut req = [0u8; 1024];
                 let n = match tokio::time::timeout(
@@ -181,8 +244,32 @@ pub async fn serve(
                     let mut buf = Vec::new();
                     let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
                     ("200 OK", buf)
-                } else if head.starts_with("GET /healthz") {
-                    ("200 OK", b"ok\n".to_vec())
+                } else if head.starts_with("GET /livez")
+                    || head.starts_with("GET /readyz")
+                    || head.starts_with("GET /healthz")
+                {
+                    let live = metrics.health.live(crate::now_ms());
+                    let ready = metrics.ready();
+                    let ok = if head.starts_with("GET /livez") {
+                        live
+                    } else if head.starts_with("GET /readyz") {
+                        ready
+                    } else {
+                        live && ready
+                    };
+                    let body = format!(
+                        "{{\"live\":{live},\"ready\":{ready},\"partitions\":{},\"lag\":{}}}\n",
+                        metrics.partitions_owned.get(),
+                        metrics.lag_total()
+                    );
+                    (
+                        if ok {
+                            "200 OK"
+                        } else {
+                            "503 Service Unavailable"
+                        },
+                        body.into_bytes(),
+                    )
                 } else {
                     ("404 Not Found", b"not found\n".to_vec())
                 };
@@ -208,13 +295,9 @@ mod tests {
         let m = StageMetrics::new("testsvc");
         m.dead_lettered.with_label_values(&["bad_json"]).inc();
         let token = CancellationToken::new();
-        let addr = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            m.registry.clone(),
-            token.clone(),
-        )
-        .await
-        .unwrap();
+        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone(), token.clone())
+            .await
+            .unwrap();
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
@@ -226,6 +309,55 @@ mod tests {
             out.contains("cdr_testsvc_dead_lettered_total{reason=\"bad_json\"} 1"),
             "{out}"
         );
+        token.cancel();
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Issue 15: live while the loop turns, ready once assigned and caught up.
+    #[tokio::test]
+    async fn health_follows_the_loop_the_assignment_and_the_lag() {
+        let m = StageMetrics::new("healthsvc");
+        let token = CancellationToken::new();
+        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone(), token.clone())
+            .await
+            .unwrap();
+        // Never turned, nothing assigned.
+        assert!(get(addr, "/livez").await.starts_with("HTTP/1.1 503"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        m.health.turned();
+        assert!(get(addr, "/livez").await.starts_with("HTTP/1.1 200"));
+        let h = get(addr, "/healthz").await;
+        assert!(
+            h.starts_with("HTTP/1.1 503") && h.contains("\"ready\":false"),
+            "{h}"
+        );
+        m.partitions_owned.set(4);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        let h = get(addr, "/healthz").await;
+        assert!(
+            h.starts_with("HTTP/1.1 200") && h.contains("\"partitions\":4"),
+            "{h}"
+        );
+        // Far behind: not ready.
+        m.consumer_lag
+            .with_label_values(&["t", "0"])
+            .set(READY_LAG + 1);
+        assert_eq!(m.lag_total(), READY_LAG + 1);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        m.consumer_lag.with_label_values(&["t", "0"]).set(10);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        // A loop that stopped turning is not live.
+        m.health.turned_at(crate::now_ms() - LIVE_WINDOW_MS - 1);
+        assert!(get(addr, "/livez").await.starts_with("HTTP/1.1 503"));
         token.cancel();
     }
 }

@@ -660,15 +660,11 @@ pub async fn run_stage_with_producer<S: Stage>(
         settings,
         metrics,
     } = spec;
-    crate::metrics::serve(
-        settings.metrics_listen,
-        metrics.registry.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(|e| {
-        StageError::Setup(e.context(format!("binding metrics on {}", settings.metrics_listen)))
-    })?;
+    crate::metrics::serve(settings.metrics_listen, metrics.clone(), shutdown.clone())
+        .await
+        .map_err(|e| {
+            StageError::Setup(e.context(format!("binding metrics on {}", settings.metrics_listen)))
+        })?;
     let consumer = runtime::consumer(&settings.kafka, service, topics, &metrics)
         .await
         .map_err(StageError::Setup)?;
@@ -691,9 +687,13 @@ pub async fn run_stage_with_producer<S: Stage>(
         first_at: None,
     };
     let max_input = settings.max_input_bytes;
+    // The loop turns at least this often, idle or not (liveness).
+    let mut heartbeat = tokio::time::interval(Duration::from_millis(crate::metrics::HEARTBEAT_MS));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let result: Result<(), StageError> = async {
         loop {
+            metrics.health.turned();
             if let Some(f) = ownership.take_fatal() {
                 return Err(StageError::Commit(f));
             }
@@ -707,6 +707,7 @@ pub async fn run_stage_with_producer<S: Stage>(
                 Tick,
                 Commit,
                 Batch(Result<(), KafkaError>),
+                Heartbeat,
             }
             let step = tokio::select! {
                 biased;
@@ -715,9 +716,11 @@ pub async fn run_stage_with_producer<S: Stage>(
                 _ = tick.tick(), if has_tick => Step::Tick,
                 _ = commit_tick.tick(), if controlled => Step::Commit,
                 r = fill(&consumer, &mut pending, settings.batch_max_records, settings.batch_linger) => Step::Batch(r),
+                _ = heartbeat.tick() => Step::Heartbeat,
             };
             match step {
                 Step::Stop => return Ok(()),
+                Step::Heartbeat => {}
                 Step::Revoked => {
                     let revoked = ownership.take_revoked();
                     if !revoked.is_empty() {
