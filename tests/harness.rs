@@ -277,9 +277,9 @@ pub fn metric(service: &str, name: &str) -> f64 {
     metric_at(service, 1, name)
 }
 
-/// [`metric`] of instance `instance` (ports as services.sh assigns them).
-/// `GET /healthz` of a shared service: (HTTP status, body).
-pub fn healthz(service: &str) -> (u16, String) {
+/// The metrics port of a shared service's instance, as services.sh
+/// assigns them.
+fn metrics_port(service: &str, instance: usize) -> usize {
     let idx = SERVICES
         .iter()
         .position(|s| *s == service)
@@ -288,12 +288,17 @@ pub fn healthz(service: &str) -> (u16, String) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(9101);
+    base + 7 * (instance - 1) + idx
+}
+
+/// `GET /healthz` of a shared service: (HTTP status, body).
+pub fn healthz(service: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args([
             "-s",
             "-w",
             "\n%{http_code}",
-            &format!("http://127.0.0.1:{}/healthz", base + idx),
+            &format!("http://127.0.0.1:{}/healthz", metrics_port(service, 1)),
         ])
         .output()
         .expect("curl");
@@ -302,16 +307,9 @@ pub fn healthz(service: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// [`metric`] of instance `instance` (ports as services.sh assigns them).
 fn metric_at(service: &str, instance: usize, name: &str) -> f64 {
-    let idx = SERVICES
-        .iter()
-        .position(|s| *s == service)
-        .expect("service");
-    let base: usize = std::env::var("CDR_METRICS_BASE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(9101);
-    let port = base + 7 * (instance - 1) + idx;
+    let port = metrics_port(service, instance);
     let out = Command::new("curl")
         .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
         .output()

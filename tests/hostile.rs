@@ -670,19 +670,7 @@ async fn dead_letters_replayed_after_the_fix_land_once() {
     pl.wait_ready("assembler");
     let topic = format!("{}{}", pl.prefix, cdr_model::topics::CALL_EVENTS);
     let replay = |extra: &[&str]| {
-        let out = std::process::Command::new(repo().join("target/release/cdrctl"))
-            .args(["dlq", "replay", "--reason", "oversized", "--topic", &topic])
-            .args(extra)
-            .current_dir(repo())
-            .output()
-            .expect("cdrctl dlq replay");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
+        dlq_replay(&[&["--reason", "oversized", "--topic", &topic][..], extra].concat())
     };
     // Each dead letter kept its record's own time, which the replay gives
     // back (the assembler judges event clocks against it).
@@ -766,21 +754,9 @@ async fn dead_letters_replayed_with_a_fix_mapping_land_once() {
     std::fs::create_dir_all(&dir).unwrap();
     let fix = dir.join("fix.json");
     std::fs::write(&fix, r#"{"rename": {"acct": "account_id"}}"#).unwrap();
+    let fix_path = fix.display().to_string();
     let replay = |extra: &[&str]| {
-        let out = std::process::Command::new(repo().join("target/release/cdrctl"))
-            .args(["dlq", "replay", "--topic", &topic, "--fix"])
-            .arg(&fix)
-            .args(extra)
-            .current_dir(repo())
-            .output()
-            .expect("cdrctl dlq replay");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
+        dlq_replay(&[&["--topic", &topic, "--fix", &fix_path][..], extra].concat())
     };
     assert!(replay(&[]).contains(&format!("replayed {events} dead letters")));
     let r = wait_for(
@@ -810,4 +786,21 @@ async fn dead_letters_replayed_with_a_fix_mapping_land_once() {
     assert_eq!(again.calls as usize, expected.calls, "{again}");
     assert_eq!(again.amount, before, "{again}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `cdrctl dlq replay ARGS`, which must succeed; its stdout.
+fn dlq_replay(args: &[&str]) -> String {
+    let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+        .args(["dlq", "replay"])
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("cdrctl dlq replay");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
