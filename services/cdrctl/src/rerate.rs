@@ -374,8 +374,6 @@ pub async fn rerate(
         run_id: run_id.clone(),
         ..Default::default()
     };
-    let mut old_total = Decimal::ZERO;
-    let mut new_total = Decimal::ZERO;
     let mut chunk: Vec<Change> = Vec::new();
     let mut last_progress = std::time::Instant::now();
     while let Some(row) = cursor.next().await.context("reading rated_cdrs")? {
@@ -388,10 +386,6 @@ pub async fn rerate(
         if chunk.len() >= CHUNK {
             let c = std::mem::take(&mut chunk);
             write_chunk(client, req, &run_id, &c, &mut out).await?;
-            for x in &c {
-                old_total += from_dec18(x.old.amount);
-                new_total += from_dec18(x.new.amount);
-            }
         }
         if last_progress.elapsed().as_secs() >= 2 {
             eprintln!(
@@ -404,11 +398,9 @@ pub async fn rerate(
     }
     if !chunk.is_empty() {
         write_chunk(client, req, &run_id, &chunk, &mut out).await?;
-        for x in &chunk {
-            old_total += from_dec18(x.old.amount);
-            new_total += from_dec18(x.new.amount);
-        }
     }
+    let old_total: Decimal = out.diff.values().map(|l| l.old_amount).sum();
+    let new_total: Decimal = out.diff.values().map(|l| l.new_amount).sum();
     let mut insert = client.insert::<RunRow>("rerate_runs").await?;
     insert
         .write(&RunRow {
@@ -421,6 +413,7 @@ pub async fn rerate(
             tables: req.tables.clone(),
             calls_selected: out.selected,
             calls_changed: out.changed,
+            // The run's totals are the diff's (every changed call is in it).
             old_amount: dec18("old_amount", &old_total.to_string())?,
             new_amount: dec18("new_amount", &new_total.to_string())?,
             dry_run: req.dry_run,
