@@ -422,7 +422,26 @@ async fn events_of_one_call_on_different_partitions_make_one_call() {
     let before = metric("assembler", "cdr_assembler_rekeyed_events_total");
     cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
     let r = landed_exactly(&run, &expected, Duration::from_secs(240)).await;
-    assert_eq!(r.raw_rows, r.calls, "no call was emitted twice in parts");
+    // A call emitted in parts leaves rows of its cdr_id that fold in fewer
+    // events than its final copy. Extra rows with the same events are
+    // legitimate (a redelivered copy, or a demoted LRN holder written again
+    // as a cache hit with the next version), so the raw row count is not
+    // the measure.
+    let parts: u64 = clickhouse()
+        .client()
+        .query(
+            "SELECT count() FROM rated_cdrs AS r \
+             INNER JOIN (SELECT cdr_id, max(intDiv(bitAnd(version, 4294967295), 2)) AS events \
+                         FROM rated_cdrs WHERE startsWith(call_id, ?) GROUP BY cdr_id) AS m USING cdr_id \
+             WHERE startsWith(r.call_id, ?) AND intDiv(bitAnd(r.version, 4294967295), 2) < m.events",
+        )
+        .bind(&run)
+        .bind(&run)
+        .fetch_one()
+        .await
+        .expect("parts query");
+    assert_eq!(parts, 0, "no call was emitted in parts: {r}");
+    assert!(r.raw_rows >= r.calls, "{r}");
     let rekeyed = metric("assembler", "cdr_assembler_rekeyed_events_total") - before;
     assert!(
         rekeyed >= (expected.events - expected.dead_letters) as f64 * 0.9,
@@ -695,7 +714,7 @@ async fn dead_letters_replayed_after_the_fix_land_once() {
     assert_eq!(r.answered_seconds, expected.answered_seconds, "{r}");
     // Marked replayed: nothing to send the second time.
     assert!(replay(&[]).contains("replayed 0 dead letters"));
-    let list = std::process::Command::new(repo().join("target/release/cdrctl"))
+    let list = cdrctl_command()
         .args(["dlq", "list", "--topic", &topic])
         .output()
         .unwrap();
@@ -790,7 +809,7 @@ async fn dead_letters_replayed_with_a_fix_mapping_land_once() {
 
 /// `cdrctl dlq replay ARGS`, which must succeed; its stdout.
 fn dlq_replay(args: &[&str]) -> String {
-    let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+    let out = cdrctl_command()
         .args(["dlq", "replay"])
         .args(args)
         .current_dir(repo())
