@@ -2,6 +2,7 @@
 //! connection settings, the ordered migrations from `schemas/clickhouse/`,
 //! and the row types (with their conversion from pipeline records).
 
+pub mod cluster;
 pub mod migrate;
 pub mod rows;
 
@@ -35,6 +36,10 @@ pub struct ClickHouseConfig {
     pub url: String,
     pub user: String,
     pub password: String,
+    /// A file holding the password (a mounted secret; trailing newline
+    /// ignored), used when `password` is empty. Default:
+    /// `CDR_CLICKHOUSE_PASSWORD_FILE`. Checked at start-up.
+    pub password_file: Option<PathBuf>,
     pub database: String,
     /// PEM file of the CA(s) that sign the server's certificate (a private
     /// CA); default: Mozilla's root store (ClickHouse Cloud and public CAs).
@@ -43,6 +48,11 @@ pub struct ClickHouseConfig {
     pub connect_timeout_ms: u64,
     /// Bound on one query on the server (`max_execution_time`); 0 = none.
     pub request_timeout_ms: u64,
+    /// A ClickHouse cluster (`remote_servers` name): `cdrctl migrate` then
+    /// creates every table `ON CLUSTER` as a replicated `<table>_local`
+    /// plus a `Distributed` table under the plain name (see [`cluster`]).
+    /// Unset (the default): one node, the SQL as written.
+    pub cluster: Option<String>,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -54,10 +64,12 @@ impl std::fmt::Debug for ClickHouseConfig {
                 "password",
                 &if self.password.is_empty() { "" } else { "***" },
             )
+            .field("password_file", &self.password_file)
             .field("database", &self.database)
             .field("ca_cert", &self.ca_cert)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -78,10 +90,14 @@ impl Default for ClickHouseConfig {
             url: default_url(),
             user: default_user(),
             password: std::env::var("CDR_CLICKHOUSE_PASSWORD").unwrap_or_default(),
+            password_file: std::env::var_os("CDR_CLICKHOUSE_PASSWORD_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             database: default_db(),
             ca_cert: None,
             connect_timeout_ms: 5_000,
             request_timeout_ms: 0,
+            cluster: None,
         }
     }
 }
@@ -101,6 +117,15 @@ impl ClickHouseConfig {
             self.connect_timeout_ms > 0,
             "clickhouse.connect_timeout_ms must be positive"
         );
+        if self.password.is_empty() {
+            if let Some(p) = &self.password_file {
+                read_password(p)?;
+            }
+        }
+        if let Some(c) = &self.cluster {
+            cluster::check_cluster_name(c)
+                .map_err(|e| anyhow::anyhow!("clickhouse.cluster: {e}"))?;
+        }
         if let Some(p) = &self.ca_cert {
             let n = load_ca(p)?.len();
             anyhow::ensure!(n > 0, "clickhouse.ca_cert {}: no certificate", p.display());
@@ -160,9 +185,28 @@ impl ClickHouseConfig {
         }
         if !self.password.is_empty() {
             c = c.with_password(&self.password);
+        } else if let Some(p) = &self.password_file {
+            // Validated at start-up; a file gone since then leaves the
+            // client without a password, so the server refuses it.
+            if let Ok(pw) = read_password(p) {
+                c = c.with_password(pw);
+            }
         }
         c
     }
+}
+
+/// The password in a secret file, without its trailing newline.
+fn read_password(p: &Path) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(p)
+        .map_err(|e| anyhow::anyhow!("clickhouse.password_file {}: {e}", p.display()))?;
+    let pw = s.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(
+        !pw.is_empty(),
+        "clickhouse.password_file {}: empty",
+        p.display()
+    );
+    Ok(pw)
 }
 
 #[cfg(test)]
@@ -180,5 +224,30 @@ mod tests {
         assert_eq!(c.password, "from-env");
         assert_eq!(c.database, "cdr");
         assert!(!format!("{c:?}").contains("from-env"));
+    }
+
+    #[test]
+    fn the_password_file_is_checked_and_read_without_its_newline() {
+        let dir = std::env::temp_dir().join(format!("chpw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        assert_eq!(read_password(&f).unwrap(), "s3cret");
+        let c = ClickHouseConfig {
+            url: "http://h:8123".into(),
+            password: String::new(),
+            password_file: Some(f.clone()),
+            ..Default::default()
+        };
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        std::fs::write(&f, "\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("empty"));
+        let gone = ClickHouseConfig {
+            password_file: Some(dir.join("missing")),
+            ..c
+        };
+        assert!(gone.validate().unwrap_err().to_string().contains("missing"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

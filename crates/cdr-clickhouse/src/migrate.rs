@@ -126,11 +126,26 @@ struct Applied {
     version: u32,
 }
 
+/// The statements of one migration for this deployment: as written on a
+/// single node, their cluster form with `clickhouse.cluster` set.
+pub fn deployment_statements(sql: &str, cluster: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let single = statements(sql);
+    let Some(c) = cluster else {
+        return Ok(single);
+    };
+    let mut out = Vec::new();
+    for st in single {
+        out.extend(crate::cluster::cluster_statements(&st, c)?);
+    }
+    Ok(out)
+}
+
 /// Applies pending migrations; returns the versions applied now.
 pub async fn migrate(cfg: &crate::ClickHouseConfig) -> anyhow::Result<Vec<u32>> {
     let client = cfg.server_client();
+    let cluster = cfg.cluster.as_deref();
     // The ledger itself comes from migration 1, which is idempotent.
-    for stmt in statements(MIGRATIONS[0].2) {
+    for stmt in deployment_statements(MIGRATIONS[0].2, cluster)? {
         client
             .query(&stmt)
             .execute()
@@ -150,7 +165,7 @@ pub async fn migrate(cfg: &crate::ClickHouseConfig) -> anyhow::Result<Vec<u32>> 
         if done.contains(version) {
             continue;
         }
-        for stmt in statements(sql) {
+        for stmt in deployment_statements(sql, cluster)? {
             client
                 .query(&stmt)
                 .execute()
