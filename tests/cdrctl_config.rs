@@ -3,10 +3,10 @@
 //! `CDR__CLICKHOUSE__…` overrides; delivery settings cannot be overridden
 //! through `properties`, and a numeric password stays a string.
 
-use cdr_e2e::repo;
+use cdr_e2e::{cdrctl_command, repo};
 
 fn cdrctl(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    std::process::Command::new(repo().join("target/release/cdrctl"))
+    cdrctl_command()
         .args(args)
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")

@@ -35,6 +35,11 @@ fn use_chaos_stack() {
         ("CDR_INGEST_HTTP_PORT", "19280".into()),
         ("CDR_KAFKA_BROKERS", "127.0.0.1:19092".into()),
         ("CDR_CLICKHOUSE_URL", "http://127.0.0.1:18123".into()),
+        ("CDR_CLICKHOUSE_USER", "cdr_admin".into()),
+        (
+            "CDR_CLICKHOUSE_PASSWORD_FILE",
+            dir.join("secrets/cdr_admin.password").display().to_string(),
+        ),
         // The traffic replays ~2.5 h of event time in ~40 s, so a second of
         // wall-clock skew between partitions is minutes of event time:
         // windows and the conformance decision wait 15 minutes of event

@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,12 +17,10 @@ pub struct User {
 }
 
 impl User {
-    /// The local stack's admin (`default`, no password; runs migrations).
+    /// The local stack's admin (`cdr_admin`: DDL and DML on cdr.*; the
+    /// built-in `default` has no network access).
     pub fn admin() -> User {
-        User {
-            name: "default".into(),
-            password: String::new(),
-        }
+        User::role("admin")
     }
 
     /// `cdr_<role>` with its password: `CDR_CH_<ROLE>_PASSWORD`, else the
@@ -33,9 +30,7 @@ impl User {
         let password = match std::env::var(&var) {
             Ok(p) if !p.is_empty() => p,
             _ => {
-                let dir = std::env::var("CDR_SECRETS_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|_| crate::state_dir().join("secrets"));
+                let dir = crate::secrets_dir();
                 let f = dir.join(format!("cdr_{role}.password"));
                 std::fs::read_to_string(&f)
                     .unwrap_or_else(|e| {

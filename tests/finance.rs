@@ -685,7 +685,7 @@ fn cdrctl_invoice_writes_lines_that_sum_to_the_calls_net_of_credits() {
     let charges: Decimal = cdrs.iter().map(|c| c.amount).sum();
     let credits: Decimal = f.adjustments_in(A, feb()).iter().map(|a| a.amount).sum();
     let dir = std::env::temp_dir().join(format!("cdrctl-invoice-{}", std::process::id()));
-    let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+    let out = cdr_e2e::cdrctl_command()
         .args(["invoice", "--account", A, "--period", "2025-02", "--out"])
         .arg(&dir)
         .current_dir(repo())
@@ -738,7 +738,7 @@ fn cdrctl_invoice_writes_lines_that_sum_to_the_calls_net_of_credits() {
         "{total_csv}"
     );
     // A malformed period is refused before anything is written.
-    let bad = std::process::Command::new(repo().join("target/release/cdrctl"))
+    let bad = cdr_e2e::cdrctl_command()
         .args(["invoice", "--account", A, "--period", "2025-13"])
         .output()
         .unwrap();

@@ -33,6 +33,18 @@ fn up() {
     static UP: OnceLock<()> = OnceLock::new();
     UP.get_or_init(|| {
         script("start.sh", &[]);
+        // Whom this process and the cdrctl it runs log in to ClickHouse as
+        // (deploy/local/env.sh sets the same for the scripts): the stack's
+        // admin user, by its secret file. `default` has no network access.
+        if std::env::var_os("CDR_CLICKHOUSE_USER").is_none() {
+            std::env::set_var("CDR_CLICKHOUSE_USER", "cdr_admin");
+        }
+        if std::env::var_os("CDR_CLICKHOUSE_PASSWORD_FILE").is_none() {
+            std::env::set_var(
+                "CDR_CLICKHOUSE_PASSWORD_FILE",
+                secrets_dir().join("cdr_admin.password"),
+            );
+        }
         script("services.sh", &[]);
     });
 }
@@ -87,7 +99,7 @@ impl Pipeline {
         for s in services {
             p.stop(s);
         }
-        let st = Command::new(repo().join("target/release/cdrctl"))
+        let st = cdrctl_command()
             .arg("topics")
             .env("CDR_TOPIC_PREFIX", &p.prefix)
             .status()
@@ -196,8 +208,36 @@ pub fn kafka() -> KafkaConfig {
     KafkaConfig::default()
 }
 
+/// The stack's ClickHouse as its admin (`cdr_admin`), unless the
+/// environment names another login.
 pub fn clickhouse() -> ClickHouseConfig {
-    ClickHouseConfig::default()
+    let mut c = ClickHouseConfig::default();
+    if std::env::var_os("CDR_CLICKHOUSE_USER").is_none() {
+        c.user = "cdr_admin".into();
+    }
+    if c.password.is_empty() && c.password_file.is_none() {
+        c.password_file = Some(secrets_dir().join("cdr_admin.password"));
+    }
+    c
+}
+
+/// `target/release/cdrctl`, logging in to ClickHouse as [`clickhouse`]
+/// does (the stack's admin unless the environment names another login).
+pub fn cdrctl_command() -> Command {
+    let mut c = Command::new(repo().join("target/release/cdrctl"));
+    let ch = clickhouse();
+    c.env("CDR_CLICKHOUSE_USER", &ch.user);
+    if let Some(f) = &ch.password_file {
+        c.env("CDR_CLICKHOUSE_PASSWORD_FILE", f);
+    }
+    c
+}
+
+/// Where deploy/local/start.sh keeps the generated ClickHouse passwords.
+pub fn secrets_dir() -> PathBuf {
+    std::env::var("CDR_SECRETS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| state_dir().join("secrets"))
 }
 
 pub fn state_dir() -> PathBuf {

@@ -251,7 +251,7 @@ async fn http_raw_topic_and_file_import_all_land_rated() {
     let file = dir.join("Master.csv");
     let rejects = dir.join("rejects.jsonl");
     std::fs::write(&file, csv).unwrap();
-    let out = Command::new(repo().join("target/release/cdrctl"))
+    let out = cdrctl_command()
         .current_dir(repo())
         .args([
             "import",

@@ -61,7 +61,7 @@ async fn reconciliation_finds_exactly_the_planted_discrepancies() {
     // Priced: the account is added and its calls re-rated.
     let tmp = std::env::temp_dir().join(format!("cdr-reconcile-{run}"));
     let cfg = rater_config_with_account(&tmp.join("cfg"), &account, None);
-    let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+    let out = cdrctl_command()
         .args(["rerate", "--account", &account, "--reason", "account added"])
         .arg("--rater-config")
         .arg(&cfg)
@@ -149,7 +149,7 @@ async fn reconciliation_finds_exactly_the_planted_discrepancies() {
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
 
-    let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+    let out = cdrctl_command()
         .args(["reconcile", "--carrier", &account, "--delimiter", ";"])
         .args([
             "--columns",

@@ -24,7 +24,7 @@ fn d(s: &str) -> Decimal {
 /// Runs `cdrctl rerate` with `args`; returns (diff per breakout, changed,
 /// selected, whole stdout).
 fn rerate(args: &[&str]) -> (BTreeMap<String, Decimal>, u64, u64, String) {
-    let out = std::process::Command::new(repo().join("target/release/cdrctl"))
+    let out = cdrctl_command()
         .arg("rerate")
         .args(args)
         .env("RUST_LOG", "warn")
@@ -292,7 +292,7 @@ async fn rerating_prices_an_added_account_then_a_deck_fix_once() {
 fn cdrctl_rate_writes_its_cdrs_to_a_file() {
     let out_file = std::env::temp_dir().join(format!("rated-{}.jsonl", std::process::id()));
     let rate = |extra: &[&std::ffi::OsStr]| {
-        let o = std::process::Command::new(repo().join("target/release/cdrctl"))
+        let o = cdrctl_command()
             .args(["rate", "--decks-config", "deploy/local/config/rater.toml"])
             .args(["--numbering", "deploy/local/data/lrn/npanxx.txt"])
             .args(extra)

@@ -1,6 +1,9 @@
 //! Throughput of the pass-through pipeline (calls/s and events/s from the
-//! first publish to the last call visible in ClickHouse). Ignored in the
-//! default test run; `make bench` runs it next to the broker's raw rate.
+//! first publish to the last call visible in ClickHouse), and what each
+//! process spent: CPU-seconds from `/proc/<pid>/stat` (utime + stime)
+//! before and after, and calls per CPU-second per service — the sizing
+//! figure (calls/s one core sustains) in the README. Ignored in the default
+//! test run; `make bench` runs it next to the broker's raw rate.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,15 @@ async fn pipeline_throughput() {
         ..Default::default()
     };
     let (msgs, expected) = generate(&cfg);
+    let procs: Vec<(&str, String)> = SERVICES
+        .iter()
+        .map(|s| (*s, format!("svc-{s}")))
+        .chain([
+            ("tansu", "tansu".to_string()),
+            ("clickhouse", "clickhouse".to_string()),
+        ])
+        .collect();
+    let before: Vec<f64> = procs.iter().map(|(_, p)| cpu_seconds(p)).collect();
     let started = Instant::now();
     let publish = cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
     let r = wait_for(&run, expected.calls as u64, 0, Duration::from_secs(1800)).await;
@@ -39,4 +51,44 @@ async fn pipeline_throughput() {
         expected.events as f64 / took,
         publish.as_secs_f64()
     );
+    println!("| process | CPU-s | calls per CPU-second |\n|---|---|---|");
+    let mut chain = 0.0;
+    for ((name, pidf), b) in procs.iter().zip(&before) {
+        let used = cpu_seconds(pidf) - b;
+        let per = if SERVICES.contains(name) {
+            chain += used;
+            format!("{:.0}", expected.calls as f64 / used.max(1e-9))
+        } else {
+            String::new()
+        };
+        println!("| {name} | {used:.1} | {per} |");
+    }
+    println!(
+        "| **service chain** | {chain:.1} | **{:.0}** |",
+        expected.calls as f64 / chain.max(1e-9)
+    );
+}
+
+/// CPU-seconds (user + system) a process the scripts started has used.
+fn cpu_seconds(pid_file: &str) -> f64 {
+    let pid = pid_of(pid_file);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/stat ({pid_file}): {e}"));
+    // Fields after the parenthesised command name: utime is the 14th
+    // field overall, stime the 15th (the name may hold spaces).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0)
 }

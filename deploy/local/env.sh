@@ -7,9 +7,15 @@
 #   CDR_METRICS_BASE  first service metrics port (7 in a row)   default: 9101
 #   CDR_INGEST_HTTP_PORT  where switches POST (ingest service)   default: 9180
 #   CDR_SECRETS_DIR   generated ClickHouse passwords (mode 600) default: $CDR_STATE_DIR/secrets
-#   CDR_CH_WRITER_PASSWORD / CDR_CH_FINANCE_PASSWORD / CDR_CH_GRAFANA_PASSWORD
-#                     passwords of the ClickHouse users cdr_writer, cdr_finance,
-#                     cdr_grafana; unset = generated into CDR_SECRETS_DIR
+#   CDR_CH_ADMIN_PASSWORD / CDR_CH_WRITER_PASSWORD / CDR_CH_FINANCE_PASSWORD /
+#   CDR_CH_GRAFANA_PASSWORD
+#                     passwords of the ClickHouse users cdr_admin, cdr_writer,
+#                     cdr_finance, cdr_grafana; unset = generated into
+#                     CDR_SECRETS_DIR
+#   CDR_CLICKHOUSE_USER / CDR_CLICKHOUSE_PASSWORD_FILE
+#                     whom cdrctl and the tests log in as: cdr_admin and its
+#                     secret file. services.sh gives the sink cdr_writer and
+#                     every other service no ClickHouse credentials at all.
 CDR_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export CDR_REPO
 export CDR_STATE_DIR="${CDR_STATE_DIR:-$CDR_REPO/.state}"
@@ -21,6 +27,11 @@ export CDR_INGEST_HTTP_PORT="${CDR_INGEST_HTTP_PORT:-9180}"
 export CDR_SECRETS_DIR="${CDR_SECRETS_DIR:-$CDR_STATE_DIR/secrets}"
 export CDR_KAFKA_BROKERS="${CDR_KAFKA_BROKERS:-127.0.0.1:$CDR_KAFKA_PORT}"
 export CDR_CLICKHOUSE_URL="${CDR_CLICKHOUSE_URL:-http://127.0.0.1:$CDR_CH_HTTP_PORT}"
+export CDR_CLICKHOUSE_USER="${CDR_CLICKHOUSE_USER:-cdr_admin}"
+if [ -n "${CDR_CH_ADMIN_PASSWORD:-}" ] && [ -z "${CDR_CLICKHOUSE_PASSWORD:-}" ]; then
+  export CDR_CLICKHOUSE_PASSWORD="$CDR_CH_ADMIN_PASSWORD"
+fi
+export CDR_CLICKHOUSE_PASSWORD_FILE="${CDR_CLICKHOUSE_PASSWORD_FILE:-$CDR_SECRETS_DIR/cdr_admin.password}"
 export TANSU_VERSION="${TANSU_VERSION:-}"
 export CHDB_VERSION="${CHDB_VERSION:-26.9.0}"
 export TANSU_BIN="$CDR_CACHE_DIR/tansu/bin/tansu"

@@ -17,16 +17,19 @@ svcs=("$@"); [ ${#svcs[@]} -eq 0 ] && svcs=("${ALL[@]}")
 # The decks the rater is about to load go to ClickHouse first (rate_decks,
 # rate_deck_rows), so finance can join every rated CDR to the row that
 # priced it. Re-publishing is idempotent (ReplacingMergeTree).
-# Pipeline writes go through the cdr_writer ClickHouse user (SELECT and
-# INSERT on cdr.* only); its password comes from the environment or the
-# secret start.sh generated, and is passed in the environment, never argv.
-writer_env=(CDR_CLICKHOUSE_USER=cdr_writer
-  "CDR_CLICKHOUSE_PASSWORD=${CDR_CH_WRITER_PASSWORD:-$(cat "$CDR_SECRETS_DIR/cdr_writer.password")}")
+# Least privilege: the sink is the only service with ClickHouse
+# credentials (cdr_writer: SELECT and INSERT on cdr.*, by a password file,
+# never argv); every other service starts with no ClickHouse variables.
+writer_env=(CDR_CLICKHOUSE_USER=cdr_writer CDR_CLICKHOUSE_PASSWORD_FILE="$CDR_SECRETS_DIR/cdr_writer.password")
+[ -n "${CDR_CH_WRITER_PASSWORD:-}" ] && writer_env+=(CDR_CLICKHOUSE_PASSWORD="$CDR_CH_WRITER_PASSWORD")
+no_ch_env=(CDR_CLICKHOUSE_USER CDR_CLICKHOUSE_PASSWORD CDR_CLICKHOUSE_PASSWORD_FILE
+  CDR_CH_ADMIN_PASSWORD CDR_CH_WRITER_PASSWORD CDR_CH_FINANCE_PASSWORD CDR_CH_GRAFANA_PASSWORD)
 inst="${CDR_INSTANCE:-1}"
 sfx=""; [ "$inst" -gt 1 ] && sfx="-$inst"
 for s in "${svcs[@]}"; do
   if [ "$s" = rater ] && [ -f "$CDR_REPO/deploy/local/config/rater.toml" ]; then
-    (cd "$CDR_REPO" && env "${writer_env[@]}" "$CDR_BIN_DIR/cdrctl" deck publish --rater-config deploy/local/config/rater.toml 2>&1 | tail -1)
+    (cd "$CDR_REPO" && unset "${no_ch_env[@]}" && export "${writer_env[@]}" &&
+      "$CDR_BIN_DIR/cdrctl" deck publish --rater-config deploy/local/config/rater.toml 2>&1 | tail -1)
   fi
 done
 for s in "${svcs[@]}"; do
@@ -39,7 +42,8 @@ for s in "${svcs[@]}"; do
   cfg=()
   [ -f "$CDR_REPO/deploy/local/config/$s.toml" ] && cfg=("$CDR_REPO/deploy/local/config/$s.toml")
   extra_var="CDR_ENV_$s"; read -ra extra <<<"${!extra_var:-}"
-  (cd "$CDR_REPO" && export "${writer_env[@]}" "${http[@]}" "${extra[@]}" && CDR__STAGE__METRICS_LISTEN="127.0.0.1:$port" exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
+  ch=(); [ "$s" = sink ] && ch=("${writer_env[@]}")
+  (cd "$CDR_REPO" && unset "${no_ch_env[@]}" && export CDR__STAGE__METRICS_LISTEN="127.0.0.1:$port" "${ch[@]}" "${http[@]}" "${extra[@]}" && exec setsid "$CDR_BIN_DIR/$s" "${cfg[@]}" \
     >>"$CDR_STATE_DIR/logs/$s$sfx.log" 2>&1 </dev/null) &
   echo $! >"$pidf"
   log "started $s$sfx (pid $!, metrics http://127.0.0.1:$port/metrics)"

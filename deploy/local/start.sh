@@ -24,7 +24,9 @@ wait_for "tansu port" 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CDR_KAFKA_PORT"
 # --- ClickHouse -------------------------------------------------------------
 CH_DIR="$CDR_STATE_DIR/clickhouse"
 mkdir -p "$CH_DIR/data"
-# Users (clickhouse-config.xml): cdr_writer, cdr_finance, cdr_grafana. Each
+# Users (clickhouse-config.xml): cdr_admin, cdr_writer, cdr_finance,
+# cdr_grafana; `default` is reduced to what the embedded server's own
+# session needs (see the config). Each
 # password is CDR_CH_<ROLE>_PASSWORD when set, else the content of
 # $CDR_SECRETS_DIR/cdr_<role>.password, generated once (random, mode 600).
 # Only SHA-256 hashes go into the rendered config; nothing is logged.
@@ -37,6 +39,7 @@ ch_password() {
 ch_sha256() { ch_password "$1" | sha256sum | cut -d' ' -f1; }
 (umask 077; mkdir -p "$CDR_SECRETS_DIR")
 (umask 077; sed -e "s/@HTTP_PORT@/$CDR_CH_HTTP_PORT/" \
+    -e "s/@ADMIN_PASSWORD_SHA256@/$(ch_sha256 admin)/" \
     -e "s/@WRITER_PASSWORD_SHA256@/$(ch_sha256 writer)/" \
     -e "s/@FINANCE_PASSWORD_SHA256@/$(ch_sha256 finance)/" \
     -e "s/@GRAFANA_PASSWORD_SHA256@/$(ch_sha256 grafana)/" \
@@ -50,7 +53,8 @@ else
       >>"$CDR_STATE_DIR/logs/clickhouse.log" 2>&1 </dev/null) &
   echo $! >"$CDR_STATE_DIR/pids/clickhouse.pid"
 fi
-wait_for "ClickHouse HTTP" 90 curl -sf "$CDR_CLICKHOUSE_URL/?query=SELECT%201"
+# /ping needs no login (`default` may read nothing).
+wait_for "ClickHouse HTTP" 90 curl -sf "$CDR_CLICKHOUSE_URL/ping"
 
 # --- topics and tables ------------------------------------------------------
 CDRCTL="$CDR_BIN_DIR/cdrctl"

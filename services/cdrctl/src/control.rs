@@ -9,6 +9,49 @@ use cdr_model::control::{plan_change_id, PlanChange, RouteStatusEvent};
 use cdr_model::ids::stable_id;
 use cdr_model::topics;
 
+/// Why an operator action was refused before anything was sent.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ActorError {
+    #[error(
+        "--actor `{asked}` is not the authenticated Kafka principal `{principal}`: \
+         operator actions are recorded under the SASL user that sends them"
+    )]
+    NotThePrincipal { asked: String, principal: String },
+}
+
+/// Marks an actor name nobody vouched for (no SASL login to the brokers).
+pub const UNAUTHENTICATED: &str = " (unauthenticated)";
+
+/// Who an operator action is recorded under. With SASL configured, the
+/// authenticated principal: the brokers checked its password, and the ACLs
+/// (deploy/kafka/acls.tsv) let only it and the owning service write the
+/// control topics, so the audit row names who really acted; `--actor` may
+/// only repeat it. Without SASL nobody vouches for the name: it is
+/// recorded with an "(unauthenticated)" mark.
+pub fn actor(kafka: &KafkaConfig, asked: Option<&str>) -> Result<String, ActorError> {
+    let principal = kafka
+        .security
+        .sasl
+        .as_ref()
+        .and_then(|s| s.username.as_deref())
+        .filter(|u| !u.is_empty());
+    match (principal, asked) {
+        (Some(p), Some(a)) if a != p => Err(ActorError::NotThePrincipal {
+            asked: a.to_string(),
+            principal: p.to_string(),
+        }),
+        (Some(p), _) => Ok(p.to_string()),
+        (None, a) => {
+            let name = a
+                .map(str::to_string)
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| "operator".to_string());
+            Ok(format!("{name}{UNAUTHENTICATED}"))
+        }
+    }
+}
+
 /// The plan-change record of an operator decision (`plan` is `wholesale`
 /// or `retail`), effective at `at_ms`.
 pub fn plan_change(
@@ -95,6 +138,31 @@ pub async fn publish_route_status(kafka: &KafkaConfig, e: &RouteStatusEvent) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_actor_is_the_sasl_principal_or_marked_unauthenticated() {
+        let mut k = KafkaConfig::default();
+        assert_eq!(actor(&k, Some("ann")).unwrap(), "ann (unauthenticated)");
+        k.security.sasl = Some(cdr_kafka::config::SaslConfig {
+            mechanism: cdr_kafka::config::SaslMechanism::ScramSha512,
+            username: Some("cdr-operator-ann".into()),
+            password: Some("x".into()),
+            password_file: None,
+            oauthbearer_config: None,
+        });
+        assert_eq!(actor(&k, None).unwrap(), "cdr-operator-ann");
+        assert_eq!(
+            actor(&k, Some("cdr-operator-ann")).unwrap(),
+            "cdr-operator-ann"
+        );
+        assert_eq!(
+            actor(&k, Some("bob")),
+            Err(ActorError::NotThePrincipal {
+                asked: "bob".into(),
+                principal: "cdr-operator-ann".into()
+            })
+        );
+    }
 
     #[test]
     fn operator_records_are_deterministic_and_validated() {

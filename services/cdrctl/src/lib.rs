@@ -7,6 +7,7 @@ pub mod deck;
 pub mod dlq;
 pub mod import;
 pub mod invoice;
+pub mod probe;
 pub mod rate;
 pub mod reconcile;
 pub mod report;

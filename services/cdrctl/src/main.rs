@@ -262,6 +262,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DlqCmd,
     },
+    /// One HTTP GET of a service's health endpoint (container health
+    /// checks: the image has no curl); exit 0 on a 2xx status.
+    Probe {
+        /// e.g. http://127.0.0.1:9100/livez
+        url: String,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
     /// Raw broker produce/consume rate, for comparison with the pipeline.
     BenchBroker {
         #[arg(long, default_value_t = 200_000)]
@@ -304,9 +312,11 @@ enum DlqCmd {
         /// Replay dead letters that were replayed before too.
         #[arg(long)]
         again: bool,
-        /// Recorded as who replayed them.
-        #[arg(long, env = "USER", default_value = "cdrctl")]
-        actor: String,
+        /// Recorded as who replayed them: with Kafka SASL, the SASL user
+        /// (this may only repeat it); else this name (default $USER),
+        /// marked "(unauthenticated)".
+        #[arg(long)]
+        actor: Option<String>,
         /// Send a corrected form: a JSON fix mapping (rename, map_values,
         /// set, remove of top-level fields of JSON payloads).
         #[arg(long)]
@@ -337,8 +347,10 @@ enum AccountCmd {
         plan: String,
         #[arg(long, default_value = "operator decision")]
         reason: String,
-        #[arg(long, env = "USER", default_value = "operator")]
-        actor: String,
+        /// With Kafka SASL, the SASL user (this may only repeat it); else
+        /// this name (default $USER), marked "(unauthenticated)".
+        #[arg(long)]
+        actor: Option<String>,
         /// Effective instant (RFC 3339); default now.
         #[arg(long)]
         at: Option<String>,
@@ -355,8 +367,10 @@ enum RouteCmd {
         breakout: String,
         #[arg(long, default_value = "restored by operator")]
         reason: String,
-        #[arg(long, env = "USER", default_value = "operator")]
-        actor: String,
+        /// With Kafka SASL, the SASL user (this may only repeat it); else
+        /// this name (default $USER), marked "(unauthenticated)".
+        #[arg(long)]
+        actor: Option<String>,
     },
 }
 
@@ -409,6 +423,12 @@ fn enum_arg<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> anyhow::Resu
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // A health probe needs no configuration and must stay quiet.
+    if let Cmd::Probe { url, timeout_ms } = &cli.cmd {
+        let status = cdrctl::probe::probe(url, std::time::Duration::from_millis(*timeout_ms))?;
+        println!("{status}");
+        return Ok(());
+    }
     // `rate` writes JSON lines to stdout, where the log lines would go.
     if !matches!(cli.cmd, Cmd::Rate { .. }) {
         tracing_subscriber_init();
@@ -826,6 +846,7 @@ async fn main() -> anyhow::Result<()> {
                     fix,
                 },
         } => {
+            let actor = cdrctl::control::actor(&kafka, actor.as_deref())?;
             let fix = fix
                 .as_deref()
                 .map(cdrctl::dlq::FixMapping::load)
@@ -862,6 +883,7 @@ async fn main() -> anyhow::Result<()> {
                     at,
                 },
         } => {
+            let actor = cdrctl::control::actor(&kafka, actor.as_deref())?;
             let c = cdrctl::control::plan_change(&account, &plan, &reason, &actor, at_ms(at)?)?;
             cdrctl::control::publish_plan_change(&kafka, &c).await?;
             println!(
@@ -880,6 +902,7 @@ async fn main() -> anyhow::Result<()> {
                     actor,
                 },
         } => {
+            let actor = cdrctl::control::actor(&kafka, actor.as_deref())?;
             let e = cdrctl::control::route_restore(
                 &trunk,
                 &breakout,
@@ -893,6 +916,7 @@ async fn main() -> anyhow::Result<()> {
                 e.event_id
             );
         }
+        Cmd::Probe { .. } => unreachable!("answered before the connections are loaded"),
         Cmd::BenchBroker { messages, size } => {
             let (p, c) = cdrctl::bench_broker(&kafka, messages, size).await?;
             println!("broker raw rate: produce {p:.0} msg/s, consume {c:.0} msg/s ({messages} x {size} B)");
