@@ -6,7 +6,7 @@ LOCAL := deploy/local
 RUN_CALLS ?= 5000
 RUN_RATE ?= 4000
 
-.PHONY: build run test stack services stop bench chaos chaos-quick fmt clippy lint schemas check-schemas report idle-cpu
+.PHONY: build run test stack services stop bench chaos chaos-quick fmt clippy lint lint-deploy compose-up image schemas check-schemas report idle-cpu
 
 build:
 	$(LOCAL)/build_deps.sh
@@ -30,8 +30,23 @@ run: services
 
 ## test: every unit, property and end-to-end test, against the real broker
 ## and the real ClickHouse (started here if not running).
-test: stack
+test: stack lint-deploy
 	$(CARGO) test --release --workspace --no-fail-fast
+
+## lint-deploy: the Dockerfile, the compose file and the Helm chart checked
+## by hadolint, docker-compose config, helm lint/template and the
+## Kubernetes schemas (tools from PyPI and Debian, cached).
+lint-deploy:
+	deploy/lint/check.sh
+
+## compose-up: the production-like stack (Apache Kafka with SASL and ACLs,
+## ClickHouse server, Grafana, Prometheus, every service) where Docker runs.
+compose-up:
+	deploy/compose/up.sh
+
+## image: the one container image (every service and cdrctl).
+image:
+	docker build -t cdr-pipeline:local .
 
 report:
 	@source $(LOCAL)/env.sh && target/release/cdrctl report
