@@ -92,6 +92,15 @@ pub struct KafkaConfig {
     /// the broker's.
     #[serde(default)]
     pub min_insync_replicas: Option<i32>,
+    /// Partitions `cdrctl topics` gives every data topic (those of more
+    /// than one partition; default: the counts in `cdr_model::topics::ALL`,
+    /// 4). It bounds each service's parallelism: replicas beyond it idle.
+    /// Control and dead-letter topics keep their single partition (total
+    /// order), and each state topic gets its input's count, as the
+    /// services write a partition's state to the same partition number.
+    /// Fixed once topics exist: more partitions later re-key calls.
+    #[serde(default)]
+    pub partitions: Option<i32>,
 }
 
 fn default_replication() -> i32 {
@@ -363,6 +372,7 @@ impl Default for KafkaConfig {
             security: KafkaSecurity::default(),
             replication_factor: default_replication(),
             min_insync_replicas: None,
+            partitions: None,
         }
     }
 }
@@ -384,6 +394,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("security", &self.security)
             .field("replication_factor", &self.replication_factor)
             .field("min_insync_replicas", &self.min_insync_replicas)
+            .field("partitions", &self.partitions)
             .finish()
     }
 }
@@ -413,6 +424,11 @@ impl KafkaConfig {
         if let Some(m) = self.min_insync_replicas {
             if m < 1 || m > self.replication_factor {
                 bail!("kafka.min_insync_replicas must be between 1 and replication_factor");
+            }
+        }
+        if let Some(p) = self.partitions {
+            if !(1..=10_000).contains(&p) {
+                bail!("kafka.partitions must be between 1 and 10000, got {p}");
             }
         }
         if self.session_timeout_ms < 1000 {
