@@ -33,18 +33,6 @@ fn up() {
     static UP: OnceLock<()> = OnceLock::new();
     UP.get_or_init(|| {
         script("start.sh", &[]);
-        // Whom this process and the cdrctl it runs log in to ClickHouse as
-        // (deploy/local/env.sh sets the same for the scripts): the stack's
-        // admin user, by its secret file. `default` has no network access.
-        if std::env::var_os("CDR_CLICKHOUSE_USER").is_none() {
-            std::env::set_var("CDR_CLICKHOUSE_USER", "cdr_admin");
-        }
-        if std::env::var_os("CDR_CLICKHOUSE_PASSWORD_FILE").is_none() {
-            std::env::set_var(
-                "CDR_CLICKHOUSE_PASSWORD_FILE",
-                secrets_dir().join("cdr_admin.password"),
-            );
-        }
         script("services.sh", &[]);
     });
 }

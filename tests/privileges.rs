@@ -65,6 +65,18 @@ fn only_the_sink_has_clickhouse_credentials_and_no_password_is_on_argv() {
     }
 }
 
+/// Every statement is refused to `u` for want of a privilege.
+fn denied(u: &User, statements: &[&str]) {
+    for sql in statements {
+        let e = request(u, &[], &[], sql).expect_err(sql);
+        assert!(
+            e.contains("ACCESS_DENIED") || e.contains("Not enough privileges"),
+            "{}: {sql}: {e}",
+            u.name
+        );
+    }
+}
+
 #[test]
 fn each_clickhouse_user_can_do_its_job_and_no_more() {
     let _g = stack();
@@ -74,31 +86,25 @@ fn each_clickhouse_user_can_do_its_job_and_no_more() {
         password: String::new(),
     };
     // `default` (the embedded server's own session) reads and changes nothing.
-    for sql in [
-        "SELECT count() FROM cdr.rated_cdrs",
-        "DROP TABLE cdr.rated_cdrs",
-        "CREATE DATABASE pwned",
-        "INSERT INTO cdr.schema_migrations (version, name) VALUES (999, 'x')",
-    ] {
-        let e = q(&default, sql).expect_err(sql);
-        assert!(
-            e.contains("ACCESS_DENIED") || e.contains("Not enough privileges"),
-            "{sql}: {e}"
-        );
-    }
+    denied(
+        &default,
+        &[
+            "SELECT count() FROM cdr.rated_cdrs",
+            "DROP TABLE cdr.rated_cdrs",
+            "CREATE DATABASE pwned",
+            "INSERT INTO cdr.schema_migrations (version, name) VALUES (999, 'x')",
+        ],
+    );
     let writer = User::role("writer");
     q(&writer, "SELECT count() FROM cdr.rated_cdrs").expect("the writer reads");
-    for sql in [
-        "DROP TABLE cdr.rated_cdrs",
-        "ALTER TABLE cdr.rated_cdrs DELETE WHERE 1",
-        "CREATE TABLE cdr.x (a Int8) ENGINE = Memory",
-    ] {
-        let e = q(&writer, sql).expect_err(sql);
-        assert!(
-            e.contains("Not enough privileges") || e.contains("ACCESS_DENIED"),
-            "{sql}: {e}"
-        );
-    }
+    denied(
+        &writer,
+        &[
+            "DROP TABLE cdr.rated_cdrs",
+            "ALTER TABLE cdr.rated_cdrs DELETE WHERE 1",
+            "CREATE TABLE cdr.x (a Int8) ENGINE = Memory",
+        ],
+    );
     for role in ["finance", "grafana"] {
         let u = User::role(role);
         q(&u, "SELECT count() FROM cdr.rated_cdrs_final").expect("readers read");
