@@ -59,10 +59,10 @@ stop:
 	$(LOCAL)/stop.sh
 
 bench: stack
-	@source $(LOCAL)/env.sh && target/release/cdrctl bench-broker --messages 200000
-	$(CARGO) test --release -p cdr-e2e --test throughput -- --ignored --nocapture
-	$(CARGO) test --release -p cdr-e2e --test latency -- --ignored --nocapture
+	BENCH_CALLS=$${BENCH_CALLS:-30000} $(CARGO) test --release -p cdr-e2e --test throughput -- --ignored --nocapture
+	BENCH_CPS=$${BENCH_CPS:-1000} BENCH_SECS=$${BENCH_SECS:-30} $(CARGO) test --release -p cdr-e2e --test latency -- --ignored --nocapture
 	$(CARGO) test --release -p cdr-e2e --test restart_cost -- --ignored --nocapture
+	$(CARGO) bench -p cdr-e2e --bench stages
 	$(CARGO) bench -p ratedeck
 	$(CARGO) bench -p lrn
 

@@ -3,7 +3,15 @@
 //! process spent: CPU-seconds from `/proc/<pid>/stat` (utime + stime)
 //! before and after, and calls per CPU-second per service — the sizing
 //! figure (calls/s one core sustains) in the README. Ignored in the default
-//! test run; `make bench` runs it next to the broker's raw rate.
+//! test run; `make bench` runs it.
+//!
+//! In the same run it measures the broker's raw rate (produce, then
+//! consume, of 300-byte records by one client) and counts what the pipeline
+//! moved through the broker per call (records produced: the switch events
+//! plus every service's `produced_total`; records consumed: every service's
+//! `consumed_total`). The broker-bound ceiling is the call rate at which the
+//! broker would do nothing but that traffic:
+//! `1 / (produced per call / produce rate + consumed per call / consume rate)`.
 
 use std::time::{Duration, Instant};
 
@@ -36,36 +44,73 @@ async fn pipeline_throughput() {
             ("clickhouse", "clickhouse".to_string()),
         ])
         .collect();
+    let (raw_p, raw_c) = cdrctl::bench_broker(&kafka(), 100_000, 300)
+        .await
+        .expect("broker raw rate");
+    let stage_services: Vec<&str> = SERVICES
+        .iter()
+        .copied()
+        .filter(|s| *s != "ingest")
+        .collect();
+    let counters = |what: &str| -> Vec<f64> {
+        stage_services
+            .iter()
+            .map(|s| metric(s, &format!("cdr_{s}_{what}")))
+            .collect()
+    };
+    let (consumed0, produced0) = (counters("consumed_total"), counters("produced_total"));
     let before: Vec<f64> = procs.iter().map(|(_, p)| cpu_seconds(p)).collect();
     let started = Instant::now();
     let publish = cdrctl::publish(&kafka(), &msgs, 0).await.expect("publish");
     let r = wait_for(&run, expected.calls as u64, 0, Duration::from_secs(1800)).await;
     let took = started.elapsed().as_secs_f64() - 3.0; // wait_for settles 3 s after the last row
     assert_eq!(r.calls as usize, expected.calls);
+    let delta = |now: Vec<f64>, then: &[f64]| -> Vec<f64> {
+        now.iter().zip(then).map(|(a, b)| a - b).collect()
+    };
+    let consumed = delta(counters("consumed_total"), &consumed0);
+    let produced = delta(counters("produced_total"), &produced0);
+    let calls = expected.calls as f64;
+    let produced_per_call = (msgs.len() as f64 + produced.iter().sum::<f64>()) / calls;
+    let consumed_per_call = consumed.iter().sum::<f64>() / calls;
+    let ceiling = 1.0 / (produced_per_call / raw_p + consumed_per_call / raw_c);
+    let rate = calls / took;
     println!(
-        "pipeline: {} calls / {} events in {:.1}s -> {:.0} calls/s, {:.0} events/s (publish alone {:.1}s)",
+        "broker raw rate (same run): produce {raw_p:.0} msg/s, consume {raw_c:.0} msg/s (100000 x 300 B)"
+    );
+    println!(
+        "through the broker per call: {produced_per_call:.2} records produced, {consumed_per_call:.2} consumed -> broker-bound ceiling {ceiling:.0} calls/s"
+    );
+    println!(
+        "pipeline: {} calls / {} events in {:.1}s -> {:.0} calls/s ({:.0}% of the ceiling), {:.0} events/s (publish alone {:.1}s)",
         expected.calls,
         expected.events,
         took,
-        expected.calls as f64 / took,
+        rate,
+        100.0 * rate / ceiling,
         expected.events as f64 / took,
         publish.as_secs_f64()
     );
-    println!("| process | CPU-s | calls per CPU-second |\n|---|---|---|");
+    println!("| process | CPU-s | input records | records per CPU-second | calls per CPU-second |\n|---|---|---|---|---|");
     let mut chain = 0.0;
     for ((name, pidf), b) in procs.iter().zip(&before) {
         let used = cpu_seconds(pidf) - b;
-        let per = if SERVICES.contains(name) {
-            chain += used;
-            format!("{:.0}", expected.calls as f64 / used.max(1e-9))
-        } else {
-            String::new()
-        };
-        println!("| {name} | {used:.1} | {per} |");
+        match stage_services.iter().position(|s| s == name) {
+            Some(i) => {
+                chain += used;
+                println!(
+                    "| {name} | {used:.2} | {:.0} | {:.0} | {:.0} |",
+                    consumed[i],
+                    consumed[i] / used.max(1e-9),
+                    calls / used.max(1e-9)
+                );
+            }
+            None => println!("| {name} | {used:.2} | | | |"),
+        }
     }
     println!(
-        "| **service chain** | {chain:.1} | **{:.0}** |",
-        expected.calls as f64 / chain.max(1e-9)
+        "| **service chain** | {chain:.2} | | | **{:.0}** |",
+        calls / chain.max(1e-9)
     );
 }
 

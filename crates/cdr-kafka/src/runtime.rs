@@ -323,6 +323,12 @@ impl ConsumerContext for StageContext {
 
 pub type StageConsumer = StreamConsumer<StageContext>;
 
+/// Consumer fetch batching (see [`consumer`]); `kafka.properties` overrides.
+pub const FETCH_WAIT_MAX_MS: &str = "100";
+pub const FETCH_MIN_BYTES: &str = "65536";
+/// Producer batching (see [`producer`]); `kafka.properties` overrides.
+pub const LINGER_MS: &str = "5";
+
 /// A consumer with auto-commit off: offsets move only when the stage loop
 /// commits what its downstream acknowledged.
 pub async fn consumer(
@@ -351,9 +357,13 @@ pub async fn consumer(
         )
         .set("max.poll.interval.ms", "600000")
         .set("statistics.interval.ms", "15000")
-        // Fewer, larger fetches: an idle consumer waits at the broker
-        // instead of polling it.
-        .set("fetch.wait.max.ms", "500")
+        // Fewer, larger fetches: the broker answers once 64 KiB are ready
+        // or 100 ms passed, so a busy consumer gets a few hundred records
+        // per fetch instead of a handful (librdkafka's broker thread wakes
+        // per fetch response), an idle one waits at the broker instead of
+        // polling it, and no record waits more than 100 ms per hop.
+        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+        .set("fetch.min.bytes", FETCH_MIN_BYTES)
         .set("enable.partition.eof", "false");
     for (k, v) in &cfg.properties {
         c.set(k, v);
@@ -409,7 +419,10 @@ pub fn producer(cfg: &KafkaConfig, service: &str) -> anyhow::Result<Producer> {
     let mut c = cfg.client_config(service)?;
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        // A stage hands a whole batch's outputs over at once and then
+        // waits for their acks: a short linger already puts them in one
+        // request per partition, a longer one would only add latency.
+        .set("linger.ms", LINGER_MS)
         .set("message.timeout.ms", "300000")
         .set("queue.buffering.max.messages", "200000");
     for (k, v) in &cfg.properties {

@@ -156,7 +156,7 @@ impl Config {
         Ok(())
     }
 
-    fn assembly(&self) -> AssemblyConfig {
+    pub fn assembly(&self) -> AssemblyConfig {
         AssemblyConfig {
             max_call_ms: self.max_call_secs * 1000,
             reorder_grace_ms: self.reorder_grace_ms,

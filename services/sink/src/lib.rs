@@ -140,7 +140,8 @@ impl Rows {
         self.len() == 0
     }
 
-    fn lens(&self) -> [usize; 8] {
+    /// Rows per table, in the order of [`Src`]'s fields.
+    pub fn lens(&self) -> [usize; 8] {
         [
             self.cdrs.len(),
             self.kpis.len(),
@@ -154,7 +155,7 @@ impl Rows {
     }
 
     /// Records that the rows added since `before` came from batch record `i`.
-    fn record_src(&mut self, before: [usize; 8], i: usize) {
+    pub fn record_src(&mut self, before: [usize; 8], i: usize) {
         let after = self.lens();
         let srcs = [
             &mut self.src.cdrs,
@@ -358,7 +359,7 @@ pub fn classify(e: &clickhouse::error::Error) -> InsertFailure {
 }
 
 /// Deduplication token of one insert: the table and its rows' content.
-fn dedup_token<T: Serialize>(table: &str, rows: &[T]) -> String {
+pub fn dedup_token<T: Serialize>(table: &str, rows: &[T]) -> String {
     let mut h = Sha256::new();
     h.update(table.as_bytes());
     for r in rows {
