@@ -248,9 +248,11 @@ impl Part {
                 events: st.events.clone(),
                 provisional: true,
             });
-        } else if st.checkpointed {
-            self.tombstones.push(id.to_string());
         }
+        // A checkpointed call's checkpoint is tombstoned when the call is
+        // forgotten (see `forget_committed`), not here: until the commit
+        // passes its last events, a restart may re-read them and needs the
+        // checkpoint to rebuild the call whole.
     }
 
     /// Moves the clock to `to` (never back) and closes what became due.
@@ -316,7 +318,7 @@ impl Part {
             // can be re-read, so nothing waits for the commit.
             if !self.tracker.tracks(st.seq) || self.tracker.safely_committed(st.seq) {
                 let seq = st.seq;
-                if st.reopenable && st.checkpointed {
+                if st.checkpointed {
                     self.tombstones.push(id.clone());
                 }
                 self.calls.remove(&id);

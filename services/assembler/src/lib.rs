@@ -324,6 +324,18 @@ impl cdr_kafka::Stage for AssemblerStage {
     }
 
     fn tick(&mut self, wall_ms: i64, out: &mut Outbox) -> Result<(), StageError> {
+        // Checkpoints of calls forgotten since the last tick: the commit has
+        // passed every event of theirs (and every step before this one was
+        // flushed), so no restart can need them again.
+        for (partition, cdr_id) in self.asm.take_tombstones() {
+            self.metrics.tombstones.inc();
+            out.emit_to(
+                topics::ASSEMBLER_OPEN_CALLS,
+                partition,
+                cdr_id.into_bytes(),
+                None,
+            );
+        }
         let closed = self.asm.tick(wall_ms);
         self.emit(closed, out)?;
         self.ticks += 1;

@@ -9,6 +9,7 @@ pub struct AssemblerMetrics {
     pub calls_closed: IntCounterVec,
     pub duplicates: IntCounter,
     pub checkpoints: IntCounter,
+    pub tombstones: IntCounter,
     pub restored_calls: IntCounter,
     pub rekeyed: IntCounter,
 }
@@ -55,6 +56,12 @@ impl AssemblerMetrics {
             "Events not keyed by their call_id, re-published keyed by it",
         )
         .unwrap();
+        let tombstones = IntCounter::new(
+            "cdr_assembler_checkpoint_tombstones_total",
+            "Checkpoints deleted (tombstoned) once their call was committed and forgotten",
+        )
+        .unwrap();
+        registry.register(Box::new(tombstones.clone())).unwrap();
         registry.register(Box::new(restored_calls.clone())).unwrap();
         registry.register(Box::new(rekeyed.clone())).unwrap();
         AssemblerMetrics {
@@ -63,6 +70,7 @@ impl AssemblerMetrics {
             calls_closed,
             duplicates,
             checkpoints,
+            tombstones,
             restored_calls,
             rekeyed,
         }

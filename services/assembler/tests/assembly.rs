@@ -462,10 +462,13 @@ fn a_new_owner_can_still_complete_a_provisional_call() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].duration_ms, 5_000_000);
     assert!(out[0].event_count > first[0].event_count);
+    assert!(b.take_tombstones().is_empty(), "not before the commit");
+    b.tick(T0 + 5_010_000 + 48 * 3_600_000); // past its retention
+    b.committed(0, 3);
     assert_eq!(
         b.take_tombstones().len(),
         1,
-        "complete: checkpoint tombstoned"
+        "complete and committed: checkpoint tombstoned"
     );
 }
 
@@ -691,12 +694,19 @@ fn a_long_open_call_is_checkpointed_and_stops_holding_the_commit_point() {
         Some(&off),
         "checkpointed: the commit passes it"
     );
-    // Its hangup arrives: it closes as answered and its checkpoint is tombstoned.
+    // Its hangup arrives: it closes as answered. Its checkpoint stays until
+    // the commit has passed the hangup (a restart before that re-reads the
+    // hangup and needs the checkpoint), then it is tombstoned.
     at(&mut a, &stuck[3], 0, off, 3_005_000);
     let out = a.tick(T0 + 3_010_000);
     assert!(out
         .iter()
         .any(|c| c.call_id == "stuck" && c.disposition == "answered"));
+    assert!(a.take_tombstones().is_empty(), "not before the commit");
+    a.tick(T0 + 3_010_000 + 48 * 3_600_000); // past its retention
+    a.committed(0, off);
+    assert!(a.take_tombstones().is_empty(), "the hangup is not committed yet");
+    a.committed(0, off + 1);
     assert_eq!(a.take_tombstones(), vec![(0, cps[0].cdr_id.clone())]);
 }
 
