@@ -341,9 +341,93 @@ fn strip_international(digits: &str, plus: bool) -> Option<&str> {
 }
 
 fn pn_valid(digits: &str) -> bool {
-    phonenumber::parse(None, format!("+{digits}"))
-        .map(|p| phonenumber::is_valid(&p))
-        .unwrap_or(false)
+    pn_facts(digits).valid
+}
+
+/// What libphonenumber says about one string of E.164 digits: everything
+/// this crate asks it, computed together once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PnFacts {
+    /// `is_valid`: an assigned range of its country's plan, right length.
+    valid: bool,
+    /// Country calling code, when the digits parse.
+    code: Option<u16>,
+    /// ISO region, when the number's leading digits name one.
+    region: Option<String>,
+    /// libphonenumber's type, mapped (before this crate's NANP/satellite rules).
+    pn_type: NumberType,
+    /// Digits of the national number as libphonenumber reads it.
+    national_len: usize,
+}
+
+fn compute_facts(digits: &str) -> PnFacts {
+    let Ok(p) = phonenumber::parse(None, format!("+{digits}")) else {
+        return PnFacts {
+            valid: false,
+            code: None,
+            region: None,
+            pn_type: NumberType::Unknown,
+            national_len: 0,
+        };
+    };
+    let pn_type = match p.number_type(&phonenumber::metadata::DATABASE) {
+        phonenumber::Type::FixedLine | phonenumber::Type::FixedLineOrMobile => NumberType::Fixed,
+        phonenumber::Type::Mobile => NumberType::Mobile,
+        phonenumber::Type::TollFree => NumberType::TollFree,
+        phonenumber::Type::PremiumRate => NumberType::Premium,
+        _ => NumberType::Unknown,
+    };
+    PnFacts {
+        valid: phonenumber::is_valid(&p),
+        code: Some(p.code().value()),
+        region: p
+            .country()
+            .id()
+            .map(|id| AsRef::<str>::as_ref(&id).to_string()),
+        pn_type,
+        national_len: p.national().value().to_string().len(),
+    }
+}
+
+/// Entries per generation of the per-thread memo (two generations: about
+/// 2 × 64k numbers, ~15 MB, per thread that analyses numbers).
+const MEMO_GENERATION: usize = 65_536;
+
+#[derive(Default)]
+struct FactsMemo {
+    current: HashMap<Box<str>, PnFacts>,
+    previous: HashMap<Box<str>, PnFacts>,
+}
+
+thread_local! {
+    static FACTS: std::cell::RefCell<FactsMemo> = std::cell::RefCell::new(FactsMemo::default());
+}
+
+/// [`compute_facts`], memoised per whole number. libphonenumber spends most
+/// of its time hashing its own regex patterns (its regex cache is keyed by
+/// the pattern text), and a call asks about the same two numbers several
+/// times (normalisation, caller-id validity, classification), while caller
+/// ids and popular destinations repeat across calls. Keyed by the whole
+/// number, not a prefix: a scan of 200,000 random numbers found answers
+/// that change with the 9th and 10th digit (e.g. `+375 800 080 …`), so a
+/// prefix key would misclassify some. The memo only saves work: the
+/// answer is the same with or without it (tested).
+fn pn_facts(digits: &str) -> PnFacts {
+    FACTS.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(f) = m.current.get(digits) {
+            return f.clone();
+        }
+        let f = match m.previous.get(digits) {
+            Some(f) => f.clone(),
+            None => compute_facts(digits),
+        };
+        if m.current.len() >= MEMO_GENERATION {
+            m.previous = std::mem::take(&mut m.current);
+        }
+        m.current.insert(digits.into(), f.clone());
+        f
+    })
 }
 
 /// Normalise a number (caller id or dialed number **after** prefix stripping)
@@ -428,17 +512,13 @@ pub fn check_cli(cli: Option<&str>) -> (CliStatus, Option<E164>) {
 /// part (`+33 1 00 00 00 00` fits the French fixed-line pattern but is no
 /// subscriber: test and placeholder CLIs are written that way).
 fn cli_valid(n: &E164) -> bool {
-    let Some(p) = parse_pn(n) else {
-        return false;
-    };
-    if !phonenumber::is_valid(&p) || p.country().id().is_none() {
+    let f = pn_facts(n.digits());
+    if !f.valid || f.region.is_none() {
         return false;
     }
-    let national = p.national().value().to_string();
-    let tail = national
-        .get(national.len().saturating_sub(6)..)
-        .unwrap_or("");
-    !(tail.len() == 6 && tail.bytes().all(|c| c == b'0'))
+    // The national number is the tail of the E.164 digits.
+    let d = n.digits().as_bytes();
+    !(f.national_len >= 6 && d.len() >= 6 && d[d.len() - 6..].iter().all(|c| *c == b'0'))
 }
 
 /// NANP toll-free NPAs.
@@ -457,13 +537,6 @@ pub struct NumberInfo {
     pub country: Option<String>,
     /// Number type.
     pub number_type: NumberType,
-}
-
-fn parse_pn(n: &E164) -> Option<phonenumber::PhoneNumber> {
-    let mut s = String::with_capacity(n.0.len() + 1);
-    s.push('+');
-    s.push_str(&n.0);
-    phonenumber::parse(None, s).ok()
 }
 
 /// Assigned ITU country code at the start of the digits (metadata lookup, no regex).
@@ -487,13 +560,10 @@ fn is_satellite(d: &str) -> bool {
 /// Country and type of a normalised number.
 pub fn classify(n: &E164) -> NumberInfo {
     let d = n.digits();
-    let pn = parse_pn(n);
-    let country_code = pn
-        .as_ref()
-        .map(|p| p.code().value())
-        .or_else(|| country_code_of(n));
-    let country = match pn.as_ref().and_then(|p| p.country().id()) {
-        Some(id) => Some(AsRef::<str>::as_ref(&id).to_string()),
+    let f = pn_facts(d);
+    let country_code = f.code.or_else(|| country_code_of(n));
+    let country = match f.region {
+        Some(id) => Some(id),
         // Unassigned/invalid national range: fall back to the main country of
         // the country code (e.g. UK drama range +447700900xxx → GB).
         None => country_code.and_then(main_country_for_code),
@@ -512,18 +582,7 @@ pub fn classify(n: &E164) -> NumberInfo {
     } else {
         None
     };
-    let number_type = override_type.unwrap_or_else(|| match &pn {
-        None => NumberType::Unknown,
-        Some(p) => match p.number_type(&phonenumber::metadata::DATABASE) {
-            phonenumber::Type::FixedLine | phonenumber::Type::FixedLineOrMobile => {
-                NumberType::Fixed
-            }
-            phonenumber::Type::Mobile => NumberType::Mobile,
-            phonenumber::Type::TollFree => NumberType::TollFree,
-            phonenumber::Type::PremiumRate => NumberType::Premium,
-            _ => NumberType::Unknown,
-        },
-    });
+    let number_type = override_type.unwrap_or(f.pn_type);
     NumberInfo {
         e164: n.clone(),
         country_code,
@@ -1275,5 +1334,33 @@ mod tests {
         );
         let uk = classify(&normalize("+442079460123").unwrap());
         assert_eq!(call_jurisdiction(&t, Some(&ny), &uk, "442079460123"), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The memo changes no answer: a number asked first, again, and
+        /// after the memo rolled over gets what libphonenumber says fresh.
+        #[test]
+        fn memoised_facts_equal_fresh_ones(
+            cc in proptest::sample::select(vec!["1", "44", "49", "33", "39", "375", "86", "91", "234", "52", "7", "61", "880", "998"]),
+            rest in "[0-9]{5,13}",
+        ) {
+            let d = format!("{cc}{rest}");
+            let fresh = compute_facts(&d);
+            proptest::prop_assert_eq!(&pn_facts(&d), &fresh);
+            proptest::prop_assert_eq!(&pn_facts(&d), &fresh);
+            FACTS.with(|m| {
+                let mut m = m.borrow_mut();
+                m.previous = std::mem::take(&mut m.current);
+            });
+            proptest::prop_assert_eq!(&pn_facts(&d), &fresh);
+        }
+    }
+
+    #[test]
+    fn all_zero_subscriber_cli_is_invalid_and_a_real_one_valid() {
+        assert_eq!(check_cli(Some("+33100000000")).0, CliStatus::Invalid);
+        assert_eq!(check_cli(Some("+33142685300")).0, CliStatus::Valid);
     }
 }

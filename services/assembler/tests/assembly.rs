@@ -705,7 +705,10 @@ fn a_long_open_call_is_checkpointed_and_stops_holding_the_commit_point() {
     assert!(a.take_tombstones().is_empty(), "not before the commit");
     a.tick(T0 + 3_010_000 + 48 * 3_600_000); // past its retention
     a.committed(0, off);
-    assert!(a.take_tombstones().is_empty(), "the hangup is not committed yet");
+    assert!(
+        a.take_tombstones().is_empty(),
+        "the hangup is not committed yet"
+    );
     a.committed(0, off + 1);
     assert_eq!(a.take_tombstones(), vec![(0, cps[0].cdr_id.clone())]);
 }
