@@ -174,6 +174,7 @@ impl Produced {
             key: key.into(),
             payload: Some(payload),
             origin: None,
+            timestamp_ms: None,
         });
     }
 
@@ -184,6 +185,7 @@ impl Produced {
             key,
             payload,
             origin: None,
+            timestamp_ms: None,
         });
     }
 

@@ -453,17 +453,18 @@ pub async fn enqueue(
     payload: &[u8],
     waits: Option<&prometheus::IntCounter>,
 ) -> Result<DeliveryFuture, SendError> {
-    enqueue_record(producer, topic, None, key, Some(payload), waits).await
+    enqueue_record(producer, topic, None, key, Some(payload), None, waits).await
 }
 
-/// [`enqueue`] with an optional explicit partition and an optional payload
-/// (`None` is a tombstone).
+/// [`enqueue`] with an optional explicit partition, an optional payload
+/// (`None` is a tombstone) and an optional log time (else now).
 pub async fn enqueue_record(
     producer: &Producer,
     topic: &str,
     partition: Option<i32>,
     key: &[u8],
     payload: Option<&[u8]>,
+    timestamp_ms: Option<i64>,
     waits: Option<&prometheus::IntCounter>,
 ) -> Result<DeliveryFuture, SendError> {
     let name = producer.topic(topic);
@@ -473,6 +474,9 @@ pub async fn enqueue_record(
     }
     if let Some(p) = partition {
         rec = rec.partition(p);
+    }
+    if let Some(t) = timestamp_ms {
+        rec = rec.timestamp(t);
     }
     enqueue_built(producer, rec, topic, waits).await
 }

@@ -159,6 +159,8 @@ pub struct Output {
     /// `None`: a tombstone (deletes the key from a compacted topic).
     pub payload: Option<Vec<u8>>,
     pub origin: Option<Origin>,
+    /// The record's log time (else the producer's clock).
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Outputs of a stage on their way to the broker. `emit` and `reject`
@@ -204,6 +206,21 @@ impl Outbox {
             key: key.into(),
             payload: Some(payload),
             origin: origin.map(Origin::of),
+            timestamp_ms: None,
+        });
+    }
+
+    /// Re-publishes input record `m` (its payload) under another key,
+    /// keeping its log time: the copy stands where the original stood in
+    /// the log's time, however late it is re-published.
+    pub fn republish(&mut self, topic: &str, key: impl Into<Vec<u8>>, m: &OwnedMessage) {
+        self.buf.push(Output {
+            topic: topic.to_string(),
+            partition: None,
+            key: key.into(),
+            payload: Some(m.payload().unwrap_or_default().to_vec()),
+            origin: Some(Origin::of(m)),
+            timestamp_ms: m.timestamp().to_millis(),
         });
     }
 
@@ -221,6 +238,7 @@ impl Outbox {
             key: key.into(),
             payload,
             origin: None,
+            timestamp_ms: None,
         });
     }
 
@@ -322,6 +340,7 @@ impl Outbox {
                 o.partition,
                 &o.key,
                 o.payload.as_deref(),
+                o.timestamp_ms,
                 Some(&self.metrics.produce_waits),
             )
             .await

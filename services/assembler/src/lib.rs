@@ -301,12 +301,10 @@ impl cdr_kafka::Stage for AssemblerStage {
                 Ok(ev) if m.key() != Some(ev.call_id.as_bytes()) => {
                     self.asm.skip(pos, wall);
                     self.metrics.rekeyed.inc();
-                    out.emit(
-                        topics::CALL_EVENTS,
-                        ev.call_id.into_bytes(),
-                        m.payload().unwrap_or_default().to_vec(),
-                        Some(m),
-                    );
+                    // Its original log time: the copy's place in its new
+                    // partition's clock does not depend on how late this
+                    // partition was read.
+                    out.republish(topics::CALL_EVENTS, ev.call_id.into_bytes(), m);
                 }
                 Ok(ev) => match self.asm.ingest(ev, pos, clock) {
                     Ingest::Accepted => {}
