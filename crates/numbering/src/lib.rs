@@ -346,14 +346,15 @@ fn pn_valid(digits: &str) -> bool {
 
 /// What libphonenumber says about one string of E.164 digits: everything
 /// this crate asks it, computed together once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PnFacts {
     /// `is_valid`: an assigned range of its country's plan, right length.
     valid: bool,
     /// Country calling code, when the digits parse.
     code: Option<u16>,
-    /// ISO region, when the number's leading digits name one.
-    region: Option<String>,
+    /// ISO region, when the number's leading digits name one (an enum, so a
+    /// memo hit copies no string).
+    region: Option<phonenumber::country::Id>,
     /// libphonenumber's type, mapped (before this crate's NANP/satellite rules).
     pn_type: NumberType,
     /// Digits of the national number as libphonenumber reads it.
@@ -380,10 +381,7 @@ fn compute_facts(digits: &str) -> PnFacts {
     PnFacts {
         valid: phonenumber::is_valid(&p),
         code: Some(p.code().value()),
-        region: p
-            .country()
-            .id()
-            .map(|id| AsRef::<str>::as_ref(&id).to_string()),
+        region: p.country().id(),
         pn_type,
         national_len: p.national().value().to_string().len(),
     }
@@ -416,16 +414,16 @@ fn pn_facts(digits: &str) -> PnFacts {
     FACTS.with(|m| {
         let mut m = m.borrow_mut();
         if let Some(f) = m.current.get(digits) {
-            return f.clone();
+            return *f;
         }
         let f = match m.previous.get(digits) {
-            Some(f) => f.clone(),
+            Some(f) => *f,
             None => compute_facts(digits),
         };
         if m.current.len() >= MEMO_GENERATION {
             m.previous = std::mem::take(&mut m.current);
         }
-        m.current.insert(digits.into(), f.clone());
+        m.current.insert(digits.into(), f);
         f
     })
 }
@@ -563,7 +561,7 @@ pub fn classify(n: &E164) -> NumberInfo {
     let f = pn_facts(d);
     let country_code = f.code.or_else(|| country_code_of(n));
     let country = match f.region {
-        Some(id) => Some(id),
+        Some(id) => Some(AsRef::<str>::as_ref(&id).to_string()),
         // Unassigned/invalid national range: fall back to the main country of
         // the country code (e.g. UK drama range +447700900xxx → GB).
         None => country_code.and_then(main_country_for_code),
