@@ -852,6 +852,38 @@ pub async fn run_stage_with_producer<S: Stage>(
 mod tests {
     use super::*;
 
+    /// A re-published record keeps its input's log time; other outputs
+    /// take the producer's clock.
+    #[test]
+    fn republish_keeps_the_log_time() {
+        let cfg = crate::KafkaConfig {
+            brokers: "127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        let producer = runtime::producer(&cfg, "test").unwrap();
+        let mut out = Outbox::new(
+            "assembler",
+            "pipeline.dlq",
+            producer,
+            StageMetrics::new("stage_test"),
+        );
+        let m = OwnedMessage::new(
+            Some(b"{}".to_vec()),
+            Some(b"lb-1".to_vec()),
+            "call-events".into(),
+            rdkafka::Timestamp::CreateTime(1_700_000_000_123),
+            2,
+            7,
+            None,
+        );
+        out.republish("call-events", b"call-1".to_vec(), &m);
+        out.emit("calls.assembled", b"k".to_vec(), b"x".to_vec(), Some(&m));
+        assert_eq!(out.buf[0].timestamp_ms, Some(1_700_000_000_123));
+        assert_eq!(out.buf[0].key, b"call-1");
+        assert_eq!(out.buf[0].payload.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(out.buf[1].timestamp_ms, None);
+    }
+
     /// A dead letter keeps its record's own time, so `cdrctl dlq replay`
     /// can give it back; a record without one keeps none.
     #[test]
