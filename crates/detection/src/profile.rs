@@ -299,6 +299,8 @@ struct Account {
     clock_dirty: bool,
     slots: BTreeMap<i64, Slot>,
     dirty: BTreeSet<i64>,
+    /// Listed in its partition's `touched` since the last take.
+    queued: bool,
 }
 
 impl Account {
@@ -308,6 +310,7 @@ impl Account {
             clock_dirty: true,
             slots: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            queued: false,
         }
     }
 }
@@ -320,6 +323,21 @@ struct Part {
     accounts: BTreeMap<String, Account>,
     /// Keys deleted since the last `take_changes`.
     gone: Vec<String>,
+    /// Accounts that may have changed since the last `take_changes`, so a
+    /// take visits those and not every account the partition holds.
+    touched: Vec<String>,
+    /// `idle_close_ms + allowed_lateness_ms` behind the watermark, in
+    /// windows: idle accounts can only have a window to judge once this
+    /// moves, so they are visited then and not on every newer call.
+    idle_window: i64,
+}
+
+/// Lists `a` for the next take (once per take).
+fn touch(touched: &mut Vec<String>, id: &str, a: &mut Account) {
+    if !a.queued {
+        a.queued = true;
+        touched.push(id.to_owned());
+    }
 }
 
 impl Default for Part {
@@ -329,6 +347,8 @@ impl Default for Part {
             meta_dirty: false,
             accounts: BTreeMap::new(),
             gone: Vec::new(),
+            touched: Vec::new(),
+            idle_window: i64::MIN,
         }
     }
 }
@@ -381,6 +401,7 @@ impl ProfileMonitor {
             .accounts
             .entry(facts.account_id.clone())
             .or_insert_with(|| Account::new(i64::MIN));
+        touch(&mut part.touched, &facts.account_id, acct);
         if idle_clock > acct.clock_ms {
             // Far behind the partition (new, or idle): follow its clock
             // first, so old calls are late like anyone's.
@@ -428,7 +449,14 @@ impl ProfileMonitor {
         if ts > part.watermark_ms {
             part.watermark_ms = ts;
             part.meta_dirty = true;
-            alerts.extend(idle(&cfg, part, declared));
+            let w = ts
+                .saturating_sub(cfg.idle_close_ms)
+                .saturating_sub(cfg.allowed_lateness_ms)
+                .div_euclid(cfg.window_ms);
+            if w > part.idle_window {
+                part.idle_window = w;
+                alerts.extend(idle(&cfg, part, declared));
+            }
         }
         alerts
     }
@@ -483,10 +511,11 @@ impl ProfileMonitor {
             } => {
                 let a = part
                     .accounts
-                    .entry(account_id)
+                    .entry(account_id.clone())
                     .or_insert_with(|| Account::new(clock_ms));
                 a.clock_ms = clock_ms;
                 a.clock_dirty = false;
+                touch(&mut part.touched, &account_id, a);
             }
             ProfileRecord::ProfileSlot {
                 account_id,
@@ -499,8 +528,9 @@ impl ProfileMonitor {
             } => {
                 let a = part
                     .accounts
-                    .entry(account_id)
+                    .entry(account_id.clone())
                     .or_insert_with(|| Account::new(i64::MIN));
+                touch(&mut part.touched, &account_id, a);
                 a.slots.insert(
                     slot_ms,
                     Slot {
@@ -530,7 +560,13 @@ impl ProfileMonitor {
                     record: None,
                 });
             }
-            for (id, a) in part.accounts.iter_mut() {
+            for id in std::mem::take(&mut part.touched) {
+                // Forgotten since it was touched: its tombstone is in `gone`.
+                let Some(a) = part.accounts.get_mut(&id) else {
+                    continue;
+                };
+                a.queued = false;
+                let id = &id;
                 for s in std::mem::take(&mut a.dirty) {
                     let Some(sl) = a.slots.get(&s) else { continue };
                     let mut ids: Vec<u64> = sl.ids.iter().copied().collect();
@@ -596,6 +632,7 @@ fn idle(
         if a.clock_ms < idle_clock {
             a.clock_ms = idle_clock;
             a.clock_dirty = true;
+            touch(&mut part.touched, id, a);
             alerts.extend(judge(cfg, id, a, &mut part.gone, declared));
         }
         if a.slots.is_empty() && a.clock_ms < forget_before {

@@ -229,6 +229,8 @@ struct Account {
     dirty_slots: std::collections::BTreeSet<i64>,
     gone_slots: std::collections::BTreeSet<i64>,
     meta_dirty: bool,
+    /// Listed in [`ConformanceMonitor::touched`] since the last take.
+    queued: bool,
 }
 
 impl Account {
@@ -242,6 +244,7 @@ impl Account {
             dirty_slots: Default::default(),
             gone_slots: Default::default(),
             meta_dirty: false,
+            queued: false,
         }
     }
 }
@@ -263,6 +266,10 @@ pub struct ConformanceMonitor {
     /// Accounts reset since the last [`ConformanceMonitor::take_changes`],
     /// with the keys their state was written under.
     removed: Vec<StateChange>,
+    /// Accounts changed since the last take, so a take visits only those
+    /// and not every account ever seen (its cost stays per call, not per
+    /// account held).
+    touched: Vec<String>,
 }
 
 impl ConformanceMonitor {
@@ -272,6 +279,7 @@ impl ConformanceMonitor {
             cfg,
             accounts: HashMap::default(),
             removed: Vec::new(),
+            touched: Vec::new(),
         })
     }
 
@@ -346,7 +354,13 @@ impl ConformanceMonitor {
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         let bucket = self.cfg.bucket_secs * 1000;
         let mut out = std::mem::take(&mut self.removed);
-        for (id, a) in self.accounts.iter_mut() {
+        for id in std::mem::take(&mut self.touched) {
+            // Reset or revoked since it was touched: nothing of it to write.
+            let Some(a) = self.accounts.get_mut(&id) else {
+                continue;
+            };
+            a.queued = false;
+            let id = &id;
             for h in std::mem::take(&mut a.gone_slots) {
                 out.push(StateChange {
                     partition: a.partition,
@@ -432,6 +446,10 @@ impl ConformanceMonitor {
             }
         } else {
             return None; // a copy of a counted call, or too old: nothing changed
+        }
+        if !acct.queued {
+            acct.queued = true;
+            self.touched.push(a.account_id.clone());
         }
         if a.end_ms > acct.watermark_ms {
             acct.watermark_ms = a.end_ms;
@@ -764,6 +782,39 @@ mod tests {
             .filter(|c| c.record.is_none())
             .count();
         assert!(gone > 0);
+    }
+
+    /// A take carries the accounts observed since the last take, only those.
+    #[test]
+    fn a_take_carries_only_the_accounts_changed_since_the_last() {
+        let mut m = ConformanceMonitor::new(ConformanceConfig::default()).unwrap();
+        let other = |i: i64| Attempt {
+            account_id: "w2".into(),
+            cdr_id: format!("o{i}"),
+            ..att(i, true, 90)
+        };
+        m.observe(0, &att(1, true, 90));
+        m.observe(1, &other(1));
+        let first = m.take_changes();
+        for acct in ["w1", "w2"] {
+            assert!(
+                first.iter().any(|c| c.key.contains(acct)),
+                "{acct}: {first:?}"
+            );
+        }
+        assert!(m.take_changes().is_empty());
+        m.observe(1, &other(2));
+        let second = m.take_changes();
+        assert!(!second.is_empty());
+        assert!(
+            second
+                .iter()
+                .all(|c| c.key.contains("w2") && c.partition == 1),
+            "{second:?}"
+        );
+        // A copy of a counted call changes nothing and writes nothing.
+        m.observe(1, &other(2));
+        assert!(m.take_changes().is_empty());
     }
 
     /// Applies state changes to a key-value store, as a compacted topic does.
