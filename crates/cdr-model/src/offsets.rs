@@ -89,6 +89,34 @@ impl PartitionTracker {
         self.firsts.len()
     }
 
+    /// The last offset acknowledged as committed.
+    pub fn committed(&self) -> Option<i64> {
+        self.committed
+    }
+
+    /// The first offset of the oldest open unit, or the next offset when
+    /// none is open: the furthest a commit can reach while open units must
+    /// be re-read whole. [`Self::committable`] reaches it once the closed
+    /// units it would split ([`Self::splits`]) are forgotten.
+    pub fn open_floor(&self) -> Option<i64> {
+        let next = self.next?;
+        let oldest_open = self
+            .by_first
+            .iter()
+            .find(|(_, last)| last.is_none())
+            .map(|((first, _), _)| *first);
+        Some(oldest_open.map_or(next, |f| f.min(next)))
+    }
+
+    /// True when `key` is a closed unit that a commit at `at` would split
+    /// (`first < at <= last`).
+    pub fn splits(&self, key: u64, at: i64) -> bool {
+        let Some(first) = self.firsts.get(&key) else {
+            return false;
+        };
+        *first < at && matches!(self.by_first.get(&(*first, key)), Some(Some(last)) if *last >= at)
+    }
+
     /// The offset safe to commit, or None before anything was consumed.
     pub fn committable(&self) -> Option<i64> {
         let mut c = self.next?;
@@ -146,7 +174,47 @@ mod tests {
         assert_eq!(t.committable(), Some(15));
     }
 
+    #[test]
+    fn forgetting_what_the_open_floor_splits_lets_the_commit_reach_it() {
+        let mut t = PartitionTracker::default();
+        t.touch(1, 10, true);
+        t.touch(2, 15, true);
+        t.touch(1, 20, true);
+        t.close(1, 20);
+        t.seen(30);
+        assert_eq!(t.open_floor(), Some(15));
+        assert!(t.splits(1, 15));
+        assert!(
+            !t.splits(2, 15),
+            "open units are never split, they hold the floor"
+        );
+        t.forget(1);
+        assert_eq!(t.committable(), Some(15));
+        t.close(2, 25);
+        assert_eq!(t.open_floor(), Some(31));
+    }
+
     proptest! {
+        /// Once every closed unit the open floor splits is forgotten, the
+        /// commit reaches the open floor, and it never splits an open unit.
+        #[test]
+        fn cut_at_the_open_floor(units in proptest::collection::vec((0i64..200, 0i64..50, any::<bool>()), 1..30)) {
+            let mut t = PartitionTracker::default();
+            let mut opens = vec![];
+            for (k, (first, len, open)) in units.iter().enumerate() {
+                let k = k as u64;
+                t.touch(k, *first, true);
+                if *open { opens.push(*first); } else { t.close(k, first + len); }
+                t.seen(first + len);
+            }
+            let floor = t.open_floor().unwrap();
+            prop_assert!(opens.iter().all(|f| *f >= floor));
+            let split: Vec<u64> = (0..units.len() as u64).filter(|k| t.splits(*k, floor)).collect();
+            for k in split { t.forget(k); }
+            prop_assert_eq!(t.committable(), Some(floor));
+        }
+
+
         /// The committed offset never splits a unit, and is maximal among safe points.
         #[test]
         fn never_inside_an_interval(units in proptest::collection::vec((0i64..200, 0i64..50, any::<bool>()), 1..30)) {

@@ -134,6 +134,14 @@ pub struct OpenCall {
     /// Closed as stale and emitted provisionally; a later event reopens it.
     #[serde(default)]
     pub provisional: bool,
+    /// Emitted (complete) at this partition clock: checkpointed at a commit
+    /// cut (see [`Assembler::checkpoints_due`]) only so that its events
+    /// re-read after the cut are known as its duplicates. `events` is then
+    /// empty and `event_ids` holds what a re-read is matched against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +193,8 @@ struct Part {
     tombstones: Vec<String>,
     /// Calls closed as stale, to checkpoint as provisional (reopenable).
     provisional: Vec<OpenCall>,
+    /// Partition clock of the last commit cut.
+    last_cut: Option<i64>,
 }
 
 /// The in-flight state of one assembler instance.
@@ -247,6 +257,8 @@ impl Part {
                 closing_since: st.closing_since,
                 events: st.events.clone(),
                 provisional: true,
+                closed_at: None,
+                event_ids: Vec::new(),
             });
         }
         // A checkpointed call's checkpoint is tombstoned when the call is
@@ -308,15 +320,63 @@ impl Part {
         self.forget_committed();
     }
 
+    /// Cuts the commit point loose from closed calls: every closed call a
+    /// commit at the oldest open call's first offset would split is
+    /// checkpointed (as closed, with its event ids; a provisional one is
+    /// checkpointed already) and released from the tracker, so the commit
+    /// reaches that offset. Without this, under continuous traffic closed
+    /// calls overlapping open ones would chain the commit point back to the
+    /// last quiet moment and retained calls would never be forgotten.
+    fn cut(&mut self, partition: i32) -> Vec<OpenCall> {
+        let Some(at) = self.tracker.open_floor() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut ids: Vec<&String> = self
+            .calls
+            .iter()
+            .filter(|(_, st)| st.closed_at.is_some() && self.tracker.splits(st.seq, at))
+            .map(|(id, _)| id)
+            .collect();
+        // Deterministic record order (the map's is not).
+        ids.sort_unstable();
+        let ids: Vec<String> = ids.into_iter().cloned().collect();
+        for id in ids {
+            let st = self.calls.get_mut(&id).expect("listed above");
+            self.tracker.forget(st.seq);
+            if st.reopenable {
+                continue;
+            }
+            st.checkpointed = true;
+            let mut event_ids: Vec<String> = st.ids.iter().cloned().collect();
+            event_ids.sort_unstable();
+            out.push(OpenCall {
+                cdr_id: id,
+                partition,
+                first_log_ms: st.first_log_ms,
+                closing_since: st.closing_since,
+                events: Vec::new(),
+                provisional: false,
+                closed_at: st.closed_at,
+                event_ids,
+            });
+        }
+        out
+    }
+
     fn forget_committed(&mut self) {
         let mut keep = Vec::new();
         for id in std::mem::take(&mut self.awaiting_commit) {
             let Some(st) = self.calls.get(&id) else {
                 continue;
             };
-            // A checkpointed call may hold no interval at all: nothing of it
-            // can be re-read, so nothing waits for the commit.
-            if !self.tracker.tracks(st.seq) || self.tracker.safely_committed(st.seq) {
+            // A call released from the tracker (checkpointed at a cut, or
+            // restored) waits only until the commit has passed its last
+            // event, so its checkpoint outlives every re-read of it.
+            let released = !self.tracker.tracks(st.seq)
+                && (st.last_offset < 0
+                    || self.tracker.committed().is_some_and(|c| c > st.last_offset));
+            if released || self.tracker.safely_committed(st.seq) {
                 let seq = st.seq;
                 if st.checkpointed {
                     self.tombstones.push(id.clone());
@@ -567,6 +627,8 @@ impl Assembler {
                     closing_since: st.closing_since,
                     events: st.events.clone(),
                     provisional: false,
+                    closed_at: None,
+                    event_ids: Vec::new(),
                 });
                 st.dirty = false;
                 st.checkpointed = true;
@@ -589,6 +651,14 @@ impl Assembler {
                 }
             }
             out.extend(provisional);
+            match part.last_cut {
+                None => part.last_cut = Some(clock),
+                Some(t) if clock >= t + after => {
+                    part.last_cut = Some(clock);
+                    out.extend(part.cut(*p));
+                }
+                Some(_) => {}
+            }
         }
         out
     }
@@ -613,6 +683,30 @@ impl Assembler {
         let seq = part.next_seq;
         part.next_seq += 1;
         let id = oc.cdr_id;
+        if let Some(closed) = oc.closed_at.filter(|_| !oc.provisional) {
+            // Emitted already; its re-read events are duplicates until its
+            // retention is over, as if it had never left memory.
+            part.retained
+                .insert((closed + cfg.closed_retention_ms, seq, id.clone()));
+            let mut ids: HashSet<String> = oc.event_ids.into_iter().collect();
+            ids.extend(oc.events.iter().map(|e| e.event_id.clone()));
+            part.calls.insert(
+                id,
+                CallState {
+                    seq,
+                    ids,
+                    events: oc.events,
+                    first_log_ms: oc.first_log_ms,
+                    closing_since: oc.closing_since,
+                    closed_at: Some(closed),
+                    last_offset: -1,
+                    checkpointed: true,
+                    dirty: false,
+                    reopenable: false,
+                },
+            );
+            return;
+        }
         if oc.provisional {
             // Emitted already (provisionally); reopenable until its retention.
             let closed = oc.first_log_ms + cfg.max_call_ms;

@@ -227,7 +227,11 @@ impl AssemblerStage {
             let v = serde_json::to_vec(&oc)
                 .context("encoding open-call checkpoint")
                 .map_err(StageError::Fatal)?;
-            self.metrics.checkpoints.inc();
+            if oc.closed_at.is_some() {
+                self.metrics.cut_checkpoints.inc();
+            } else {
+                self.metrics.checkpoints.inc();
+            }
             out.emit_to(
                 topics::ASSEMBLER_OPEN_CALLS,
                 oc.partition,

@@ -9,6 +9,7 @@ pub struct AssemblerMetrics {
     pub calls_closed: IntCounterVec,
     pub duplicates: IntCounter,
     pub checkpoints: IntCounter,
+    pub cut_checkpoints: IntCounter,
     pub tombstones: IntCounter,
     pub restored_calls: IntCounter,
     pub rekeyed: IntCounter,
@@ -51,6 +52,14 @@ impl AssemblerMetrics {
         .unwrap();
         registry.register(Box::new(duplicates.clone())).unwrap();
         registry.register(Box::new(checkpoints.clone())).unwrap();
+        let cut_checkpoints = IntCounter::new(
+            "cdr_assembler_cut_checkpoints_total",
+            "Closed calls checkpointed at a commit cut so the commit point can pass them",
+        )
+        .unwrap();
+        registry
+            .register(Box::new(cut_checkpoints.clone()))
+            .unwrap();
         let rekeyed = IntCounter::new(
             "cdr_assembler_rekeyed_events_total",
             "Events not keyed by their call_id, re-published keyed by it",
@@ -70,6 +79,7 @@ impl AssemblerMetrics {
             calls_closed,
             duplicates,
             checkpoints,
+            cut_checkpoints,
             tombstones,
             restored_calls,
             rekeyed,
