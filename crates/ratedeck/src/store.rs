@@ -15,11 +15,13 @@
 //!
 //! Index design (target ≥ 2M lookups/s/core on ≥ 200k prefixes): every
 //! prefix, and every proper prefix of one, is encoded as one u64 key (see
-//! [`crate::prefix`]) in an open-addressing table with a multiplicative
-//! hash and linear probing: an implicit digit trie with compact 8-byte
-//! nodes. A lookup walks the number's digits once, on the stack, probing one
-//! node per digit until the trie ends, then takes the longest entry on the
-//! path that is in force. No allocation per lookup.
+//! [`crate::prefix`]): an implicit digit trie. The top levels (up to 4
+//! digits) are a directly indexed array; each subtree below them has its
+//! own small open-addressing table (multiplicative hash, linear probing,
+//! compact 8-byte slots), so one lookup touches one compact table rather
+//! than scattered slots of one big one. A lookup walks the number's digits
+//! once, on the stack, until the trie ends, then takes the longest entry on
+//! the path that is in force. No allocation per lookup.
 
 use crate::deck::{parse_deck, DeckError, DeckKind, DeckRow, ImportMode, ObrTier, Plan, RowError};
 use crate::history::{self, is_own, DeckMode, NoticePolicy, RowOrigin, ShortNotice, VersionFrame};
@@ -73,30 +75,60 @@ impl DeckTarget {
     }
 }
 
-/// Open-addressing table of trie nodes over a sorted row order.
+/// Implicit digit trie over a sorted row order.
 ///
 /// Every prefix in the deck is a node, and so is every proper prefix of one
-/// ("marker" nodes), which turns the hash table into an implicit digit trie:
-/// a lookup walks the number digit by digit from the shortest prefix and
-/// stops at the first absent node or at a node without children.
+/// ("marker" nodes). A lookup walks the number digit by digit from the
+/// shortest prefix and stops at the first absent node or at a node without
+/// children.
 ///
-/// Slots are 8 bytes (32-bit key fingerprint + 32-bit value) so the table
-/// of a 200k-prefix deck stays within a few MB of cache. Fingerprints are
-/// made unambiguous for every key present at build time (the multiplier is
-/// re-drawn if a key would probe past its own fingerprint), and entry hits are
-/// verified against the row's real prefix, so a fingerprint collision with
-/// an absent key can never produce a wrong match.
+/// Nodes of up to `top_len` digits (the few, hot top levels) sit in a
+/// directly indexed array (`top`, indexed by the node's key). Every deeper
+/// node belongs to the subtree of one `top_len`-digit node, and each such
+/// subtree has its own small open-addressing table (a `Group`, a slice of
+/// `slots`). So a lookup touches the hot top array and then one compact
+/// table (usually within one page) instead of one random slot of a big
+/// table per digit: on the full decks the page walks and cache misses of
+/// the scattered probes were most of the cost of rating a call.
+///
+/// Slots are 8 bytes (32-bit key fingerprint + 32-bit value). Fingerprints
+/// are made unambiguous for every key present at build time (the multiplier
+/// is re-drawn if a key would probe past its own fingerprint), and entry
+/// hits are verified against the row's real prefix, so a fingerprint
+/// collision with an absent key can never produce a wrong match.
 #[derive(Debug, Clone, Default)]
 struct PrefixIndex {
+    /// Nodes of 1..=`top_len` digits, indexed by key; `bits` 0 = absent.
+    top: Vec<TopNode>,
+    top_len: usize,
+    /// Sub-tables of the `top_len`-digit nodes that have children.
+    groups: Vec<Group>,
     /// `fingerprint << 32 | value`; 0 = empty. Value is
     /// `HAS_CHILDREN | IS_ENTRY | start`, where start is the first row of the
     /// prefix: rows are stored sorted by prefix, so rows sharing a prefix
     /// are contiguous and a hit costs a single dependent load (the row).
     slots: Vec<u64>,
-    shift: u32,
     mul: u64,
     /// Longest prefix in the deck: no need to look at more digits.
     max_len: usize,
+}
+
+/// A node of the directly indexed top levels.
+#[derive(Debug, Clone, Copy, Default)]
+struct TopNode {
+    /// `HAS_CHILDREN | IS_ENTRY | start` as in a slot; 0 = no node.
+    bits: u32,
+    /// Index into `groups` (a `top_len`-digit node with children only).
+    group: u32,
+}
+
+/// One subtree's open-addressing table: `slots[off .. off + size]`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Group {
+    off: u32,
+    /// Any size (not a power of two, so a deck's tables add up to ~1.25
+    /// slots per node); the home slot is `hash * size >> 32`.
+    size: u32,
 }
 
 const HASH_MULS: [u64; 4] = [
@@ -130,19 +162,40 @@ fn common_len(a: (u64, usize), b: (u64, usize)) -> usize {
     l
 }
 
+/// Depth of the directly indexed top levels for a trie of `nodes` nodes:
+/// the top array has `REPUNIT[len + 1]` entries (8 bytes each), so it only
+/// grows to 89 KB (4 digits) for decks big enough to dwarf it.
+fn top_len_for(nodes: usize, max_len: usize) -> usize {
+    let l = match nodes {
+        0..=63 => 1,
+        64..=1_999 => 2,
+        2_000..=29_999 => 3,
+        _ => 4,
+    };
+    l.min(max_len.max(1))
+}
+
 impl PrefixIndex {
+    /// Home slot inside group `g` and the fingerprint of `key`.
     #[inline]
-    fn hash(&self, key: u64) -> (usize, u64) {
-        let m = key.wrapping_mul(self.mul);
-        // Home slot from the top bits, fingerprint from the low 32 bits of
-        // a second mix (independent of the slot bits).
+    fn hash(&self, g: Group, key: u64) -> (usize, u64) {
+        let m = key.wrapping_mul(self.mul) >> 32;
+        // Home slot from the top bits (scaled to the table size),
+        // fingerprint from the low 32 bits of a second mix (independent of
+        // the slot bits).
         let fp = (key ^ (key >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 32;
-        ((m >> self.shift) as usize, fp << 32)
+        (((m * u64::from(g.size)) >> 32) as usize, fp << 32)
     }
 
     /// Sort `rows` by prefix (in place, no second copy of the deck) and
     /// build the index over them.
     fn build(rows: &mut [DeckRow]) -> PrefixIndex {
+        PrefixIndex::build_with(rows, None)
+    }
+
+    /// `build`, with the depth of the top array forced (tests cover every
+    /// depth on small decks).
+    fn build_with(rows: &mut [DeckRow], force_top_len: Option<usize>) -> PrefixIndex {
         assert!(
             rows.len() < START_MASK as usize,
             "deck too large for the index"
@@ -174,19 +227,20 @@ impl PrefixIndex {
             }
         }
         drop(src);
-        // Nodes in trie order: (key, bits). Markers for proper prefixes not
-        // shared with the previous prefix, then the entry itself. A key can
-        // be emitted again only while it is still the latest node of its
-        // length (trie order keeps a subtree contiguous), so remembering the
-        // last node per length is enough to merge duplicates.
-        let mut nodes: Vec<(u64, u32)> = Vec::with_capacity(pairs.len() * 3 / 2);
+        // Nodes in trie order (pre-order): (key, bits, length). Markers for
+        // proper prefixes not shared with the previous prefix, then the
+        // entry itself. A key can be emitted again only while it is still
+        // the latest node of its length (trie order keeps a subtree
+        // contiguous), so remembering the last node per length is enough to
+        // merge duplicates.
+        let mut nodes: Vec<(u64, u32, u8)> = Vec::with_capacity(pairs.len() * 3 / 2);
         let mut last_at_len = [(0u64, 0usize); MAX_PREFIX_LEN + 1];
-        let mut emit = |nodes: &mut Vec<(u64, u32)>, l: usize, key: u64, bits: u32| {
+        let mut emit = |nodes: &mut Vec<(u64, u32, u8)>, l: usize, key: u64, bits: u32| {
             if last_at_len[l].0 == key {
                 nodes[last_at_len[l].1].1 |= bits;
             } else {
                 last_at_len[l] = (key, nodes.len());
-                nodes.push((key, bits));
+                nodes.push((key, bits, l as u8));
             }
         };
         let mut i = 0;
@@ -210,30 +264,81 @@ impl PrefixIndex {
             i = j;
         }
         drop(pairs);
-        // Load factor ≤ 0.8: with 8-byte slots a probe chain of a few slots
-        // stays within one or two cache lines, and the smaller table keeps a
-        // 1M-row import within its memory budget.
-        let cap = (nodes.len().max(1) * 5 / 4 + 1).next_power_of_two().max(16);
         let max_len = rows.iter().map(|r| r.prefix.len()).max().unwrap_or(0);
+        if nodes.is_empty() {
+            return PrefixIndex::default();
+        }
+        let top_len = force_top_len
+            .unwrap_or_else(|| top_len_for(nodes.len(), max_len))
+            .clamp(1, MAX_PREFIX_LEN);
+        let mut top = vec![TopNode::default(); REPUNIT[top_len + 1] as usize];
+        // Groups: in pre-order, the nodes deeper than `top_len` that follow
+        // a `top_len`-digit node are exactly its subtree. `runs` holds
+        // (top key, first node, end) per subtree.
+        let mut runs: Vec<(u64, usize, usize)> = Vec::new();
+        for (n, &(key, bits, l)) in nodes.iter().enumerate() {
+            let l = usize::from(l);
+            if l <= top_len {
+                top[key as usize].bits = bits;
+            } else {
+                let v = key - REPUNIT[l];
+                let root = REPUNIT[top_len] + v / POW10[l - top_len];
+                match runs.last_mut() {
+                    Some(r) if r.0 == root && r.2 == n => r.2 = n + 1,
+                    _ => runs.push((root, n, n + 1)),
+                }
+            }
+        }
+        // Load factor ≤ 0.8 per table (at least one empty slot, so a probe
+        // always ends). Tables follow each other in prefix order.
+        let mut groups = Vec::with_capacity(runs.len());
+        let mut total = 0usize;
+        for r in &runs {
+            let size = (r.2 - r.1) * 5 / 4 + 1;
+            groups.push(Group {
+                off: u32::try_from(total).expect("prefix index too large"),
+                size: size as u32,
+            });
+            total += size;
+        }
+        for (g, r) in runs.iter().enumerate() {
+            // Pre-order keeps a subtree contiguous: one run per root.
+            debug_assert!(
+                top[r.0 as usize].group == 0 && top[r.0 as usize].bits & HAS_CHILDREN != 0
+            );
+            top[r.0 as usize].group = g as u32;
+        }
         'attempt: for &mul in &HASH_MULS {
             let mut idx = PrefixIndex {
-                slots: vec![0; cap],
-                shift: 64 - cap.trailing_zeros(),
+                top: Vec::new(),
+                top_len,
+                groups: Vec::new(),
+                slots: vec![0; total],
                 mul,
                 max_len,
             };
-            for &(key, bits) in &nodes {
-                let (mut h, fp) = idx.hash(key);
-                // Slots never change once filled, so a key stays findable
-                // iff no slot it probes past carries its fingerprint.
-                while idx.slots[h] != 0 {
-                    if idx.slots[h] & FP_MASK == fp {
-                        continue 'attempt;
+            for (g, r) in runs.iter().enumerate() {
+                let grp = groups[g];
+                let base = grp.off as usize;
+                for &(key, bits, _) in &nodes[r.1..r.2] {
+                    let (mut h, fp) = idx.hash(grp, key);
+                    // Slots never change once filled, so a key stays
+                    // findable iff no slot it probes past carries its
+                    // fingerprint.
+                    while idx.slots[base + h] != 0 {
+                        if idx.slots[base + h] & FP_MASK == fp {
+                            continue 'attempt;
+                        }
+                        h += 1;
+                        if h == grp.size as usize {
+                            h = 0;
+                        }
                     }
-                    h = (h + 1) & (cap - 1);
+                    idx.slots[base + h] = fp | u64::from(bits);
                 }
-                idx.slots[h] = fp | u64::from(bits);
             }
+            idx.top = top;
+            idx.groups = groups;
             return idx;
         }
         panic!("prefix index: fingerprint collisions under every multiplier");
@@ -248,49 +353,68 @@ impl PrefixIndex {
         at: DateTime<Utc>,
         tier: ObrTier,
     ) -> Option<usize> {
-        if self.slots.is_empty() {
+        if self.top.is_empty() {
             return None;
         }
         let n = digits.len().min(self.max_len);
-        let mask = self.slots.len() - 1;
-        // Gather phase: the home slot of every candidate length is known up
-        // front, so load them all before walking. The loads are independent,
-        // so the CPU overlaps their cache misses instead of paying one full
-        // miss per trie level.
-        let mut keys = [0u64; MAX_PREFIX_LEN + 1];
-        let mut homes = [0usize; MAX_PREFIX_LEN + 1];
-        let mut fps = [0u64; MAX_PREFIX_LEN + 1];
-        let mut first = [0u64; MAX_PREFIX_LEN + 1];
-        let mut v = 0u64;
-        for l in 1..=n {
-            v = v * 10 + u64::from(digits[l - 1].wrapping_sub(b'0'));
-            let key = REPUNIT[l] + v;
-            let (h, fp) = self.hash(key);
-            keys[l] = key;
-            homes[l] = h;
-            fps[l] = fp;
-            first[l] = self.slots[h];
-        }
-        // Walk phase: entries met on the path, shortest first.
+        // Entries met on the path, shortest first.
         let mut path = [(0u32, 0u64); MAX_PREFIX_LEN];
         let mut np = 0;
-        for l in 1..=n {
-            let mut s = first[l];
-            let mut h = homes[l];
-            while s != 0 && s & FP_MASK != fps[l] {
-                h = (h + 1) & mask;
-                s = self.slots[h];
-            }
-            if s == 0 {
-                break;
-            }
-            let val = s as u32;
-            if val & IS_ENTRY != 0 {
-                path[np] = (val & START_MASK, keys[l]);
+        let mut v = 0u64;
+        let mut group = None;
+        for l in 1..=n.min(self.top_len) {
+            v = v * 10 + u64::from(digits[l - 1].wrapping_sub(b'0'));
+            let key = REPUNIT[l] + v;
+            let t = self.top[key as usize];
+            if t.bits & IS_ENTRY != 0 {
+                path[np] = (t.bits & START_MASK, key);
                 np += 1;
             }
-            if val & HAS_CHILDREN == 0 {
+            if t.bits & HAS_CHILDREN == 0 {
                 break;
+            }
+            if l == self.top_len {
+                group = Some(self.groups[t.group as usize]);
+            }
+        }
+        if let Some(g) = group {
+            let table = &self.slots[g.off as usize..(g.off + g.size) as usize];
+            // Gather phase: the home slot of every remaining length is known
+            // up front and lies in this one small table, so load them all
+            // before walking; the CPU overlaps the cache misses.
+            let mut keys = [0u64; MAX_PREFIX_LEN + 1];
+            let mut homes = [0usize; MAX_PREFIX_LEN + 1];
+            let mut fps = [0u64; MAX_PREFIX_LEN + 1];
+            let mut first = [0u64; MAX_PREFIX_LEN + 1];
+            for l in self.top_len + 1..=n {
+                v = v * 10 + u64::from(digits[l - 1].wrapping_sub(b'0'));
+                let key = REPUNIT[l] + v;
+                let (h, fp) = self.hash(g, key);
+                keys[l] = key;
+                homes[l] = h;
+                fps[l] = fp;
+                first[l] = table[h];
+            }
+            for l in self.top_len + 1..=n {
+                let (mut h, mut s) = (homes[l], first[l]);
+                while s != 0 && s & FP_MASK != fps[l] {
+                    h += 1;
+                    if h == table.len() {
+                        h = 0;
+                    }
+                    s = table[h];
+                }
+                if s == 0 {
+                    break;
+                }
+                let val = s as u32;
+                if val & IS_ENTRY != 0 {
+                    path[np] = (val & START_MASK, keys[l]);
+                    np += 1;
+                }
+                if val & HAS_CHILDREN == 0 {
+                    break;
+                }
             }
         }
         // Longest first; a prefix whose rows are all out of force or of the
@@ -829,6 +953,110 @@ mod tests {
             "non-digits never match"
         );
         assert_eq!(set.total_rows(), 5);
+    }
+
+    /// The reference the index must agree with: try every length from the
+    /// longest down, with the same choice among rows sharing a prefix.
+    fn brute_lookup(
+        rows: &[DeckRow],
+        digits: &str,
+        at: DateTime<Utc>,
+        tier: ObrTier,
+    ) -> Option<usize> {
+        if !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        for l in (1..=digits.len().min(MAX_PREFIX_LEN)).rev() {
+            let p = Prefix::parse(&digits[..l]).unwrap();
+            let mut best: Option<(u8, Option<DateTime<Utc>>, usize)> = None;
+            // Rows are sorted by prefix: binary search the run of `p`.
+            let lo = rows.partition_point(|r| padded(r.prefix) < padded(p));
+            for (ri, r) in rows
+                .iter()
+                .enumerate()
+                .skip(lo)
+                .take_while(|(_, r)| padded(r.prefix) <= padded(p))
+                .filter(|(_, r)| r.prefix == p)
+            {
+                let rank = match r.obr_tier {
+                    _ if !r.in_force(at) => 0,
+                    None => 1u8,
+                    Some(t) if t == tier => 2,
+                    Some(_) => 0,
+                };
+                if rank > 0 && best.is_none_or(|b| (rank, r.effective_from, ri) > b) {
+                    best = Some((rank, r.effective_from, ri));
+                }
+            }
+            if let Some(b) = best {
+                return Some(b.2);
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        #[test]
+        fn index_matches_brute_force(
+            prefixes in proptest::collection::vec(("[0-2]{1,7}", 0u8..4, 0u8..3), 0..120),
+            numbers in proptest::collection::vec("[0-2]{0,9}", 1..40),
+            top_len in proptest::option::of(1usize..6),
+            day in 1u32..4,
+        ) {
+            let mut rows: Vec<DeckRow> = prefixes
+                .iter()
+                .map(|(p, tier, date)| {
+                    let mut r = row(p, dec!(0.01));
+                    r.obr_tier = match tier {
+                        1 => Some(ObrTier::Eea),
+                        2 => Some(ObrTier::RestOfWorld),
+                        _ => None,
+                    };
+                    match date {
+                        1 => r.effective_from = Some(t(2)),
+                        2 => r.effective_to = Some(t(3)),
+                        _ => {}
+                    }
+                    r
+                })
+                .collect();
+            let idx = PrefixIndex::build_with(&mut rows, top_len);
+            for n in &numbers {
+                for tier in [ObrTier::Eea, ObrTier::RestOfWorld] {
+                    proptest::prop_assert_eq!(
+                        idx.lookup(&rows, n.as_bytes(), t(day), tier),
+                        brute_lookup(&rows, n, t(day), tier),
+                        "number {} tier {:?}", n, tier
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn index_depths_on_a_generated_deck() {
+        // Big enough for the 4-digit top array, with 1-digit prefixes too.
+        let mut rows: Vec<DeckRow> = (0..35_000u64)
+            .map(|i| {
+                let p = format!("{}{}", i % 9 + 1, i * 7919 % 1_000_003);
+                row(&p[..(i as usize % 9 + 1).min(p.len())], dec!(0.01))
+            })
+            .collect();
+        rows.sort_by_key(|r| r.prefix);
+        rows.dedup_by_key(|r| r.prefix);
+        let idx = PrefixIndex::build(&mut rows);
+        assert_eq!(idx.top_len, 4);
+        for i in 0..3_000u64 {
+            let n = format!("{}{}", i % 9 + 1, i * 104_729 % 100_000_007);
+            for tier in [ObrTier::Eea, ObrTier::RestOfWorld] {
+                assert_eq!(
+                    idx.lookup(&rows, n.as_bytes(), t(2), tier),
+                    brute_lookup(&rows, &n, t(2), tier),
+                    "{n}"
+                );
+            }
+        }
     }
 
     #[test]
