@@ -674,11 +674,17 @@ impl Assembler {
 
     /// Puts a checkpointed call back (a new owner, before reading the
     /// partition). Its events re-read after the commit point are duplicates.
-    pub fn restore(&mut self, oc: OpenCall) {
+    /// A checkpoint that cannot be a call (open or provisional without a
+    /// single event) is refused (`false`): a damaged state record must not
+    /// stop the partition.
+    pub fn restore(&mut self, oc: OpenCall) -> bool {
         let cfg = &self.cfg;
+        if oc.events.is_empty() && (oc.closed_at.is_none() || oc.provisional) {
+            return false;
+        }
         let part = self.parts.entry(oc.partition).or_default();
         if part.calls.contains_key(&oc.cdr_id) {
-            return;
+            return true;
         }
         let seq = part.next_seq;
         part.next_seq += 1;
@@ -705,7 +711,7 @@ impl Assembler {
                     reopenable: false,
                 },
             );
-            return;
+            return true;
         }
         if oc.provisional {
             // Emitted already (provisionally); reopenable until its retention.
@@ -727,7 +733,7 @@ impl Assembler {
                     reopenable: true,
                 },
             );
-            return;
+            return true;
         }
         part.open.insert((seq, id.clone()));
         part.due
@@ -752,6 +758,7 @@ impl Assembler {
                 reopenable: false,
             },
         );
+        true
     }
 
     /// Drops every call of a revoked partition: its new owner replays from

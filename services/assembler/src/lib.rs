@@ -213,8 +213,12 @@ impl AssemblerStage {
         // Checkpoints are written to the partition of their input partition;
         // one that says otherwise belongs elsewhere.
         for oc in calls.into_iter().filter(|oc| oc.partition == partition) {
-            self.asm.restore(oc);
-            n += 1;
+            let id = oc.cdr_id.clone();
+            if self.asm.restore(oc) {
+                n += 1;
+            } else {
+                tracing::warn!(partition, cdr_id = %id, "checkpoint without events ignored");
+            }
         }
         tracing::info!(partition, calls = n, "open calls restored from checkpoints");
         self.metrics.restored_calls.inc_by(n);
