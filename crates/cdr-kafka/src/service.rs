@@ -20,7 +20,10 @@ where
 {
     crate::telemetry::init_tracing(name);
     if !crate::disable_transparent_huge_pages() {
-        tracing::debug!(service = name, "transparent huge pages stay as the kernel set them");
+        tracing::debug!(
+            service = name,
+            "transparent huge pages stay as the kernel set them"
+        );
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
