@@ -52,7 +52,14 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
     .map_err(io)?;
     // The status line is all a probe needs; read at most a few KiB.
     let mut buf = Vec::with_capacity(512);
-    s.take(4096).read_to_end(&mut buf).map_err(io)?;
+    // A server that answers and closes before reading all of the request
+    // makes the kernel reset the connection: what arrived before the reset
+    // is still the answer.
+    if let Err(e) = s.take(4096).read_to_end(&mut buf) {
+        if buf.is_empty() {
+            return Err(io(e));
+        }
+    }
     let head = String::from_utf8_lossy(&buf);
     let status = head
         .lines()
@@ -82,8 +89,15 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
-            let mut req = [0u8; 1024];
-            let _ = c.read(&mut req);
+            // The whole request first, so closing does not reset it.
+            let mut req = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&chunk[..n]),
+                }
+            }
             c.write_all(answer.as_bytes()).unwrap();
         });
         format!("http://127.0.0.1:{port}/livez")
