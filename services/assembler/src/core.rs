@@ -24,6 +24,15 @@
 //! restores the checkpoints before reading on, so a call that never hangs up
 //! costs a restart minutes of replay, not hours.
 //!
+//! # Commit cut
+//! Closed calls keep their offset interval while retained (a restart must
+//! not re-read a suffix of one and take it for a new call). Under
+//! continuous traffic those intervals overlap without a gap, so once per
+//! `checkpoint_after_ms` the commit point is cut at the oldest open call:
+//! the closed calls the cut splits are checkpointed as closed (event ids
+//! and close time) and released. Restored, they swallow their re-read
+//! events as duplicates, exactly as in memory.
+//!
 //! # Lost hangups
 //! A call still without hangup `max_call_ms` after it was first seen is
 //! closed as stale. An answered one is billed **provisionally**: answer to
