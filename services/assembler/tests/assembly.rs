@@ -1027,3 +1027,39 @@ fn a_checkpoint_without_events_is_refused_and_harms_nothing() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].call_id, "ok");
 }
+
+/// After the traffic stops, the idle partition's clock runs on wall time:
+/// closed calls leave memory once their retention is over and the commit
+/// has passed them, without another record.
+#[test]
+fn closed_calls_leave_memory_on_an_idle_partition() {
+    let mut a = Assembler::new(AssemblyConfig {
+        idle_flush_ms: 1_000,
+        ..ckpt_cfg()
+    });
+    let wall0 = T0 + 5_000;
+    for (i, e) in answered_call("idle", 1_000).iter().enumerate() {
+        a.ingest(
+            e.clone(),
+            Pos {
+                partition: 0,
+                offset: i as i64,
+            },
+            Clock {
+                log_ms: T0 + i as i64 * 100,
+                wall_ms: wall0,
+            },
+        );
+    }
+    let mut wall = wall0;
+    let mut emitted = 0;
+    while wall < wall0 + 200_000 {
+        wall += 250;
+        emitted += a.tick(wall).len();
+        for (p, c) in a.committable() {
+            a.committed(p, c);
+        }
+    }
+    assert_eq!(emitted, 1);
+    assert_eq!(a.retained_calls(), 0);
+}
