@@ -374,6 +374,7 @@ impl cdr_kafka::Stage for AssemblerStage {
 
     fn committed(&mut self, offsets: &BTreeMap<Tp, i64>) {
         for (p, o) in of_topic(topics::CALL_EVENTS, offsets) {
+            self.metrics.commits_confirmed.inc();
             self.asm.committed(p, o);
         }
     }

@@ -10,6 +10,7 @@ pub struct AssemblerMetrics {
     pub duplicates: IntCounter,
     pub checkpoints: IntCounter,
     pub cut_checkpoints: IntCounter,
+    pub commits_confirmed: IntCounter,
     pub tombstones: IntCounter,
     pub restored_calls: IntCounter,
     pub rekeyed: IntCounter,
@@ -73,6 +74,14 @@ impl AssemblerMetrics {
         registry.register(Box::new(tombstones.clone())).unwrap();
         registry.register(Box::new(restored_calls.clone())).unwrap();
         registry.register(Box::new(rekeyed.clone())).unwrap();
+        let commits_confirmed = IntCounter::new(
+            "cdr_assembler_commits_confirmed_total",
+            "Partition offsets the broker confirmed and the core was told of (closed calls are forgotten only after)",
+        )
+        .unwrap();
+        registry
+            .register(Box::new(commits_confirmed.clone()))
+            .unwrap();
         AssemblerMetrics {
             open_calls,
             retained_calls,
@@ -80,6 +89,7 @@ impl AssemblerMetrics {
             duplicates,
             checkpoints,
             cut_checkpoints,
+            commits_confirmed,
             tombstones,
             restored_calls,
             rekeyed,
