@@ -698,73 +698,47 @@ impl Assembler {
         let seq = part.next_seq;
         part.next_seq += 1;
         let id = oc.cdr_id;
-        if let Some(closed) = oc.closed_at.filter(|_| !oc.provisional) {
-            // Emitted already; its re-read events are duplicates until its
-            // retention is over, as if it had never left memory.
-            part.retained
-                .insert((closed + cfg.closed_retention_ms, seq, id.clone()));
-            let mut ids: HashSet<String> = oc.event_ids.into_iter().collect();
-            ids.extend(oc.events.iter().map(|e| e.event_id.clone()));
-            part.calls.insert(
-                id,
-                CallState {
-                    seq,
-                    ids,
-                    events: oc.events,
-                    first_log_ms: oc.first_log_ms,
-                    closing_since: oc.closing_since,
-                    closed_at: Some(closed),
-                    last_offset: -1,
-                    checkpointed: true,
-                    dirty: false,
-                    reopenable: false,
-                },
-            );
-            return true;
+        // Emitted already: as a complete call (its re-read events are
+        // duplicates until its retention is over, as if it had never left
+        // memory) or provisionally (reopenable until its retention).
+        let emitted = if oc.provisional {
+            Some((
+                oc.first_log_ms + cfg.max_call_ms,
+                cfg.provisional_retention_ms,
+            ))
+        } else {
+            oc.closed_at.map(|t| (t, cfg.closed_retention_ms))
+        };
+        match emitted {
+            Some((closed, retention)) => {
+                part.retained.insert((closed + retention, seq, id.clone()));
+            }
+            None => {
+                part.open.insert((seq, id.clone()));
+                part.due
+                    .insert((oc.first_log_ms + cfg.max_call_ms, seq, id.clone()));
+                if let Some(c) = oc.closing_since {
+                    let cdr = oc.events.iter().any(|e| e.kind == EventKind::Cdr);
+                    let grace = if cdr { 0 } else { cfg.reorder_grace_ms };
+                    part.due.insert((c + grace, seq, id.clone()));
+                }
+            }
         }
-        if oc.provisional {
-            // Emitted already (provisionally); reopenable until its retention.
-            let closed = oc.first_log_ms + cfg.max_call_ms;
-            part.retained
-                .insert((closed + cfg.provisional_retention_ms, seq, id.clone()));
-            part.calls.insert(
-                id,
-                CallState {
-                    seq,
-                    ids: oc.events.iter().map(|e| e.event_id.clone()).collect(),
-                    events: oc.events,
-                    first_log_ms: oc.first_log_ms,
-                    closing_since: oc.closing_since,
-                    closed_at: Some(closed),
-                    last_offset: -1,
-                    checkpointed: true,
-                    dirty: false,
-                    reopenable: true,
-                },
-            );
-            return true;
-        }
-        part.open.insert((seq, id.clone()));
-        part.due
-            .insert((oc.first_log_ms + cfg.max_call_ms, seq, id.clone()));
-        if let Some(c) = oc.closing_since {
-            let cdr = oc.events.iter().any(|e| e.kind == EventKind::Cdr);
-            let grace = if cdr { 0 } else { cfg.reorder_grace_ms };
-            part.due.insert((c + grace, seq, id.clone()));
-        }
+        let mut ids: HashSet<String> = oc.event_ids.into_iter().collect();
+        ids.extend(oc.events.iter().map(|e| e.event_id.clone()));
         part.calls.insert(
             id,
             CallState {
                 seq,
-                ids: oc.events.iter().map(|e| e.event_id.clone()).collect(),
+                ids,
                 events: oc.events,
                 first_log_ms: oc.first_log_ms,
                 closing_since: oc.closing_since,
-                closed_at: None,
+                closed_at: emitted.map(|(closed, _)| closed),
                 last_offset: -1,
                 checkpointed: true,
                 dirty: false,
-                reopenable: false,
+                reopenable: oc.provisional,
             },
         );
         true
