@@ -823,3 +823,51 @@ fn dlq_replay(args: &[&str]) -> String {
     );
     text
 }
+
+/// A live assembler lets closed calls go once their retention is over and a
+/// commit past them is confirmed by the broker. The confirmation has to come
+/// back through librdkafka (rust-rdkafka's own asynchronous commit never
+/// reports one, rust-rdkafka#856): without it every call ever seen stayed in
+/// memory. Retention is 5 s here; an idle partition's clock runs on by the
+/// wall time that passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_assembler_forgets_closed_calls_once_a_commit_is_confirmed() {
+    let _g = stack();
+    let pl = Pipeline::start("forget", &["assembler"]);
+    pl.restart_with("assembler", "CDR__CLOSED_RETENTION_SECS=5");
+    pl.wait_ready("assembler");
+    let run = unique_run("forget");
+    let (msgs, expected) = sim(&run, 300, 47);
+    cdrctl::publish(&pl.kafka(), &msgs, 0)
+        .await
+        .expect("publish");
+    let m = |name: &str| pl.metric("assembler", name);
+    let started = std::time::Instant::now();
+    while m("cdr_assembler_consumed_total") < msgs.len() as f64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the assembler consumed {} of {} records",
+            m("cdr_assembler_consumed_total"),
+            msgs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let closed = m("cdr_assembler_calls_closed_total");
+        let retained = m("cdr_assembler_retained_calls");
+        let confirmed = m("cdr_assembler_commits_confirmed_total");
+        if closed >= expected.calls as f64 && retained == 0.0 && confirmed > 0.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{closed} of {} calls closed, {retained} closed calls still held, \
+             {confirmed} commit confirmations, {} commits issued",
+            expected.calls,
+            m("cdr_assembler_offset_commits_total")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(m("cdr_assembler_open_calls"), 0.0);
+}

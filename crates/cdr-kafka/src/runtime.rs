@@ -323,6 +323,42 @@ impl ConsumerContext for StageContext {
 
 pub type StageConsumer = StreamConsumer<StageContext>;
 
+/// Issues an asynchronous offset commit whose outcome comes back to
+/// [`StageContext::commit_callback`].
+///
+/// `Consumer::commit(.., CommitMode::Async)` cannot be used for that:
+/// rust-rdkafka submits it with `rd_kafka_commit` and neither a reply queue
+/// nor a native callback, so librdkafka drops the result and the callback
+/// never runs (rust-rdkafka issue #856, open as of 0.39). Stages that wait
+/// for a confirmed commit before releasing state (the assembler forgets a
+/// closed call only then) would hold that state forever. Here the reply
+/// queue is the consumer queue the stream already polls, where the result
+/// arrives as an `OffsetCommit` event and rust-rdkafka hands it to the
+/// context.
+pub fn commit_async(consumer: &StageConsumer, offsets: &TopicPartitionList) -> KafkaResult<()> {
+    use rdkafka::bindings as rd;
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is the live handle `consumer` owns for this whole call;
+    // the queue reference taken here is released below after
+    // `rd_kafka_commit_queue` took its own reference for the reply (the
+    // reply queue is kept by librdkafka until the reply is enqueued);
+    // `offsets` is only read (librdkafka copies it).
+    let err = unsafe {
+        let queue = rd::rd_kafka_queue_get_consumer(rk);
+        if queue.is_null() {
+            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::UnknownGroup));
+        }
+        let err = rd::rd_kafka_commit_queue(rk, offsets.ptr(), queue, None, std::ptr::null_mut());
+        rd::rd_kafka_queue_destroy(queue);
+        err
+    };
+    if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        Err(KafkaError::ConsumerCommit(err.into()))
+    }
+}
+
 /// Consumer fetch batching (see [`consumer`]); `kafka.properties` overrides.
 pub const FETCH_WAIT_MAX_MS: &str = "100";
 pub const FETCH_MIN_BYTES: &str = "65536";

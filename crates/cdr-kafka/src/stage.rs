@@ -572,10 +572,7 @@ impl Committer<'_> {
         if changed.is_empty() {
             return Ok(());
         }
-        match self
-            .consumer
-            .commit(&tpl(self.consumer, &changed)?, CommitMode::Async)
-        {
+        match runtime::commit_async(self.consumer, &tpl(self.consumer, &changed)?) {
             Ok(()) => {
                 self.metrics.commits.inc();
                 self.last.extend(changed);
