@@ -30,8 +30,8 @@ pub mod store;
 pub mod tables;
 
 pub use deck::{
-    parse_deck, parse_deck_reader, DeckError, DeckKind, DeckRow, ImportMode, Increment, ObrTier,
-    ParsedDeck, Plan, RowError,
+    count_lines, parse_deck, parse_deck_reader, parse_deck_reader_sized, DeckError, DeckKind,
+    DeckRow, ImportMode, Increment, ObrTier, ParsedDeck, Plan, RowError,
 };
 pub use diff::{default_notice, diff, diff_at, DeckDiff, RateChange};
 pub use history::{DeckMode, NoticePolicy, RowOrigin, ShortNotice, ShortNoticeAction};

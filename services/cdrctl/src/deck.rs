@@ -19,8 +19,7 @@ pub fn parse_file(
     format: DeckFormat,
     plan: Option<PlanName>,
 ) -> anyhow::Result<ratedeck::ParsedDeck> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let plan: Plan = plan.map(Plan::from).unwrap_or(Plan::Standard);
     let kind = match format {
         DeckFormat::Az => DeckKind::AZ(plan),
@@ -28,9 +27,10 @@ pub fn parse_file(
         DeckFormat::PerTrunk => DeckKind::PerTrunk,
         DeckFormat::Breakout => DeckKind::Breakout,
     };
-    ratedeck::parse_deck(
+    // The reader, as the rater loads decks (Latin-1 lines included).
+    ratedeck::parse_deck_reader(
         &path.display().to_string(),
-        &text,
+        std::io::BufReader::new(file),
         kind,
         ImportMode::Lenient,
     )

@@ -444,6 +444,33 @@ fn read(base: &Path, p: &Path, what: &str) -> anyhow::Result<(String, String)> {
     Ok((p.display().to_string(), text))
 }
 
+/// Parses the deck file at `p` streamed, never holding its text: it is
+/// read twice, once to count its lines (so the row vector is allocated
+/// once, at its final size) and once to parse. A 1M-row deck then peaks at
+/// its rows and index (`cargo run --release -p ratedeck --example
+/// deck_import_mem`). The outer error is I/O; the inner one the parser's.
+fn parse_deck_file(
+    base: &Path,
+    p: &Path,
+    kind: ratedeck::DeckKind,
+    mode: ImportMode,
+) -> anyhow::Result<(String, Result<ratedeck::ParsedDeck, ratedeck::DeckError>)> {
+    use std::io::{Seek as _, SeekFrom};
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    let ctx = || format!("reading deck file {}", full.display());
+    let mut f = std::fs::File::open(&full).with_context(ctx)?;
+    let lines = ratedeck::count_lines(&mut f).with_context(ctx)?;
+    f.seek(SeekFrom::Start(0)).with_context(ctx)?;
+    let name = p.display().to_string();
+    let reader = std::io::BufReader::with_capacity(256 * 1024, f);
+    let parsed = ratedeck::parse_deck_reader_sized(&name, reader, kind, mode, lines);
+    Ok((name, parsed))
+}
+
 /// Reads and parses every configured file; relative paths are resolved
 /// against `base` (the service passes its working directory). A missing or
 /// unreadable file, a bad reference table or a deck refused in strict mode
@@ -459,13 +486,13 @@ pub fn load(cfg: &RatingConfig, base: &Path) -> anyhow::Result<(RatingTables, Lo
         let (kind, plan) = d.deck_kind()?;
         let (from, to) = d.dates()?;
         let notified_at = d.notified()?;
-        let (name, text) = read(base, &d.path, "deck")?;
         let mode = if d.strict {
             ImportMode::Strict
         } else {
             ImportMode::Lenient
         };
-        let parsed = match ratedeck::parse_deck(&name, &text, kind, mode) {
+        let (name, parsed) = parse_deck_file(base, &d.path, kind, mode)?;
+        let parsed = match parsed {
             Ok(p) => p,
             Err(ratedeck::DeckError::Rejected { file, errors }) => {
                 let mut msg = format!(
@@ -909,6 +936,30 @@ mod tests {
         strict.strict = true;
         let e = load(&cfg(vec![strict]), Path::new("/")).unwrap_err();
         assert!(e.to_string().contains("strict"), "{e}");
+    }
+
+    #[test]
+    fn a_latin1_deck_file_loads_every_row() {
+        let p = tmp("latin1.txt", "");
+        let mut bytes = b"225;C".to_vec();
+        bytes.push(0xF4);
+        bytes.extend_from_slice(b"te d'Ivoire;0.12;60;60\n44;UK;0.01;1;1");
+        std::fs::write(&p, bytes).unwrap();
+        let mut d = deck(p, DeckFormat::Az, Some(PlanName::Standard));
+        d.strict = true;
+        let (t, sum) = load(&cfg(vec![d]), Path::new("/")).unwrap();
+        assert_eq!((sum.decks[0].rows, sum.rejected.len()), (2, 0));
+        let at = "2026-02-01T00:00:00Z".parse().unwrap();
+        let m = t
+            .decks
+            .lookup(
+                ratedeck::Scope::Az(Plan::Standard),
+                "2250101",
+                at,
+                ratedeck::ObrTier::RestOfWorld,
+            )
+            .unwrap();
+        assert_eq!(&*m.row.destination, "Côte d'Ivoire");
     }
 
     #[test]
