@@ -2,6 +2,12 @@
 //! CPU time (/proc/thread-self/schedstat), so a busy shared machine does not
 //! distort the figure the way wall-clock benches do.
 //!
+//! Runs as the rater does: on mimalloc, the allocator every service binary
+//! uses (so the owned strings of each `RatedCall` cost what they cost
+//! there), with transparent huge pages off (`cdr_kafka` turns them off in
+//! every service; with them on the decks' TLB misses would be fewer than
+//! in production).
+//!
 //! `cargo run --release --example rate_throughput`
 
 #[path = "../benches/support/mod.rs"]
@@ -10,6 +16,9 @@ mod support;
 use ratedeck::{rate, ObrTier, Plan, Scope};
 use std::hint::black_box;
 use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// CPU nanoseconds consumed by this thread (Linux); falls back to wall time.
 fn cpu_ns() -> Option<u64> {
@@ -42,6 +51,11 @@ fn measure(label: &str, per_iter: usize, mut f: impl FnMut() -> u64) {
 }
 
 fn main() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
+    let thp_off = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 };
+    #[cfg(not(target_os = "linux"))]
+    let thp_off = false;
     // `RATEDECK_BENCH_PREFIXES=N` shrinks/grows the generated decks (per
     // deck), e.g. to separate compute cost from cache-miss cost.
     let per_deck: usize = std::env::var("RATEDECK_BENCH_PREFIXES")
@@ -52,7 +66,8 @@ fn main() {
     let calls = support::calls(&w, 100_000, 7);
     let ctx = w.ctx();
     println!(
-        "deck rows: {} (4 A-Z plans + 2 US48 decks, {per_deck} rows each)",
+        "deck rows: {} (4 A-Z plans + 2 US48 decks, {per_deck} rows each); \
+         allocator mimalloc, transparent huge pages off: {thp_off}",
         w.decks.total_rows()
     );
     measure("rate()", calls.len(), || {
