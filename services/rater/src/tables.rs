@@ -433,12 +433,17 @@ impl RatingTables {
     }
 }
 
-fn read(base: &Path, p: &Path, what: &str) -> anyhow::Result<(String, String)> {
-    let full = if p.is_absolute() {
+/// `p` as given when absolute, else under `base`.
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
         p.to_path_buf()
     } else {
         base.join(p)
-    };
+    }
+}
+
+fn read(base: &Path, p: &Path, what: &str) -> anyhow::Result<(String, String)> {
+    let full = resolve(base, p);
     let text = std::fs::read_to_string(&full)
         .with_context(|| format!("reading {what} file {}", full.display()))?;
     Ok((p.display().to_string(), text))
@@ -456,11 +461,7 @@ fn parse_deck_file(
     mode: ImportMode,
 ) -> anyhow::Result<(String, Result<ratedeck::ParsedDeck, ratedeck::DeckError>)> {
     use std::io::{Seek as _, SeekFrom};
-    let full = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    };
+    let full = resolve(base, p);
     let ctx = || format!("reading deck file {}", full.display());
     let mut f = std::fs::File::open(&full).with_context(ctx)?;
     let lines = ratedeck::count_lines(&mut f).with_context(ctx)?;
