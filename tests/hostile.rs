@@ -871,3 +871,28 @@ async fn the_live_assembler_forgets_closed_calls_once_a_commit_is_confirmed() {
     }
     assert_eq!(m("cdr_assembler_open_calls"), 0.0);
 }
+
+/// Every service reports how many input partitions exist beside how many
+/// it owns, so a partition no live member owns (read by nobody, its lag
+/// reported by nobody) raises `CdrPartitionsUnowned`
+/// (deploy/prometheus/alerts.yml). One instance owns them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_reports_the_input_partitions_it_must_own() {
+    let _g = stack();
+    let pl = Pipeline::start("parts", &["kpi"]);
+    let m = |name: &str| pl.metric("kpi", name);
+    let started = std::time::Instant::now();
+    // librdkafka's statistics come every 15 s.
+    while m("cdr_kpi_input_partitions") < 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no input partition count reported"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let owned = m("cdr_kpi_partitions_owned");
+    assert!(owned >= 1.0);
+    assert_eq!(m("cdr_kpi_input_partitions"), owned);
+    let alerts = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap();
+    assert!(alerts.contains("cdr_.*_input_partitions"));
+}

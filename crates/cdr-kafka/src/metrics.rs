@@ -34,6 +34,7 @@ pub struct StageMetrics {
     /// Input partitions this instance owns now (0 while it waits to join
     /// its group, or when a rebalance left it nothing).
     pub partitions_owned: IntGauge,
+    pub input_partitions: IntGauge,
     /// Produce attempts that waited on a full local queue (backpressure).
     pub produce_waits: IntCounter,
     /// Outputs the broker refused because of the record itself (replaced by
@@ -135,6 +136,14 @@ impl StageMetrics {
         registry
             .register(Box::new(partitions_owned.clone()))
             .unwrap();
+        let input_partitions = IntGauge::new(
+            n("input_partitions"),
+            "Partitions of the input topics in the client's metadata: the group's live members together must own them all (see the CdrPartitionsUnowned alert)",
+        )
+        .unwrap();
+        registry
+            .register(Box::new(input_partitions.clone()))
+            .unwrap();
         let produce_waits = IntCounter::new(
             n("produce_queue_full_total"),
             "Produce attempts that waited because the local producer queue was full",
@@ -172,6 +181,7 @@ impl StageMetrics {
             commit_failures,
             revocations,
             partitions_owned,
+            input_partitions,
             produce_waits,
             outputs_refused,
             health: Arc::new(Health::default()),

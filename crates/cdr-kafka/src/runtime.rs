@@ -264,8 +264,25 @@ impl StageContext {
     }
 }
 
+/// Partitions of the topics in a consumer's statistics (librdkafka lists
+/// every partition its metadata has for a subscribed topic, owned or not,
+/// plus an internal `-1`).
+fn partitions_in(stats: &Statistics) -> usize {
+    stats
+        .topics
+        .values()
+        .map(|t| t.partitions.keys().filter(|p| **p >= 0).count())
+        .sum()
+}
+
 impl ClientContext for StageContext {
     fn stats(&self, stats: Statistics) {
+        // A partition no live member owns is read by nobody, and its lag
+        // shows nowhere (only owners report lag): the alert compares the
+        // group's owned partitions with this.
+        self.metrics
+            .input_partitions
+            .set(partitions_in(&stats) as i64);
         for (topic, t) in stats.topics {
             for (p, part) in t.partitions {
                 if p >= 0 && part.consumer_lag >= 0 {
