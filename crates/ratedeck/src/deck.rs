@@ -3,9 +3,10 @@
 //! Owns the deck data model ([`DeckRow`], [`Plan`], [`Increment`],
 //! [`ObrTier`]) and the parsers. Parsing never touches the filesystem: the
 //! caller hands in a `&str` ([`parse_deck`]) or an `impl BufRead`
-//! ([`parse_deck_reader`], [`parse_deck_reader_sized`]). Every row is validated on its own so that one bad
-//! line costs one [`RowError`] and not the whole deck (unless the caller asks
-//! for [`ImportMode::Strict`], where an operator wants all-or-nothing).
+//! ([`parse_deck_reader`], [`parse_deck_reader_sized`]). Every row is
+//! validated on its own so that one bad line costs one [`RowError`] and not
+//! the whole deck (unless the caller asks for [`ImportMode::Strict`], where
+//! an operator wants all-or-nothing).
 //!
 //! The reader takes each line as UTF-8, and a line that is not as
 //! ISO-8859-1 (every byte one character): vendor decks from Windows tools
