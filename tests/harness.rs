@@ -299,6 +299,32 @@ pub fn running(name: &str) -> bool {
     alive(&pid_of(name))
 }
 
+/// Fails fast, naming the way out, when a shared service's group does not
+/// own all its input partitions: tansu was seen to keep stale members after
+/// a stall (README, failure behaviour), and a benchmark would then time out
+/// or measure half a pipeline. Waits for the first statistics (every 15 s).
+pub fn assert_groups_whole() {
+    for s in SERVICES.iter().filter(|s| **s != "ingest") {
+        let (inputs, owned) = (
+            format!("cdr_{s}_input_partitions"),
+            format!("cdr_{s}_partitions_owned"),
+        );
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (n, o) = (metric(s, &inputs), metric(s, &owned));
+            if n > 0.0 && o >= n {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "{s} owns {o} of its {n} input partitions: its consumer group is \
+                 wedged; restart the stack (deploy/local/stop.sh; rm -rf .state; make services)"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
 /// Scrapes one counter or gauge (summed over its label sets) from a
 /// service's `/metrics`.
 pub fn metric(service: &str, name: &str) -> f64 {

@@ -21,6 +21,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 #[ignore = "benchmark: run with make bench"]
 async fn kpi_and_detection_latency_at_sustained_load() {
     let _g = stack();
+    assert_groups_whole();
     let env = |k: &str, d: u64| {
         std::env::var(k)
             .ok()

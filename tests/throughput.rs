@@ -22,6 +22,7 @@ use cdrctl::simulate::{generate, SimConfig};
 #[ignore = "benchmark: run with make bench"]
 async fn pipeline_throughput() {
     let _g = stack();
+    assert_groups_whole();
     let calls: usize = std::env::var("BENCH_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())
