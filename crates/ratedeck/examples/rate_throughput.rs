@@ -2,11 +2,11 @@
 //! CPU time (/proc/thread-self/schedstat), so a busy shared machine does not
 //! distort the figure the way wall-clock benches do.
 //!
-//! Runs as the rater does: on mimalloc, the allocator every service binary
-//! uses (so the owned strings of each `RatedCall` cost what they cost
-//! there), with transparent huge pages off (`cdr_kafka` turns them off in
-//! every service; with them on the decks' TLB misses would be fewer than
-//! in production).
+//! Runs as the rater does: linked with `cdr_kafka`, it gets the services'
+//! global allocator (mimalloc, so the owned strings of each `RatedCall`
+//! cost what they cost there), and it turns transparent huge pages off as
+//! every service does at start (with them on, the decks' TLB misses would
+//! be fewer than in production).
 //!
 //! `cargo run --release --example rate_throughput`
 
@@ -16,9 +16,6 @@ mod support;
 use ratedeck::{rate, ObrTier, Plan, Scope};
 use std::hint::black_box;
 use std::time::Instant;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// CPU nanoseconds consumed by this thread (Linux); falls back to wall time.
 fn cpu_ns() -> Option<u64> {
@@ -51,11 +48,7 @@ fn measure(label: &str, per_iter: usize, mut f: impl FnMut() -> u64) {
 }
 
 fn main() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
-    let thp_off = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 };
-    #[cfg(not(target_os = "linux"))]
-    let thp_off = false;
+    let thp_off = cdr_kafka::disable_transparent_huge_pages();
     // `RATEDECK_BENCH_PREFIXES=N` shrinks/grows the generated decks (per
     // deck), e.g. to separate compute cost from cache-miss cost.
     let per_deck: usize = std::env::var("RATEDECK_BENCH_PREFIXES")
