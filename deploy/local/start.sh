@@ -20,6 +20,11 @@ else
   echo $! >"$CDR_STATE_DIR/pids/tansu.pid"
 fi
 wait_for "tansu port" 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CDR_KAFKA_PORT"
+# Indexes tansu's own compaction and header lookups lack (see the script):
+# without them the 10-minute compaction pass stalls the broker long enough
+# to expire every consumer session. A no-op once they exist.
+wait_for "tansu store indexes" 30 python3 "$(dirname "$0")/tansu_store.py" \
+  "$CDR_STATE_DIR/data/tansu/tansu.db"
 
 # --- ClickHouse -------------------------------------------------------------
 CH_DIR="$CDR_STATE_DIR/clickhouse"
