@@ -268,3 +268,91 @@ async fn compaction_of_thousands_of_rewritten_keys_does_not_stall_the_local_brok
          held the store (a consumer's 6 s session would have expired)"
     );
 }
+
+/// What the indexes cost the broker: 100,000 keyed 300 B records produced
+/// to a fresh private tansu with and without them, alternately, three
+/// times each. `cargo test --release -p cdr-e2e --test broker_store --
+/// --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints the produce rate with and without the store indexes"]
+async fn produce_rate_with_and_without_the_store_indexes() {
+    const N: usize = 100_000;
+    let bin = tansu_bin();
+    let payload = "x".repeat(300);
+    for round in 0..6 {
+        let indexed = round % 2 == 1;
+        let dir =
+            std::env::temp_dir().join(format!("cdr-broker-rate-{}-{round}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut broker = Broker {
+            bin: bin.clone(),
+            dir: dir.clone(),
+            port: free_port(),
+            child: None,
+        };
+        broker.start();
+        if indexed {
+            prepare_store(&dir);
+        }
+        let brokers = broker.brokers();
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("admin");
+        let topic = NewTopic::new("rate", 4, TopicReplication::Fixed(1));
+        for r in admin
+            .create_topics([&topic], &AdminOptions::new())
+            .await
+            .expect("create topic")
+        {
+            r.expect("topic created");
+        }
+        let p = producer(&brokers);
+        let t = Instant::now();
+        let mut acks = Vec::with_capacity(N);
+        for i in 0..N {
+            // Call-id-like keys: random order in a (topition, k) index.
+            let key = format!(
+                "{:016x}-{i}",
+                (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            );
+            loop {
+                let rec = FutureRecord::to("rate").key(&key).payload(&payload);
+                match p.send_result(rec) {
+                    Ok(f) => {
+                        acks.push(f);
+                        break;
+                    }
+                    Err((e, _)) => {
+                        assert!(
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "{e}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        }
+        for a in acks {
+            let delivered = a.await.expect("delivery reported");
+            delivered.map_err(|(e, _)| e).expect("record acknowledged");
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let rate = N as f64 / secs;
+        println!(
+            "{}: {N} records in {secs:.2} s = {rate:.0} msg/s",
+            if indexed {
+                "with indexes   "
+            } else {
+                "without indexes"
+            }
+        );
+        assert!(rate > 0.0);
+    }
+}

@@ -7,24 +7,33 @@ source "$(dirname "$0")/env.sh"
 "$(dirname "$0")/install.sh"
 
 # --- broker ---------------------------------------------------------------
+# tansu_store.py adds the indexes tansu's own compaction and header lookups
+# lack (see the script): without them the 10-minute compaction pass stalls
+# the broker long enough to expire every consumer session. Building them
+# takes the store's write lock, so it runs only while no client is
+# connected: before tansu opens an existing store, or right after it
+# created a fresh one.
+TANSU_DB="$CDR_STATE_DIR/data/tansu/tansu.db"
+TANSU_STORE=(python3 "$(dirname "$0")/tansu_store.py")
 if pid_alive "$CDR_STATE_DIR/pids/tansu.pid"; then
   log "tansu already running (pid $(cat "$CDR_STATE_DIR/pids/tansu.pid"))"
+  "${TANSU_STORE[@]}" --check "$TANSU_DB" ||
+    log "restart the broker to index its store: deploy/local/stop.sh; deploy/local/start.sh"
+  started=0
 else
   log "starting tansu on 127.0.0.1:$CDR_KAFKA_PORT"
   mkdir -p "$CDR_STATE_DIR/data/tansu"
+  [ ! -s "$TANSU_DB" ] || "${TANSU_STORE[@]}" "$TANSU_DB" || log "tansu store not indexed yet"
   (cd "$CDR_STATE_DIR/data/tansu" && exec setsid "$TANSU_BIN" broker \
       --storage-engine "sqlite://tansu.db" \
       --listener-url "tcp://127.0.0.1:$CDR_KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$CDR_KAFKA_PORT" \
       >>"$CDR_STATE_DIR/logs/tansu.log" 2>&1 </dev/null) &
   echo $! >"$CDR_STATE_DIR/pids/tansu.pid"
+  started=1
 fi
 wait_for "tansu port" 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$CDR_KAFKA_PORT"
-# Indexes tansu's own compaction and header lookups lack (see the script):
-# without them the 10-minute compaction pass stalls the broker long enough
-# to expire every consumer session. A no-op once they exist.
-wait_for "tansu store indexes" 30 python3 "$(dirname "$0")/tansu_store.py" \
-  "$CDR_STATE_DIR/data/tansu/tansu.db"
+[ "$started" = 0 ] || wait_for "tansu store indexes" 30 "${TANSU_STORE[@]}" "$TANSU_DB"
 
 # --- ClickHouse -------------------------------------------------------------
 CH_DIR="$CDR_STATE_DIR/clickhouse"

@@ -22,7 +22,7 @@ store stays tansu's own. Run before tansu starts on an existing store, or
 right after it created a fresh one (nothing writes yet): building the index
 takes the write lock (2 s on a 1 GB store).
 
-usage: tansu_store.py PATH/TO/tansu.db
+usage: tansu_store.py [--check] PATH/TO/tansu.db  (--check: exit 1 if any is missing)
 """
 
 import sqlite3
@@ -34,7 +34,7 @@ INDEXES = [
 ]
 
 
-def main(path: str) -> int:
+def main(path: str, check: bool) -> int:
     con = sqlite3.connect(path, timeout=30)
     try:
         tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
@@ -45,9 +45,13 @@ def main(path: str) -> int:
             return 1
         have = {r[0] for r in con.execute("select name from sqlite_master where type = 'index'")}
         for name, on in INDEXES:
-            if name not in have:
-                con.execute(f"create index if not exists {name} on {on}")
-                print(f"tansu_store: created index {name} on {on}", file=sys.stderr)
+            if name in have:
+                continue
+            if check:
+                print(f"tansu_store: {path}: index {name} missing", file=sys.stderr)
+                return 1
+            con.execute(f"create index if not exists {name} on {on}")
+            print(f"tansu_store: created index {name} on {on}", file=sys.stderr)
         con.commit()
     finally:
         con.close()
@@ -55,7 +59,11 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    check = args[:1] == ["--check"]
+    if check:
+        args = args[1:]
+    if len(args) != 1:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(args[0], check))
