@@ -325,6 +325,17 @@ pub fn assert_groups_whole() {
     }
 }
 
+/// Bytes of the local broker's store (database and write-ahead log). tansu
+/// slows as it grows (README, "Performance"), so benches print it.
+pub fn broker_store_bytes() -> u64 {
+    let dir = state_dir().join("data/tansu");
+    ["tansu.db", "tansu.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// Scrapes one counter or gauge (summed over its label sets) from a
 /// service's `/metrics`.
 pub fn metric(service: &str, name: &str) -> f64 {

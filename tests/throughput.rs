@@ -23,6 +23,18 @@ use cdrctl::simulate::{generate, SimConfig};
 async fn pipeline_throughput() {
     let _g = stack();
     assert_groups_whole();
+    let store = broker_store_bytes();
+    println!(
+        "broker store: {} MB{}",
+        store / 1_000_000,
+        if store > 1_000_000_000 {
+            " (large: tansu slows as its store grows; for figures comparable with \
+             the README's, measure on a fresh stack: deploy/local/stop.sh; rm -rf .state; \
+             make services)"
+        } else {
+            ""
+        }
+    );
     let calls: usize = std::env::var("BENCH_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())
