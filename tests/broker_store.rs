@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 
 /// Keys written twice: compaction must drop the first record of each.
@@ -62,6 +64,25 @@ struct Broker {
 }
 
 impl Broker {
+    /// A broker on a new empty store under the temp dir, started, its store
+    /// prepared as start.sh does when `indexed`.
+    fn fresh(bin: PathBuf, name: &str, indexed: bool) -> Broker {
+        let dir = std::env::temp_dir().join(format!("cdr-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut broker = Broker {
+            bin,
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        broker.start();
+        if indexed {
+            prepare_store(&broker.dir);
+        }
+        broker
+    }
+
     fn start(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::File::create(self.dir.join("tansu.log")).expect("log file");
@@ -120,25 +141,60 @@ fn producer(brokers: &str) -> FutureProducer {
         .expect("producer")
 }
 
-async fn write_round(p: &FutureProducer, round: usize, keys: std::ops::Range<usize>) {
-    let mut acks = Vec::with_capacity(keys.len());
-    for k in keys {
-        let key = format!("call-{k:05}");
-        let value = format!("round {round} of {key}");
-        let rec = FutureRecord::to(TOPIC)
-            .key(&key)
-            .payload(&value)
-            .partition(0);
-        acks.push(
-            p.send_result(rec)
-                .map_err(|(e, _)| e)
-                .expect("record queued"),
-        );
+async fn create_topic(brokers: &str, topic: NewTopic<'_>) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin");
+    for r in admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .expect("create topic")
+    {
+        r.expect("topic created");
+    }
+}
+
+/// Produces every (key, value) to `topic` (partition `partition`, else by
+/// key), waiting while the local queue is full, then for every ack.
+async fn produce_all(
+    p: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    records: impl Iterator<Item = (String, String)>,
+) {
+    let mut acks = Vec::new();
+    for (key, value) in records {
+        loop {
+            let mut rec = FutureRecord::to(topic).key(&key).payload(&value);
+            if let Some(n) = partition {
+                rec = rec.partition(n);
+            }
+            match p.send_result(rec) {
+                Ok(f) => {
+                    acks.push(f);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => panic!("queueing a record to {topic}: {e}"),
+            }
+        }
     }
     for a in acks {
         let delivered = a.await.expect("delivery reported");
         delivered.map_err(|(e, _)| e).expect("record acknowledged");
     }
+}
+
+async fn write_round(p: &FutureProducer, round: usize, keys: std::ops::Range<usize>) {
+    let records = keys.map(|k| {
+        let key = format!("call-{k:05}");
+        let value = format!("round {round} of {key}");
+        (key, value)
+    });
+    produce_all(p, TOPIC, Some(0), records).await;
 }
 
 /// Every record of the topic, oldest first (key, value).
@@ -180,32 +236,13 @@ fn read_all(brokers: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_of_thousands_of_rewritten_keys_does_not_stall_the_local_broker() {
-    let dir = std::env::temp_dir().join(format!("cdr-broker-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut broker = Broker {
-        bin: tansu_bin(),
-        dir: dir.clone(),
-        port: free_port(),
-        child: None,
-    };
-    broker.start();
-    prepare_store(&dir);
+    let mut broker = Broker::fresh(tansu_bin(), "broker-store", true);
     let brokers = broker.brokers();
-
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin");
-    let topic =
-        NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    for r in admin
-        .create_topics([&topic], &AdminOptions::new())
-        .await
-        .expect("create topic")
-    {
-        r.expect("topic created");
-    }
+    create_topic(
+        &brokers,
+        NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+    )
+    .await;
 
     let p = producer(&brokers);
     write_round(&p, 0, KEYS..KEYS + HISTORY).await;
@@ -281,68 +318,21 @@ async fn produce_rate_with_and_without_the_store_indexes() {
     let payload = "x".repeat(300);
     for round in 0..6 {
         let indexed = round % 2 == 1;
-        let dir =
-            std::env::temp_dir().join(format!("cdr-broker-rate-{}-{round}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut broker = Broker {
-            bin: bin.clone(),
-            dir: dir.clone(),
-            port: free_port(),
-            child: None,
-        };
-        broker.start();
-        if indexed {
-            prepare_store(&dir);
-        }
+        let broker = Broker::fresh(bin.clone(), &format!("broker-rate-{round}"), indexed);
         let brokers = broker.brokers();
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .expect("admin");
-        let topic = NewTopic::new("rate", 4, TopicReplication::Fixed(1));
-        for r in admin
-            .create_topics([&topic], &AdminOptions::new())
-            .await
-            .expect("create topic")
-        {
-            r.expect("topic created");
-        }
+        create_topic(
+            &brokers,
+            NewTopic::new("rate", 4, TopicReplication::Fixed(1)),
+        )
+        .await;
         let p = producer(&brokers);
+        // Call-id-like keys: random order in a (topition, k) index.
+        let records = (0..N).map(|i| {
+            let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            (format!("{h:016x}-{i}"), payload.clone())
+        });
         let t = Instant::now();
-        let mut acks = Vec::with_capacity(N);
-        for i in 0..N {
-            // Call-id-like keys: random order in a (topition, k) index.
-            let key = format!(
-                "{:016x}-{i}",
-                (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            );
-            loop {
-                let rec = FutureRecord::to("rate").key(&key).payload(&payload);
-                match p.send_result(rec) {
-                    Ok(f) => {
-                        acks.push(f);
-                        break;
-                    }
-                    Err((e, _)) => {
-                        assert!(
-                            matches!(
-                                e,
-                                rdkafka::error::KafkaError::MessageProduction(
-                                    rdkafka::types::RDKafkaErrorCode::QueueFull
-                                )
-                            ),
-                            "{e}"
-                        );
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }
-            }
-        }
-        for a in acks {
-            let delivered = a.await.expect("delivery reported");
-            delivered.map_err(|(e, _)| e).expect("record acknowledged");
-        }
+        produce_all(&p, "rate", None, records).await;
         let secs = t.elapsed().as_secs_f64();
         let rate = N as f64 / secs;
         println!(
@@ -353,6 +343,21 @@ async fn produce_rate_with_and_without_the_store_indexes() {
                 "without indexes"
             }
         );
-        assert!(rate > 0.0);
+        assert_eq!(stored(&brokers, "rate", 4), N as i64, "every record stored");
     }
+}
+
+/// Records in `topic` (sum of its partitions' high watermarks).
+fn stored(brokers: &str, topic: &str, partitions: i32) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|n| {
+            c.fetch_watermarks(topic, n, Duration::from_secs(30))
+                .expect("watermarks")
+                .1
+        })
+        .sum()
 }
